@@ -1,0 +1,691 @@
+"""Parse and validate graph documents (SPEC section 4) into a `Graph`.
+
+A document is validated whole before anything is built: on any error `GraphError` names the
+offending entry (`subjects[3].companies.c-sub: ...`) and nothing is returned. The same entry
+parsers are used by the store for single writes, so a rule lives in one place:
+
+- `parse_company`, `parse_group`, `parse_subject`, `parse_settings`, `parse_vendor`: one entry;
+- `predefined_groups`, `vendor_groups`: the groups created with a company or vendor;
+- `check_assignment`: at most one of admin/buyer/requester per customer and company;
+- `contact_companies`: contact propagation through the company tree at assignment time;
+- `find_cycle`: company trees must stay trees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from groupgate.errors import GraphError
+from groupgate.model import (
+    EMPTY,
+    EXCLUSIVE_ROLES,
+    PREDEFINED_ROLES,
+    ROLE_ALIASES,
+    VENDOR_ROLES,
+    ActionGrant,
+    Catalog,
+    Company,
+    Graph,
+    Group,
+    GroupKind,
+    Level,
+    Membership,
+    Money,
+    Propagation,
+    RoleTemplate,
+    Settings,
+    Subject,
+    SubjectKind,
+    Vendor,
+    frozen_map,
+    predefined_group_id,
+    vendor_group_id,
+)
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+LINK_PERMISSIONS = frozenset({"ro", "rw", "same_customer"})
+MAX_RESTRICTIONS = 256
+
+
+# --------------------------------------------------------------------------- small readers
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GraphError(path, f"expected an object, got {_kind(value)}")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise GraphError(path, f"expected a list, got {_kind(value)}")
+    return value
+
+
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise GraphError(path, f"expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _ident(value: Any, path: str) -> str:
+    text = _text(value, path)
+    if not ID_PATTERN.match(text):
+        raise GraphError(path, f"invalid id {text!r} (letters, digits and ._:@+- only)")
+    return text
+
+
+def _only(value: dict[str, Any], path: str, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise GraphError(f"{path}.{unknown[0]}" if path else unknown[0], "unknown field")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _restrictions(value: Any, path: str) -> frozenset[str]:
+    if value is None:
+        return EMPTY
+    items = _list(value, path)
+    if len(items) > MAX_RESTRICTIONS:
+        raise GraphError(path, f"at most {MAX_RESTRICTIONS} restriction values")
+    return frozenset(_text(v, f"{path}[{i}]") for i, v in enumerate(items))
+
+
+def parse_money(value: Any, path: str) -> Money:
+    """Parse `{amount: "5000.00", currency: "EUR"}`; amounts are decimal strings, never floats."""
+    body = _mapping(value, path)
+    _only(body, path, frozenset({"amount", "currency"}))
+    amount = parse_amount(body.get("amount"), f"{path}.amount")
+    currency = _text(body.get("currency"), f"{path}.currency")
+    if not CURRENCY_PATTERN.match(currency):
+        raise GraphError(
+            f"{path}.currency", f"expected an ISO 4217 code such as EUR, got {currency!r}"
+        )
+    return Money(amount, currency)
+
+
+def parse_amount(value: Any, path: str) -> Decimal:
+    if not isinstance(value, str):
+        raise GraphError(path, f'expected a decimal string such as "12.50", got {_kind(value)}')
+    if len(value) > 40:
+        raise GraphError(path, "amount too long")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise GraphError(path, f"not a decimal number: {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise GraphError(path, f"expected a finite, non-negative amount, got {value!r}")
+    return amount
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def parse_settings(value: Any, path: str = "settings") -> Settings:
+    body = _mapping(value if value is not None else {}, path)
+    _only(
+        body,
+        path,
+        frozenset(
+            {"company_contact_propagation", "default_customer_groups", "customer_group_support"}
+        ),
+    )
+    raw = body.get("company_contact_propagation", Propagation.UPWARD.value)
+    try:
+        propagation = Propagation(str(raw).upper())
+    except ValueError:
+        raise GraphError(
+            f"{path}.company_contact_propagation",
+            f"expected UPWARD, DOWNWARD or DISABLED, got {raw!r}",
+        ) from None
+    defaults = _list(body.get("default_customer_groups", []), f"{path}.default_customer_groups")
+    support = body.get("customer_group_support", True)
+    if not isinstance(support, bool):
+        raise GraphError(f"{path}.customer_group_support", "expected true or false")
+    return Settings(
+        company_contact_propagation=propagation,
+        default_customer_groups=tuple(
+            _ident(g, f"{path}.default_customer_groups[{i}]") for i, g in enumerate(defaults)
+        ),
+        customer_group_support=support,
+    )
+
+
+def parse_vendor(value: Any, path: str) -> Vendor:
+    body = _mapping(value, path)
+    _only(body, path, frozenset({"id", "name"}))
+    vendor_id = _ident(body.get("id"), f"{path}.id")
+    if "/" in vendor_id:
+        raise GraphError(f"{path}.id", "a vendor id may not contain '/'")
+    return Vendor(vendor_id, _text(body.get("name", vendor_id), f"{path}.name"))
+
+
+def parse_company(value: Any, path: str) -> Company:
+    body = _mapping(value, path)
+    _only(
+        body,
+        path,
+        frozenset({"id", "name", "parent", "account_limit", "restrictions", "approval_group"}),
+    )
+    company_id = _ident(body.get("id"), f"{path}.id")
+    parent = body.get("parent")
+    limit = body.get("account_limit")
+    approval = body.get("approval_group")
+    return Company(
+        id=company_id,
+        name=_text(body.get("name"), f"{path}.name"),
+        parent=_ident(parent, f"{path}.parent") if parent is not None else None,
+        account_limit=parse_money(limit, f"{path}.account_limit") if limit is not None else None,
+        restrictions=_restrictions(body.get("restrictions"), f"{path}.restrictions"),
+        approval_group=_ident(approval, f"{path}.approval_group") if approval else None,
+    )
+
+
+GROUP_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "kind",
+        "role",
+        "access",
+        "actions",
+        "restrictions",
+        "company",
+        "vendor",
+        "predefined",
+    }
+)
+
+
+def parse_group(value: Any, path: str, catalog: Catalog) -> Group:
+    """Parse a custom group (user or customer kind) and fill its matrix from its role."""
+    body = _mapping(value, path)
+    _only(body, path, GROUP_FIELDS)
+    name = _text(body.get("name"), f"{path}.name")
+    group_id = _ident(body["id"], f"{path}.id") if body.get("id") is not None else slug(name)
+    if "/" in group_id:
+        raise GraphError(f"{path}.id", "'/' is reserved for predefined and vendor group ids")
+    if body.get("predefined"):
+        raise GraphError(f"{path}.predefined", "predefined groups are created with companies")
+    try:
+        kind = GroupKind(_text(body.get("kind"), f"{path}.kind"))
+    except ValueError:
+        raise GraphError(f"{path}.kind", "expected user or customer") from None
+    if kind is GroupKind.VENDOR:
+        raise GraphError(f"{path}.kind", "vendor groups are created with their vendor")
+    role_id = body.get("role")
+    template: RoleTemplate | None = None
+    if role_id is not None:
+        template = catalog.roles.get(_text(role_id, f"{path}.role"))
+        if template is None:
+            raise GraphError(
+                f"{path}.role", f"unknown role {role_id!r} (known: {sorted(catalog.roles)})"
+            )
+    access = dict(template.access) if template else {}
+    for type_id, level in parse_access(body.get("access"), f"{path}.access", catalog).items():
+        if level is Level.NONE:
+            access.pop(type_id, None)
+        else:
+            access[type_id] = level
+    actions = dict(template.actions) if template else {}
+    actions.update(parse_actions(body.get("actions"), f"{path}.actions", catalog))
+    restrictions = _restrictions(body.get("restrictions"), f"{path}.restrictions")
+    if restrictions and kind is not GroupKind.USER:
+        raise GraphError(f"{path}.restrictions", "only user (employee) groups carry restrictions")
+    company = body.get("company")
+    if company is not None and kind is not GroupKind.CUSTOMER:
+        raise GraphError(f"{path}.company", "only customer groups belong to a company")
+    if body.get("vendor") is not None:
+        raise GraphError(f"{path}.vendor", "vendor groups are created with their vendor")
+    return Group(
+        id=group_id,
+        name=name,
+        kind=kind,
+        access=frozen_map(access),
+        actions=frozen_map({t: a for t, a in actions.items() if a}),
+        description=str(body.get("description") or ""),
+        role=template.id if template else None,
+        restrictions=restrictions,
+        company=_ident(company, f"{path}.company") if company is not None else None,
+    )
+
+
+def parse_access(value: Any, path: str, catalog: Catalog) -> dict[str, Level]:
+    out: dict[str, Level] = {}
+    for type_id, raw in _mapping(value if value is not None else {}, path).items():
+        _own_type(type_id, f"{path}.{type_id}", catalog)
+        try:
+            out[type_id] = Level.parse(_text(raw, f"{path}.{type_id}"))
+        except KeyError:
+            raise GraphError(
+                f"{path}.{type_id}", f"expected none, read or manage, got {raw!r}"
+            ) from None
+    return out
+
+
+def parse_actions(value: Any, path: str, catalog: Catalog) -> dict[str, tuple[ActionGrant, ...]]:
+    out: dict[str, tuple[ActionGrant, ...]] = {}
+    for type_id, items in _mapping(value if value is not None else {}, path).items():
+        tpath = f"{path}.{type_id}"
+        rtype = _own_type(type_id, tpath, catalog)
+        grants: list[ActionGrant] = []
+        for i, item in enumerate(_list(items, tpath)):
+            ipath = f"{tpath}[{i}]"
+            body = {"action": item} if isinstance(item, str) else _mapping(item, ipath)
+            _only(body, ipath, frozenset({"action", "when"}))
+            action = _text(body.get("action"), f"{ipath}.action")
+            if action not in rtype.actions:
+                raise GraphError(ipath, f"{type_id!r} has no named action {action!r}")
+            when = body.get("when")
+            if when is not None and when not in catalog.conditions:
+                raise GraphError(f"{ipath}.when", f"unknown condition {when!r}")
+            grants.append(ActionGrant(action, when))
+        out[type_id] = tuple(grants)
+    return out
+
+
+def _own_type(type_id: str, path: str, catalog: Catalog) -> Any:
+    rtype = catalog.types.get(type_id)
+    if rtype is None:
+        raise GraphError(path, f"unknown resource type {type_id!r}")
+    if rtype.parent is not None:
+        raise GraphError(path, f"{type_id!r} takes its permission from {rtype.parent!r}")
+    return rtype
+
+
+def customize_vendor_group(group: Group, value: Any, path: str, catalog: Catalog) -> Group:
+    """Apply a document's entry for an existing vendor group: name, description, actions."""
+    body = _mapping(value, path)
+    _only(body, path, frozenset({"id", "name", "description", "kind", "actions", "vendor"}))
+    role = group.role or ""
+    template = catalog.vendor_roles[role]
+    actions = parse_actions(body.get("actions"), f"{path}.actions", catalog)
+    for type_id, grants in actions.items():
+        allowed = (template.grantable or {}).get(type_id, EMPTY)
+        for grant in grants:
+            if grant.action not in allowed:
+                raise GraphError(
+                    f"{path}.actions.{type_id}",
+                    f"{role} may not be granted {grant.action!r}",
+                )
+    merged = dict(group.actions)
+    merged.update(actions)
+    return Group(
+        id=group.id,
+        name=_text(body.get("name", group.name), f"{path}.name"),
+        kind=group.kind,
+        access=group.access,
+        actions=frozen_map({t: a for t, a in merged.items() if a}),
+        description=str(body.get("description") or group.description),
+        role=group.role,
+        vendor=group.vendor,
+        predefined=True,
+    )
+
+
+def predefined_groups(company: Company, catalog: Catalog) -> list[Group]:
+    """Return the four groups created with `company` (ids `<company>/<role>`)."""
+    if set(PREDEFINED_ROLES) - set(catalog.predefined):
+        raise GraphError("companies", "this policy defines no predefined customer groups")
+    return [
+        Group(
+            id=predefined_group_id(company.id, role),
+            name=f"{company.name} {catalog.predefined[role].name}",
+            kind=GroupKind.CUSTOMER,
+            access=catalog.predefined[role].access,
+            actions=catalog.predefined[role].actions,
+            role=role,
+            company=company.id,
+            predefined=True,
+        )
+        for role in PREDEFINED_ROLES
+    ]
+
+
+def vendor_groups(vendor: Vendor, catalog: Catalog) -> list[Group]:
+    """Return the four groups created with `vendor` (ids `<vendor>/vendor.order.manager`, ...)."""
+    if set(VENDOR_ROLES) - set(catalog.vendor_roles):
+        raise GraphError("vendors", "this policy defines no vendor roles")
+    return [
+        Group(
+            id=vendor_group_id(vendor.id, role),
+            name=f"{vendor.name} {catalog.vendor_roles[role].name}",
+            kind=GroupKind.VENDOR,
+            access=catalog.vendor_roles[role].access,
+            actions=catalog.vendor_roles[role].actions,
+            role=role,
+            vendor=vendor.id,
+            predefined=True,
+        )
+        for role in VENDOR_ROLES
+    ]
+
+
+def normalize_role(value: Any, path: str) -> str:
+    """Return the predefined role for `value`, accepting the aliases (Purchaser -> buyer)."""
+    key = _text(value, path).strip().lower().replace(" ", "_")
+    key = ROLE_ALIASES.get(key, key)
+    if key not in PREDEFINED_ROLES:
+        raise GraphError(
+            path, f"unknown predefined group {value!r} (admin, contact, buyer, requester)"
+        )
+    return key
+
+
+SUBJECT_FIELDS = frozenset({"id", "kind", "attributes", "vendor", "groups", "companies"})
+
+
+def parse_subject(value: Any, path: str) -> tuple[Subject, dict[str, list[str]]]:
+    """Parse a subject; return it with its `companies` shorthand (company -> roles) unexpanded."""
+    body = _mapping(value, path)
+    _only(body, path, SUBJECT_FIELDS)
+    subject_id = _ident(body.get("id"), f"{path}.id")
+    try:
+        kind = SubjectKind(_text(body.get("kind"), f"{path}.kind"))
+    except ValueError:
+        raise GraphError(f"{path}.kind", "expected employee, customer or vendor_user") from None
+    attributes = _mapping(body.get("attributes") or {}, f"{path}.attributes")
+    vendor = body.get("vendor")
+    if (vendor is None) == (kind is SubjectKind.VENDOR_USER):
+        raise GraphError(
+            f"{path}.vendor", "a vendor user, and only a vendor user, names its vendor"
+        )
+    memberships = [
+        parse_membership(item, f"{path}.groups[{i}]")
+        for i, item in enumerate(_list(body.get("groups") or [], f"{path}.groups"))
+    ]
+    companies: dict[str, list[str]] = {}
+    raw_companies = _mapping(body.get("companies") or {}, f"{path}.companies")
+    if raw_companies and kind is not SubjectKind.CUSTOMER:
+        raise GraphError(f"{path}.companies", "only customers belong to companies")
+    for company_id, roles in raw_companies.items():
+        cpath = f"{path}.companies.{company_id}"
+        _ident(company_id, cpath)
+        companies[company_id] = [
+            normalize_role(r, f"{cpath}[{i}]") for i, r in enumerate(_list(roles, cpath))
+        ]
+    subject = Subject(
+        id=subject_id,
+        kind=kind,
+        attributes=frozen_map(attributes),
+        vendor=_ident(vendor, f"{path}.vendor") if vendor is not None else None,
+        memberships=tuple(memberships),
+    )
+    return subject, companies
+
+
+def parse_membership(value: Any, path: str) -> Membership:
+    """Parse `"group-id"` or `{"group": id, "permission": "ro" | "rw" | "same_customer" | [..]}`."""
+    if isinstance(value, str):
+        return Membership(_membership_group(value, path))
+    body = _mapping(value, path)
+    _only(body, path, frozenset({"group", "permission"}))
+    group = _membership_group(body.get("group"), f"{path}.group")
+    raw = body.get("permission")
+    perms = (
+        [raw]
+        if isinstance(raw, str)
+        else _list(raw if raw is not None else [], f"{path}.permission")
+    )
+    level = None
+    same_customer = False
+    for perm in perms:
+        if perm not in LINK_PERMISSIONS:
+            raise GraphError(
+                f"{path}.permission", f"expected ro, rw or same_customer, got {perm!r}"
+            )
+        if perm == "same_customer":
+            same_customer = True
+        elif level is not None and level != perm:
+            raise GraphError(f"{path}.permission", "ro and rw exclude each other")
+        else:
+            level = perm
+    return Membership(group, level, same_customer)  # type: ignore[arg-type]
+
+
+def _membership_group(value: Any, path: str) -> str:
+    text = _text(value, path)
+    if len(text) > 300 or not all(ID_PATTERN.match(p) for p in text.split("/", 1)):
+        raise GraphError(path, f"invalid group id {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def find_cycle(parents: Mapping[str, str | None]) -> list[str] | None:
+    """Return a cycle in the company tree (`company -> parent`) as a list of ids, or None."""
+    done: set[str] = set()
+    for start in parents:
+        trail: list[str] = []
+        seen: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in done:
+            if node in seen:
+                return [*trail[trail.index(node) :], node]
+            seen.add(node)
+            trail.append(node)
+            node = parents.get(node)
+        done.update(trail)
+    return None
+
+
+def ancestors(company: str, parents: Mapping[str, str | None]) -> list[str]:
+    out: list[str] = []
+    node = parents.get(company)
+    while node is not None and node not in out:
+        out.append(node)
+        node = parents.get(node)
+    return out
+
+
+def descendants(company: str, parents: Mapping[str, str | None]) -> list[str]:
+    children: dict[str, list[str]] = {}
+    for child, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    out: list[str] = []
+    stack = list(children.get(company, ()))
+    while stack:
+        node = stack.pop()
+        if node not in out:
+            out.append(node)
+            stack.extend(children.get(node, ()))
+    return sorted(out)
+
+
+def contact_companies(
+    company: str, parents: Mapping[str, str | None], mode: Propagation
+) -> list[str]:
+    """Return the companies a contact assigned to `company` also becomes a contact of."""
+    if mode is Propagation.UPWARD:
+        return ancestors(company, parents)
+    if mode is Propagation.DOWNWARD:
+        return descendants(company, parents)
+    return []
+
+
+def check_assignment(memberships: Iterable[str], path: str) -> None:
+    """Refuse a customer in more than one of admin/buyer/requester of one company."""
+    held: dict[str, str] = {}
+    for group_id in memberships:
+        company, sep, role = group_id.rpartition("/")
+        if not sep or role not in EXCLUSIVE_ROLES:
+            continue
+        if company in held and held[company] != role:
+            raise GraphError(
+                f"{path}.{company}",
+                "a customer may be in only one of admin, buyer, requester per company "
+                f"(already {held[company]}, now {role})",
+            )
+        held[company] = role
+
+
+def check_membership_kind(subject: Subject, group: Group, path: str) -> None:
+    """A subject joins only groups of its own kind (and a vendor user only its vendor's)."""
+    expected = {
+        SubjectKind.EMPLOYEE: GroupKind.USER,
+        SubjectKind.CUSTOMER: GroupKind.CUSTOMER,
+        SubjectKind.VENDOR_USER: GroupKind.VENDOR,
+    }[subject.kind]
+    if group.kind is not expected:
+        raise GraphError(
+            path, f"a {subject.kind.value} cannot join {group.kind.value} group {group.id!r}"
+        )
+    if group.vendor is not None and group.vendor != subject.vendor:
+        raise GraphError(path, f"group {group.id!r} belongs to vendor {group.vendor!r}")
+
+
+def slug(name: str) -> str:
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return text[:64] or "group"
+
+
+# --------------------------------------------------------------------------- whole documents
+
+
+DOCUMENT_FIELDS = frozenset({"tenant", "settings", "vendors", "companies", "groups", "subjects"})
+
+
+def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
+    """Validate a whole graph document and return the tenant's `Graph`; raise `GraphError`."""
+    body = _mapping(doc, "")
+    _only(body, "", DOCUMENT_FIELDS)
+    name = tenant or _ident(body.get("tenant"), "tenant")
+    if tenant is not None and body.get("tenant") not in (None, tenant):
+        raise GraphError("tenant", f"document is for tenant {body.get('tenant')!r}, not {tenant!r}")
+    settings = parse_settings(body.get("settings"))
+
+    vendors: dict[str, Vendor] = {}
+    groups: dict[str, Group] = {}
+    for i, item in enumerate(_list(body.get("vendors") or [], "vendors")):
+        vendor = parse_vendor(item, f"vendors[{i}]")
+        if vendor.id in vendors:
+            raise GraphError(f"vendors[{i}].id", f"duplicate vendor {vendor.id!r}")
+        vendors[vendor.id] = vendor
+        groups.update((g.id, g) for g in vendor_groups(vendor, catalog))
+
+    companies: dict[str, Company] = {}
+    for i, item in enumerate(_list(body.get("companies") or [], "companies")):
+        company = parse_company(item, f"companies[{i}]")
+        if company.id in companies:
+            raise GraphError(f"companies[{i}].id", f"duplicate company {company.id!r}")
+        companies[company.id] = company
+        groups.update((g.id, g) for g in predefined_groups(company, catalog))
+    parents = {c.id: c.parent for c in companies.values()}
+    for i, company in enumerate(companies.values()):
+        if company.parent is not None and company.parent not in companies:
+            raise GraphError(f"companies[{i}].parent", f"unknown company {company.parent!r}")
+    cycle = find_cycle(parents)
+    if cycle:
+        raise GraphError("companies", f"company tree has a cycle: {' -> '.join(cycle)}")
+
+    for i, item in enumerate(_list(body.get("groups") or [], "groups")):
+        path = f"groups[{i}]"
+        existing = groups.get(str(_mapping(item, path).get("id")))
+        if existing is not None and existing.kind is GroupKind.VENDOR:
+            groups[existing.id] = customize_vendor_group(existing, item, path, catalog)
+            continue
+        if existing is not None and existing.predefined:
+            raise GraphError(f"{path}.id", f"predefined group {existing.id!r} cannot be changed")
+        group = parse_group(item, path, catalog)
+        if group.id in groups:
+            raise GraphError(f"{path}.id", f"duplicate group {group.id!r}")
+        if group.company is not None and group.company not in companies:
+            raise GraphError(f"{path}.company", f"unknown company {group.company!r}")
+        groups[group.id] = group
+
+    for i, company in enumerate(companies.values()):
+        check_approval_group(company, groups, f"companies[{i}].approval_group")
+    for i, group_id in enumerate(settings.default_customer_groups):
+        check_default_group(
+            groups.get(group_id), group_id, f"settings.default_customer_groups[{i}]"
+        )
+
+    subjects: dict[str, Subject] = {}
+    for i, item in enumerate(_list(body.get("subjects") or [], "subjects")):
+        path = f"subjects[{i}]"
+        subject, shorthand = parse_subject(item, path)
+        if subject.id in subjects:
+            raise GraphError(f"{path}.id", f"duplicate subject {subject.id!r}")
+        subjects[subject.id] = expand_memberships(
+            subject, shorthand, groups, parents, settings, path
+        )
+    return Graph(
+        tenant=name,
+        settings=settings,
+        vendors=frozen_map(vendors),
+        companies=frozen_map(companies),
+        groups=frozen_map(groups),
+        subjects=frozen_map(subjects),
+    )
+
+
+def check_approval_group(company: Company, groups: Mapping[str, Group], path: str) -> None:
+    if company.approval_group is None:
+        return
+    group = groups.get(company.approval_group)
+    if group is None:
+        raise GraphError(path, f"unknown group {company.approval_group!r}")
+    if group.kind is not GroupKind.CUSTOMER or group.company != company.id or group.predefined:
+        raise GraphError(path, f"{group.id!r} is not a custom customer group of {company.id!r}")
+
+
+def check_default_group(group: Group | None, group_id: str, path: str) -> None:
+    if group is None:
+        raise GraphError(path, f"unknown group {group_id!r}")
+    if group.kind is not GroupKind.CUSTOMER or group.company is not None:
+        raise GraphError(path, f"{group_id!r} is not a tenant-wide customer group")
+
+
+def expand_memberships(
+    subject: Subject,
+    shorthand: Mapping[str, list[str]],
+    groups: Mapping[str, Group],
+    parents: Mapping[str, str | None],
+    settings: Settings,
+    path: str,
+) -> Subject:
+    """Turn the `companies` shorthand into memberships, add Contact and its propagation,
+    validate every membership and the assignment rule, and return the complete subject."""
+    links: dict[str, Membership] = {}
+    for i, link in enumerate(subject.memberships):
+        group = groups.get(link.group)
+        if group is None:
+            raise GraphError(f"{path}.groups[{i}]", f"unknown group {link.group!r}")
+        check_membership_kind(subject, group, f"{path}.groups[{i}]")
+        links[link.group] = link
+    for company_id, roles in shorthand.items():
+        if company_id not in parents:
+            raise GraphError(f"{path}.companies.{company_id}", f"unknown company {company_id!r}")
+        # Assigning a customer to a company makes it a contact there (seed 001), and the
+        # contact propagates through the tree at this moment only.
+        for role in [*roles, "contact"]:
+            gid = predefined_group_id(company_id, role)
+            links.setdefault(gid, Membership(gid))
+        for other in contact_companies(company_id, parents, settings.company_contact_propagation):
+            gid = predefined_group_id(other, "contact")
+            links.setdefault(gid, Membership(gid))
+    check_assignment(links, f"{path}.companies")
+    return Subject(
+        id=subject.id,
+        kind=subject.kind,
+        attributes=subject.attributes,
+        vendor=subject.vendor,
+        memberships=tuple(links.values()),
+    )
+
+
+def members_of(graph: Graph, group_id: str) -> frozenset[str]:
+    """Return the ids of the subjects linked to `group_id` (for approver lists)."""
+    return frozenset(
+        s.id for s in graph.subjects.values() if any(m.group == group_id for m in s.memberships)
+    )

@@ -1,0 +1,92 @@
+"""Purchase approvals (SPEC section 1, seeds 001 and 002).
+
+| subject's role in the company | amount <= limit            | amount > limit             |
+|-------------------------------|----------------------------|----------------------------|
+| admin                         | allow                      | approval by another admin  |
+| buyer                         | allow                      | approval by an admin       |
+| requester                     | approval by buyer or admin | approval by an admin       |
+| none of these                 | deny                       | deny                       |
+
+Choices where the sources are silent:
+- No account limit: admins and buyers may buy any amount; a requester still needs a buyer's or
+  an admin's approval (every requester purchase does).
+- An admin above the limit needs another admin of the company; with none, the answer is still
+  `approval_required` with no customer approver (the merchant decides).
+- A company's approval group, when it has members other than the requester, replaces the
+  standard approvers in every approval case.
+- Nobody approves their own purchase. A currency other than the limit's is an error, never an
+  allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from groupgate.model import Company, Money, PurchaseDecision, predefined_group_id
+
+
+def evaluate_purchase(
+    subject_id: str,
+    company: Company,
+    roles: frozenset[str],
+    members: Mapping[str, frozenset[str]],
+    amount: Money,
+) -> PurchaseDecision:
+    """Decide a purchase of `amount` by `subject_id` for `company`.
+
+    `roles` are the subject's predefined roles in that company; `members` maps the company's
+    admin and buyer group ids and its approval group id (when it has one) to their members.
+    """
+    limit = company.account_limit
+    if limit is not None and amount.currency != limit.currency:
+        return PurchaseDecision(
+            "deny",
+            "currency_mismatch",
+            limit=limit,
+            error=f"the account limit of {company.id} is in {limit.currency}, "
+            f"the purchase in {amount.currency}",
+        )
+    within = limit is None or amount.amount <= limit.amount
+    admins = predefined_group_id(company.id, "admin")
+    buyers = predefined_group_id(company.id, "buyer")
+    if "admin" in roles:
+        if within:
+            return PurchaseDecision("allow", _rule("admin", limit), limit=limit)
+        return _approval(subject_id, company, "admin_over_limit", (admins,), members, limit)
+    if "buyer" in roles:
+        if within:
+            return PurchaseDecision("allow", _rule("buyer", limit), limit=limit)
+        return _approval(subject_id, company, "buyer_over_limit", (admins,), members, limit)
+    if "requester" in roles:
+        if within:
+            rule = "requester_within_limit" if limit else "requester_no_limit"
+            return _approval(subject_id, company, rule, (buyers, admins), members, limit)
+        return _approval(subject_id, company, "requester_over_limit", (admins,), members, limit)
+    return PurchaseDecision("deny", "not_a_purchaser", limit=limit)
+
+
+def _rule(role: str, limit: Money | None) -> str:
+    return f"{role}_within_limit" if limit is not None else f"{role}_no_limit"
+
+
+def _approval(
+    subject_id: str,
+    company: Company,
+    rule: str,
+    standard: tuple[str, ...],
+    members: Mapping[str, frozenset[str]],
+    limit: Money | None,
+) -> PurchaseDecision:
+    group = company.approval_group
+    if group is not None:
+        approvers = members.get(group, frozenset()) - {subject_id}
+        if approvers:
+            return PurchaseDecision(
+                "approval_required",
+                f"{rule}:approval_group",
+                (group,),
+                tuple(sorted(approvers)),
+                limit,
+            )
+    approvers = frozenset().union(*(members.get(g, frozenset()) for g in standard)) - {subject_id}
+    return PurchaseDecision("approval_required", rule, standard, tuple(sorted(approvers)), limit)

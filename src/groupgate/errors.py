@@ -1,0 +1,78 @@
+"""The one exception tree of groupgate; `groupgate.api.problems` maps it to problem+json.
+
+GroupgateError
+ +-- PolicyError           a policy file is invalid (file, path, what is wrong)
+ +-- InvalidInput          a request or document is malformed or breaks a rule (4xx)
+ |    +-- GraphError       a graph document or admin write breaks a rule (path names the entry)
+ |    +-- NotFound         an unknown tenant, subject, group, company, ...
+ |    +-- Conflict         a concurrent write won; retry
+ +-- AuthError             the caller could not be authenticated (401)
+ |    +-- Forbidden        authenticated, but not allowed to do this (403)
+ +-- StoreUnavailable      the graph store cannot be reached and the cache is too stale (503)
+"""
+
+from __future__ import annotations
+
+
+class GroupgateError(Exception):
+    """Base of every error groupgate raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class PolicyError(GroupgateError):
+    """A policy file is invalid; the message names the file and the path inside it."""
+
+    title = "Invalid policy"
+
+    def __init__(self, file: str, path: str, message: str) -> None:
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {message}")
+        self.file = file
+        self.path = path
+
+
+class InvalidInput(GroupgateError):
+    status = 400
+    title = "Invalid request"
+
+
+class GraphError(InvalidInput):
+    """A graph document or admin write breaks a rule; `path` names the offending entry."""
+
+    status = 422
+    title = "Graph rule violated"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class NotFound(InvalidInput):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(InvalidInput):
+    status = 409
+    title = "Conflict"
+
+
+class AuthError(GroupgateError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(AuthError):
+    status = 403
+    title = "Forbidden"
+
+
+class StoreUnavailable(GroupgateError):
+    status = 503
+    title = "Store unavailable"

@@ -1,0 +1,347 @@
+"""Immutable domain types shared by every layer.
+
+Everything here is a frozen dataclass with slots: values are validated once at the edge
+(`groupgate.policy` for policy files, `groupgate.engine.graph` for graph documents, the API for
+requests) and then trusted. Nothing in this module does I/O.
+
+The vocabulary follows SPEC section 1:
+
+- a `Catalog` lists resource types and the action -> access level map;
+- a `Group` carries an access matrix (`access`), explicitly granted named actions
+  (`actions`), optional restriction values and a scope (company, vendor);
+- a `Subject` is an employee, customer or vendor user with group `Membership`s;
+- a `Graph` is one tenant's whole state: settings, vendors, companies, groups, subjects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+EMPTY: frozenset[str] = frozenset()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def frozen_map(data: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    """Return a read-only view of a copy of `data`."""
+    return MappingProxyType(dict(data or {}))
+
+
+class Level(enum.IntEnum):
+    """Access levels, ordered: `manage` includes `read`."""
+
+    NONE = 0
+    READ = 1
+    MANAGE = 2
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        """Return the level named `text` (`none`, `read`, `manage`); raise KeyError otherwise."""
+        return cls[text.upper()]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class SubjectKind(enum.StrEnum):
+    EMPLOYEE = "employee"
+    CUSTOMER = "customer"
+    VENDOR_USER = "vendor_user"
+
+
+class GroupKind(enum.StrEnum):
+    USER = "user"
+    CUSTOMER = "customer"
+    VENDOR = "vendor"
+
+
+class Propagation(enum.StrEnum):
+    """How a contact assignment spreads through a company tree (seed 001)."""
+
+    UPWARD = "UPWARD"
+    DOWNWARD = "DOWNWARD"
+    DISABLED = "DISABLED"
+
+
+#: The predefined customer groups every company has, in the order they are created.
+PREDEFINED_ROLES: tuple[str, ...] = ("admin", "contact", "buyer", "requester")
+#: At most one of these per customer and company (the assignment rule).
+EXCLUSIVE_ROLES: frozenset[str] = frozenset({"admin", "buyer", "requester"})
+#: Names the seeds also use for the predefined groups.
+ROLE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {"administrator": "admin", "purchaser": "buyer", "material_manager": "requester"}
+)
+#: The four groups created for every vendor (seed 004).
+VENDOR_ROLES: tuple[str, ...] = (
+    "vendor.order.manager",
+    "vendor.order.viewer",
+    "vendor.product.manager",
+    "vendor.product.viewer",
+)
+
+
+def predefined_group_id(company: str, role: str) -> str:
+    return f"{company}/{role}"
+
+
+def vendor_group_id(vendor: str, role: str) -> str:
+    return f"{vendor}/{role}"
+
+
+# --------------------------------------------------------------------------- policy data
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """One entry of the resource catalog."""
+
+    id: str
+    section: str
+    label: str
+    site_aware: bool = False
+    #: For dependent types (media, payment methods): the type whose permission applies.
+    parent: str | None = None
+    #: Named actions that must be granted explicitly (products: publish, unpublish).
+    actions: frozenset[str] = EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A named attribute comparison that a grant may require.
+
+    It holds when, for some pair `(resource_path, subject_path)`, the resource's attribute
+    equals one of the subject's values. Paths are dotted: `owner`, `properties.ownerID`,
+    `attributes.email`. Subject paths may also be `id`, `vendor` and `companies`.
+    """
+
+    id: str
+    pairs: tuple[tuple[str, str], ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionGrant:
+    """A named action granted on a type, optionally only when a condition holds."""
+
+    action: str
+    condition: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleTemplate:
+    id: str
+    name: str
+    kind: GroupKind
+    access: Mapping[str, Level]
+    actions: Mapping[str, tuple[ActionGrant, ...]] = field(default_factory=frozen_map)
+    description: str = ""
+    #: Named actions a group of this template may be given on top (vendor roles); None: any.
+    grantable: Mapping[str, frozenset[str]] | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One gateway route: an HTTP method and path template mapped to (resource type, action)."""
+
+    method: str
+    path: str
+    resource_type: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The policy: resource types, actions, role templates, conditions and routes."""
+
+    types: Mapping[str, ResourceType]
+    #: Level actions: action name -> the level it needs (read/view/list -> READ, ...).
+    levels: Mapping[str, Level]
+    roles: Mapping[str, RoleTemplate]
+    #: Predefined customer groups (admin, contact, buyer, requester) as templates.
+    predefined: Mapping[str, RoleTemplate]
+    #: Vendor group templates keyed by vendor role (`vendor.order.manager`, ...).
+    vendor_roles: Mapping[str, RoleTemplate]
+    conditions: Mapping[str, Condition] = field(default_factory=frozen_map)
+    routes: tuple[Route, ...] = ()
+    #: Seed 004's Role/Permission matrix: (type, level) -> companions [(type, level)].
+    companions: Mapping[tuple[str, Level], tuple[tuple[str, Level], ...]] = field(
+        default_factory=frozen_map
+    )
+
+    def permission_type(self, type_id: str) -> str:
+        """Return the type whose permission governs `type_id` (its parent if dependent)."""
+        rtype = self.types[type_id]
+        return rtype.parent or rtype.id
+
+
+# --------------------------------------------------------------------------- graph data
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"amount": f"{self.amount:f}", "currency": self.currency}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    company_contact_propagation: Propagation = Propagation.UPWARD
+    default_customer_groups: tuple[str, ...] = ()
+    customer_group_support: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    name: str
+    parent: str | None = None
+    account_limit: Money | None = None
+    restrictions: frozenset[str] = EMPTY
+    approval_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: str
+    name: str
+    kind: GroupKind
+    access: Mapping[str, Level] = field(default_factory=frozen_map)
+    actions: Mapping[str, tuple[ActionGrant, ...]] = field(default_factory=frozen_map)
+    description: str = ""
+    role: str | None = None
+    restrictions: frozenset[str] = EMPTY
+    company: str | None = None
+    vendor: str | None = None
+    predefined: bool = False
+
+
+LinkLevel = Literal["ro", "rw"]
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A subject's link to a group, with an optional link permission (seed 003).
+
+    `level` replaces the group's matrix: `ro` gives read, `rw` gives manage, on every type the
+    group grants at all. `same_customer` scopes the group's grants to entities whose customer
+    (or company) is the subject's own.
+    """
+
+    group: str
+    level: LinkLevel | None = None
+    same_customer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    id: str
+    kind: SubjectKind
+    attributes: Mapping[str, Any] = field(default_factory=frozen_map)
+    vendor: str | None = None
+    memberships: tuple[Membership, ...] = ()
+
+    def group_ids(self) -> tuple[str, ...]:
+        return tuple(m.group for m in self.memberships)
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """One tenant's whole graph, validated (see `groupgate.engine.graph`)."""
+
+    tenant: str
+    settings: Settings = field(default_factory=Settings)
+    vendors: Mapping[str, Vendor] = field(default_factory=frozen_map)
+    companies: Mapping[str, Company] = field(default_factory=frozen_map)
+    groups: Mapping[str, Group] = field(default_factory=frozen_map)
+    subjects: Mapping[str, Subject] = field(default_factory=frozen_map)
+
+
+# --------------------------------------------------------------------------- questions
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """The entity a check is about, with the attributes the caller knows."""
+
+    type: str
+    id: str | None = None
+    company: str | None = None
+    restrictions: frozenset[str] = EMPTY
+    vendor: str | None = None
+    owner: str | None = None
+    customer: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=frozen_map)
+
+    def attribute(self, path: str) -> Any:
+        """Return the attribute at dotted `path` (`company`, `properties.ownerID`), or None."""
+        head, _, rest = path.partition(".")
+        if head == "properties":
+            value: Any = self.properties
+            for part in rest.split("."):
+                if not isinstance(value, Mapping):
+                    return None
+                value = value.get(part)
+            return value
+        if head in _RESOURCE_FIELDS and not rest:
+            return getattr(self, head)
+        return self.properties.get(path)
+
+
+_RESOURCE_FIELDS = frozenset({"type", "id", "company", "vendor", "owner", "customer"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to a check: allow or deny, and what decided it."""
+
+    allow: bool
+    reason: str
+    group: str | None = None
+    explain: tuple[str, ...] | None = None
+
+
+PurchaseOutcome = Literal["allow", "approval_required", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseDecision:
+    decision: PurchaseOutcome
+    rule: str
+    approver_groups: tuple[str, ...] = ()
+    approver_subjects: tuple[str, ...] = ()
+    limit: Money | None = None
+    #: Set when the question itself cannot be answered (currency mismatch): never an allow.
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One conjunction of a restriction filter; None means "any value"."""
+
+    restrictions: frozenset[str] | None = None
+    attributes: Mapping[str, frozenset[str]] = field(default_factory=frozen_map)
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterResult:
+    """Which entities of a type the subject may see: all, none, or a disjunction of filters."""
+
+    all: bool
+    filters: tuple[Filter, ...] = ()
