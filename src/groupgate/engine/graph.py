@@ -689,3 +689,8 @@ def members_of(graph: Graph, group_id: str) -> frozenset[str]:
     return frozenset(
         s.id for s in graph.subjects.values() if any(m.group == group_id for m in s.memberships)
     )
+
+
+def ident(value: Any, path: str) -> str:
+    """Validate an id (tenant, company, ...) at `path`; raise `GraphError` if it is not one."""
+    return _ident(value, path)

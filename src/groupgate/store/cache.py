@@ -1,0 +1,204 @@
+"""The in-process cache of compiled profiles and what it knows of each tenant's revision.
+
+Invariants that keep it from ever serving a revoked permission:
+
+1. Every change event evicts what it names at once (subjects; members of changed groups
+   through a local reverse index; the whole tenant for imports and settings), in whatever
+   order events arrive. Evicting is always safe.
+2. `known_rev` advances only through contiguous revisions: the cache reflects every write up
+   to `known_rev`. A missing event leaves a gap; the poller then drops the tenant's entries.
+3. An entry resolved at revision r is stored only if no event above r has been seen
+   (`r >= seen_rev`): otherwise an event that already passed might have been about it.
+4. A revision or generation that goes backwards, or the same revision with another stamp
+   (a failover lost acknowledged writes), drops the tenant's entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from groupgate.engine.profile import Profile
+from groupgate.model import Group, Settings, Subject
+
+log = logging.getLogger("groupgate.store.cache")
+
+
+@dataclass(slots=True)
+class Entry:
+    """A subject's compiled profile with what it was compiled from (explain needs it)."""
+
+    profile: Profile
+    subject: Subject | None
+    groups: Mapping[str, Group]
+    settings: Settings
+
+
+@dataclass(slots=True)
+class TenantState:
+    known_rev: int
+    gen: str
+    stamp: str
+    seen_rev: int = 0
+    pending: dict[int, str] = field(default_factory=dict)
+    behind_since: float | None = None
+
+    def __post_init__(self) -> None:
+        self.seen_rev = max(self.seen_rev, self.known_rev)
+
+
+class ProfileCache:
+    """A bounded LRU of `Entry`s keyed by (tenant, subject), with group -> subjects index."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._by_group: dict[tuple[str, str], set[str]] = {}
+        self.tenants: dict[str, TenantState] = {}
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.flushes = 0
+
+    # ----------------------------------------------------------------- entries
+
+    def get(self, tenant: str, subject: str) -> Entry | None:
+        entry = self.entries.get((tenant, subject))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, tenant: str, subject: str, entry: Entry, rev: int) -> bool:
+        """Store `entry` resolved at `rev` unless a later event may concern it (invariant 3)."""
+        state = self.tenants.get(tenant)
+        if state is None or rev < state.seen_rev:
+            return False
+        key = (tenant, subject)
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self._index(tenant, subject, old, add=False)
+        self.entries[key] = entry
+        self._index(tenant, subject, entry, add=True)
+        while len(self.entries) > self.size:
+            (old_tenant, old_subject), popped = self.entries.popitem(last=False)
+            self._index(old_tenant, old_subject, popped, add=False)
+        return True
+
+    def _index(self, tenant: str, subject: str, entry: Entry, *, add: bool) -> None:
+        groups = set(entry.profile.groups)
+        if entry.subject is not None:
+            groups.update(link.group for link in entry.subject.memberships)
+        for group in groups:
+            key = (tenant, group)
+            if add:
+                self._by_group.setdefault(key, set()).add(subject)
+                continue
+            members = self._by_group.get(key)
+            if members is not None:
+                members.discard(subject)
+                if not members:
+                    del self._by_group[key]
+
+    def evict_subjects(self, tenant: str, subjects: Iterable[str]) -> None:
+        for subject in subjects:
+            entry = self.entries.pop((tenant, subject), None)
+            if entry is not None:
+                self._index(tenant, subject, entry, add=False)
+                self.evictions += 1
+
+    def evict_groups(self, tenant: str, groups: Iterable[str]) -> None:
+        for group in groups:
+            members = self._by_group.get((tenant, group))
+            if members:
+                self.evict_subjects(tenant, list(members))
+
+    def drop_tenant(self, tenant: str) -> None:
+        self.flushes += 1
+        for key in [k for k in self.entries if k[0] == tenant]:
+            del self.entries[key]
+        for key in [k for k in self._by_group if k[0] == tenant]:
+            del self._by_group[key]
+
+    # ----------------------------------------------------------------- revisions
+
+    def observe(self, tenant: str, rev: int, gen: str, stamp: str) -> TenantState:
+        """Start tracking a tenant first seen at (rev, gen, stamp); return its state."""
+        state = self.tenants.get(tenant)
+        if state is None:
+            state = TenantState(known_rev=rev, gen=gen, stamp=stamp)
+            self.tenants[tenant] = state
+        return state
+
+    def apply_event(
+        self,
+        tenant: str,
+        rev: int,
+        stamp: str,
+        subjects: Iterable[str],
+        groups: Iterable[str],
+        everything: bool,
+    ) -> None:
+        """Apply one change event (invariants 1 and 2)."""
+        if everything:
+            self.drop_tenant(tenant)
+        else:
+            self.evict_subjects(tenant, subjects)
+            self.evict_groups(tenant, groups)
+        state = self.tenants.get(tenant)
+        if state is None or rev <= state.known_rev:
+            return
+        state.seen_rev = max(state.seen_rev, rev)
+        state.pending[rev] = stamp
+        while state.known_rev + 1 in state.pending:
+            state.known_rev += 1
+            state.stamp = state.pending.pop(state.known_rev)
+        if not state.pending:
+            state.behind_since = None
+
+    def reconcile(
+        self, tenant: str, rev: int, gen: str, stamp: str, now: float, grace: float
+    ) -> None:
+        """Compare the store's (rev, gen, stamp) with what the cache knows (the poll).
+
+        Drops the tenant's entries when the store went backwards or diverged (invariant 4),
+        or when it has been ahead for longer than `grace` (a change event was lost).
+        """
+        state = self.tenants.get(tenant)
+        if state is None:
+            return
+        diverged = (
+            gen != state.gen
+            or rev < state.known_rev
+            or (rev == state.known_rev and stamp != state.stamp and state.stamp != "")
+        )
+        if diverged:
+            log.warning(
+                "tenant %s: store at rev %s gen %s, cache at rev %s gen %s: dropping cache",
+                tenant,
+                rev,
+                gen,
+                state.known_rev,
+                state.gen,
+            )
+            self.reset(tenant, rev, gen, stamp)
+            return
+        if rev == state.known_rev:
+            state.behind_since = None
+            return
+        if state.behind_since is None:
+            state.behind_since = now
+        elif now - state.behind_since >= grace:
+            log.warning(
+                "tenant %s: change events up to rev %s were lost: dropping cache", tenant, rev
+            )
+            self.reset(tenant, rev, gen, stamp)
+
+    def reset(self, tenant: str, rev: int, gen: str, stamp: str) -> None:
+        self.drop_tenant(tenant)
+        state = self.tenants.get(tenant)
+        seen = max(rev, state.seen_rev) if state is not None else rev
+        self.tenants[tenant] = TenantState(known_rev=rev, gen=gen, stamp=stamp, seen_rev=seen)

@@ -1,0 +1,208 @@
+"""Stored JSON <-> model objects.
+
+What is stored was validated before it was written, so loading trusts it and only rebuilds
+the frozen objects. Group loading is memoised by the exact stored bytes: a group shared by
+many subjects is parsed once, and a changed group has new bytes, so the memo never needs
+invalidating (it is bounded, least recently used first out).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from groupgate.model import (
+    EMPTY,
+    ActionGrant,
+    Company,
+    Group,
+    GroupKind,
+    Level,
+    Membership,
+    Money,
+    Propagation,
+    Settings,
+    Subject,
+    SubjectKind,
+    Vendor,
+    frozen_map,
+)
+
+# ------------------------------------------------------------------------------- links
+
+
+def dump_link(link: Membership) -> str:
+    text = link.level or ""
+    return text + "+sc" if link.same_customer else text
+
+
+def load_link(group: str, text: str) -> Membership:
+    level, _, sc = text.partition("+")
+    return Membership(group, level or None, bool(sc))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- subjects
+
+
+def dump_subject(subject: Subject) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": subject.kind.value,
+            "attributes": dict(subject.attributes),
+            "vendor": subject.vendor,
+        }
+    )
+
+
+def load_subject(subject_id: str, raw: bytes, links: dict[str, str]) -> Subject:
+    body = orjson.loads(raw)
+    return Subject(
+        id=subject_id,
+        kind=SubjectKind(body["kind"]),
+        attributes=frozen_map(body.get("attributes") or {}),
+        vendor=body.get("vendor"),
+        memberships=tuple(load_link(g, t) for g, t in links.items()),
+    )
+
+
+def subject_document(subject: Subject) -> dict[str, Any]:
+    """Return the subject as a graph-document entry (the admin API's GET)."""
+    groups: list[Any] = []
+    for link in subject.memberships:
+        perms = [p for p in (link.level, "same_customer" if link.same_customer else None) if p]
+        groups.append({"group": link.group, "permission": perms} if perms else link.group)
+    doc: dict[str, Any] = {"id": subject.id, "kind": subject.kind.value}
+    if subject.attributes:
+        doc["attributes"] = dict(subject.attributes)
+    if subject.vendor:
+        doc["vendor"] = subject.vendor
+    doc["groups"] = groups
+    return doc
+
+
+# ------------------------------------------------------------------------------- groups
+
+
+def dump_group(group: Group) -> bytes:
+    return orjson.dumps(
+        {
+            "id": group.id,
+            "name": group.name,
+            "kind": group.kind.value,
+            "description": group.description,
+            "role": group.role,
+            "access": {t: lv.label for t, lv in group.access.items()},
+            "actions": {
+                t: [{"action": g.action, "when": g.condition} for g in grants]
+                for t, grants in group.actions.items()
+            },
+            "restrictions": sorted(group.restrictions),
+            "company": group.company,
+            "vendor": group.vendor,
+            "predefined": group.predefined,
+        }
+    )
+
+
+def load_group_json(body: dict[str, Any]) -> Group:
+    return Group(
+        id=body["id"],
+        name=body["name"],
+        kind=GroupKind(body["kind"]),
+        access=frozen_map({t: Level.parse(lv) for t, lv in body["access"].items()}),
+        actions=frozen_map(
+            {
+                t: tuple(ActionGrant(g["action"], g.get("when")) for g in grants)
+                for t, grants in body["actions"].items()
+            }
+        ),
+        description=body.get("description") or "",
+        role=body.get("role"),
+        restrictions=frozenset(body.get("restrictions") or ()) or EMPTY,
+        company=body.get("company"),
+        vendor=body.get("vendor"),
+        predefined=bool(body.get("predefined")),
+    )
+
+
+class GroupMemo:
+    """Parsed groups keyed by their stored bytes, shared across subjects and tenants."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, Group] = OrderedDict()
+
+    def load(self, raw: bytes) -> Group:
+        group = self._items.get(raw)
+        if group is None:
+            group = load_group_json(orjson.loads(raw))
+            self._items[raw] = group
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return group
+
+
+def group_document(group: Group) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(dump_group(group))
+    return body
+
+
+# ------------------------------------------------------------------------------- companies
+
+
+def dump_company(company: Company) -> bytes:
+    limit = company.account_limit.as_json() if company.account_limit else None
+    return orjson.dumps(
+        {
+            "id": company.id,
+            "name": company.name,
+            "parent": company.parent,
+            "account_limit": limit,
+            "restrictions": sorted(company.restrictions),
+            "approval_group": company.approval_group,
+        }
+    )
+
+
+def load_company(raw: bytes) -> Company:
+    body = orjson.loads(raw)
+    limit = body.get("account_limit")
+    return Company(
+        id=body["id"],
+        name=body["name"],
+        parent=body.get("parent"),
+        account_limit=Money(Decimal(limit["amount"]), limit["currency"]) if limit else None,
+        restrictions=frozenset(body.get("restrictions") or ()) or EMPTY,
+        approval_group=body.get("approval_group"),
+    )
+
+
+def dump_vendor(vendor: Vendor) -> bytes:
+    return orjson.dumps({"id": vendor.id, "name": vendor.name})
+
+
+# ------------------------------------------------------------------------------- settings
+
+
+def dump_settings(settings: Settings) -> bytes:
+    return orjson.dumps(
+        {
+            "company_contact_propagation": settings.company_contact_propagation.value,
+            "default_customer_groups": list(settings.default_customer_groups),
+            "customer_group_support": settings.customer_group_support,
+        }
+    )
+
+
+def load_settings(raw: bytes | str) -> Settings:
+    if not raw:
+        return Settings()
+    body = orjson.loads(raw)
+    return Settings(
+        company_contact_propagation=Propagation(body["company_contact_propagation"]),
+        default_customer_groups=tuple(body["default_customer_groups"]),
+        customer_group_support=bool(body["customer_group_support"]),
+    )

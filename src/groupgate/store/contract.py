@@ -1,0 +1,162 @@
+"""What the store layer offers the API: the `Decider` and `Admin` protocols and answer types.
+
+The API layer depends on these names only; `groupgate.store.service.GraphService`
+implements both over Redis (or the embedded fakeredis). Every answer carries the revision
+of the data it was computed from; `stale` is set when Redis was unreachable and the answer
+came from a cache younger than the configured staleness bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from groupgate.model import (
+    Catalog,
+    Decision,
+    FilterResult,
+    Money,
+    PurchaseDecision,
+    Resource,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    decision: Decision
+    revision: int
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FilterAnswer:
+    result: FilterResult
+    revision: int
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseAnswer:
+    result: PurchaseDecision
+    revision: int
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search: ids in a stable order and the token of the next page, if any."""
+
+    items: tuple[str, ...]
+    next_token: str | None
+    revision: int
+
+
+class Decider(Protocol):
+    """Read side: every decision surface of the sidecar."""
+
+    catalog: Catalog
+
+    async def check(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        resource: Resource,
+        *,
+        min_revision: int | None = None,
+        explain: bool = False,
+    ) -> Answer:
+        """Decide one check. An unknown subject is a deny with a reason, not an error.
+
+        Raises `NotFound` for an unknown tenant and `StoreUnavailable` when the store is down
+        and the cache is older than the staleness bound (fail closed).
+        """
+        ...
+
+    async def check_many(
+        self,
+        tenant: str,
+        items: list[tuple[str, str, Resource]],
+        *,
+        min_revision: int | None = None,
+        explain: bool = False,
+    ) -> list[Answer]:
+        """Decide a batch of (subject, action, resource) in order, resolving each subject once."""
+        ...
+
+    async def some(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        type_id: str,
+        *,
+        min_revision: int | None = None,
+    ) -> Answer:
+        """May the subject do `action` on *some* entity of the type (the gateway's question)?"""
+        ...
+
+    async def filter(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        type_id: str,
+        *,
+        min_revision: int | None = None,
+    ) -> FilterAnswer: ...
+
+    async def purchase(
+        self,
+        tenant: str,
+        subject: str,
+        company: str,
+        amount: Money,
+        *,
+        min_revision: int | None = None,
+    ) -> PurchaseAnswer:
+        """Raises `NotFound` for an unknown company."""
+        ...
+
+    async def subject_ids(self, tenant: str, after: str | None, limit: int) -> Page:
+        """Subjects of the tenant in id order, starting after `after` (for AuthZEN search)."""
+        ...
+
+    async def revision(self, tenant: str) -> int: ...
+
+    async def tenants(self) -> list[str]: ...
+
+    async def ready(self) -> bool:
+        """True when the store answers and the policy is loaded."""
+        ...
+
+
+class Admin(Protocol):
+    """Write side. Every write is validated against the current graph and applied atomically;
+    it returns the tenant's new revision. A refused write raises `GraphError`/`NotFound`
+    and changes nothing."""
+
+    async def import_graph(self, tenant: str | None, document: Any) -> int:
+        """Validate a whole graph document and make it the tenant's graph, atomically."""
+        ...
+
+    async def put_subject(self, tenant: str, document: Any) -> int: ...
+    async def delete_subject(self, tenant: str, subject: str) -> int: ...
+    async def put_group(self, tenant: str, document: Any) -> int: ...
+    async def delete_group(self, tenant: str, group: str) -> int: ...
+    async def put_company(self, tenant: str, document: Any) -> int: ...
+    async def delete_company(self, tenant: str, company: str) -> int: ...
+    async def put_vendor(self, tenant: str, document: Any) -> int: ...
+    async def delete_vendor(self, tenant: str, vendor: str) -> int: ...
+    async def add_membership(self, tenant: str, subject: str, document: Any) -> int:
+        """`document` is a membership (`"group"` or `{"group", "permission"}`), or
+        `{"company": id, "role": "buyer"}` for a predefined group (aliases accepted)."""
+        ...
+
+    async def remove_membership(self, tenant: str, subject: str, group: str) -> int: ...
+    async def put_settings(self, tenant: str, document: Any) -> int: ...
+    async def get_entity(self, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
+        """Return the stored JSON of a subject, group, company or vendor (kind in those words)."""
+        ...
+
+    async def delete_tenant(self, tenant: str) -> int: ...

@@ -1,0 +1,104 @@
+"""The Redis key schema.
+
+Every key of a tenant starts with `gg:{<tenant>}:`; the braces are a Redis Cluster hash tag,
+so all of a tenant's keys live in one slot and a Lua script may read or write any of them
+atomically, on one Redis or on a Cluster.
+
+    gg:{t}:meta                 HASH  rev (revision counter), gen (current generation)
+    gg:{t}:changes              channel: one JSON change event per write (see events.py)
+    gg:{t}:<gen>:settings       STRING JSON of the tenant settings
+    gg:{t}:<gen>:defaults       SET    default customer groups (read by the resolve script)
+    gg:{t}:<gen>:subjects       ZSET   every subject id, score 0 (lexicographic paging)
+    gg:{t}:<gen>:subject:<id>   STRING JSON: kind, attributes, vendor
+    gg:{t}:<gen>:links:<id>     HASH   group id -> link permission ("", ro, rw, +sc, ro+sc, rw+sc)
+    gg:{t}:<gen>:groups         SET    every group id
+    gg:{t}:<gen>:group:<id>     STRING JSON of the group (matrix filled from its role)
+    gg:{t}:<gen>:members:<id>   SET    subject ids linked to the group
+    gg:{t}:<gen>:parents        HASH   company id -> parent company id ("" for a root)
+    gg:{t}:<gen>:company:<id>   STRING JSON of the company
+    gg:{t}:<gen>:vendors        SET    every vendor id
+    gg:{t}:<gen>:vendor:<id>    STRING JSON of the vendor
+    gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
+
+Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
+atomic. It writes a whole new generation beside the live one, then one script flips
+`meta.gen` and bumps `meta.rev` if nobody wrote in between; the old generation is deleted
+afterwards. Readers always read `meta.gen` and the data in the same script, so they see one
+generation or the other, never a mix.
+
+Why one revision per tenant: every write increments it inside the same script that applies
+the write, so "nothing changed since revision N" is one comparison. Sidecars use it for
+consistency tokens, to detect lost change events, and to notice a failover that lost writes
+(the revision or the generation goes backwards).
+"""
+
+from __future__ import annotations
+
+TENANTS = "gg:tenants"
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"gg:{{{tenant}}}:"
+
+
+def meta(tenant: str) -> str:
+    return f"gg:{{{tenant}}}:meta"
+
+
+def channel(tenant: str) -> str:
+    return f"gg:{{{tenant}}}:changes"
+
+
+CHANNEL_PATTERN = "gg:{*}:changes"
+
+
+def tenant_of_channel(name: str) -> str | None:
+    """Return the tenant of a change channel name, or None if it is not one."""
+    if name.startswith("gg:{") and name.endswith("}:changes"):
+        return name[4:-9]
+    return None
+
+
+class Gen:
+    """Key builders for one generation of one tenant's graph."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, tenant: str, gen: int) -> None:
+        self.base = f"gg:{{{tenant}}}:{gen}:"
+
+    def settings(self) -> str:
+        return self.base + "settings"
+
+    def defaults(self) -> str:
+        return self.base + "defaults"
+
+    def subjects(self) -> str:
+        return self.base + "subjects"
+
+    def subject(self, subject_id: str) -> str:
+        return self.base + "subject:" + subject_id
+
+    def links(self, subject_id: str) -> str:
+        return self.base + "links:" + subject_id
+
+    def groups(self) -> str:
+        return self.base + "groups"
+
+    def group(self, group_id: str) -> str:
+        return self.base + "group:" + group_id
+
+    def members(self, group_id: str) -> str:
+        return self.base + "members:" + group_id
+
+    def parents(self) -> str:
+        return self.base + "parents"
+
+    def company(self, company_id: str) -> str:
+        return self.base + "company:" + company_id
+
+    def vendors(self) -> str:
+        return self.base + "vendors"
+
+    def vendor(self, vendor_id: str) -> str:
+        return self.base + "vendor:" + vendor_id

@@ -1,0 +1,158 @@
+"""Low-level access to the graph in Redis: atomic reads, compare-and-set writes, events.
+
+`Graphs` wraps a redis-py asyncio client (a single Redis with a bounded blocking pool, a
+Redis Cluster, or the embedded fakeredis) and knows nothing of validation: `writes.py`
+decides what to write, this module makes it atomic.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from groupgate.errors import NotFound
+from groupgate.store import keys, scripts
+
+Client = Redis | RedisCluster
+MAX_ARGS_PER_OP = 1000
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Results of one atomic read, with the revision they are consistent with."""
+
+    rev: int
+    gen: str
+    stamp: str
+    values: list[Any]
+
+
+@dataclass(slots=True)
+class Ops:
+    """The operations of one write, plus what its change event must name."""
+
+    args: list[Any] = field(default_factory=list)
+    subjects: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    everything: bool = False
+
+    def add(self, command: str, key: str, *args: Any) -> None:
+        self.args += [command, key, len(args), *args]
+
+    def add_many(self, command: str, key: str, members: list[str]) -> None:
+        """Add a variadic command (SADD, SREM, HDEL ...) in chunks Lua can unpack."""
+        for i in range(0, len(members), MAX_ARGS_PER_OP):
+            self.add(command, key, *members[i : i + MAX_ARGS_PER_OP])
+
+
+class Graphs:
+    """Atomic reads and writes of tenants' graphs."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._resolve = client.register_script(scripts.RESOLVE)
+        self._read = client.register_script(scripts.READ)
+        self._cas = client.register_script(scripts.CAS)
+        self._meta = client.register_script(scripts.META)
+
+    async def meta(self, tenant: str) -> tuple[int, str, str] | None:
+        """Return (rev, gen, stamp) of a tenant, or None if it does not exist."""
+        rev, gen, stamp = await self._meta(keys=[keys.meta(tenant)])
+        if not gen:
+            return None
+        return int(rev or 0), _text(gen), _text(stamp)
+
+    async def resolve(self, tenant: str, subjects: list[str]) -> tuple[Snapshot, bytes] | None:
+        """Read subjects with their links and groups; None when the tenant does not exist.
+
+        The snapshot's values hold one item per subject: None for an unknown subject, else
+        (subject json, {group: link}, [group ids], [group json or b""]).
+        """
+        raw = await self._resolve(
+            keys=[keys.meta(tenant)], args=[keys.tenant_prefix(tenant), *subjects]
+        )
+        if not raw or raw[0] is None:
+            return None
+        rev, gen, stamp, settings = raw[:4]
+        values: list[Any] = []
+        for item in raw[4:]:
+            if not item or not item[0]:
+                values.append(None)
+                continue
+            subject, links, ids, groups = item
+            link_map = {_text(links[i]): _text(links[i + 1]) for i in range(0, len(links), 2)}
+            values.append((subject, link_map, [_text(g) for g in ids], groups))
+        return Snapshot(int(rev or 0), _text(gen), _text(stamp), values), settings or b""
+
+    async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
+        """Run `(command, key suffix, args)` reads atomically in the current generation.
+
+        Raises `NotFound` when the tenant does not exist.
+        """
+        args: list[Any] = [keys.tenant_prefix(tenant)]
+        for command, suffix, extra in reads:
+            args += [command, suffix, len(extra), *extra]
+        raw = await self._read(keys=[keys.meta(tenant)], args=args)
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), list(raw[3:]))
+
+    async def cas(self, tenant: str, rev: int | None, gen: str, ops: Ops) -> int | None:
+        """Apply `ops` if the tenant is still at (rev, gen); return the new revision or None.
+
+        `rev=None` creates the tenant (and fails if it exists). A successful write publishes
+        its change event; a lost event costs latency only (sidecars poll the revision).
+        """
+        stamp = secrets.token_hex(8)
+        expected = "" if rev is None else str(rev)
+        new_rev = await self._cas(keys=[keys.meta(tenant)], args=[expected, gen, stamp, *ops.args])
+        if int(new_rev) < 0:
+            return None
+        if rev is None:
+            await self.client.sadd(keys.TENANTS, tenant)
+        await self.publish(tenant, int(new_rev), stamp, ops)
+        return int(new_rev)
+
+    async def publish(self, tenant: str, rev: int, stamp: str, ops: Ops) -> None:
+        event = {
+            "rev": rev,
+            "stamp": stamp,
+            "subjects": sorted(ops.subjects),
+            "groups": sorted(ops.groups),
+            "all": ops.everything,
+        }
+        await self.client.publish(keys.channel(tenant), orjson.dumps(event))
+
+    async def next_gen(self, tenant: str) -> str:
+        """Allocate a generation number no other writer will use."""
+        value = await self.client.hincrby(keys.meta(tenant), "nextgen", 1)
+        return str(value)
+
+    async def tenants(self) -> list[str]:
+        members = await self.client.smembers(keys.TENANTS)
+        return sorted(_text(m) for m in members)
+
+    async def forget_tenant(self, tenant: str) -> None:
+        await self.client.srem(keys.TENANTS, tenant)
+        await self.client.delete(keys.meta(tenant))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None or value is False else str(value)
+
+
+def text(value: Any) -> str:
+    """Decode a Redis reply item to str ('' for nil)."""
+    return _text(value)
+
+
+def pairs(flat: list[Any]) -> dict[str, str]:
+    """Turn an HGETALL reply into a dict of str."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}

@@ -1,0 +1,94 @@
+"""The Lua scripts: every read and write of graph data is one atomic script call.
+
+Each script takes the tenant's `meta` key as KEYS[1]: it routes the call to the tenant's slot
+on a Cluster, and every other key it touches shares that slot through the hash tag (see
+keys.py). Scripts read `meta.gen` themselves, so a reader never mixes two generations.
+"""
+
+from __future__ import annotations
+
+# Resolve subjects for decisions: for each subject id, its JSON, its links and the JSON of
+# every group it is linked to plus the tenant's default customer groups. One round trip.
+# ARGV: tenant prefix, subject id...
+# Returns {rev, gen, stamp, settings, {subject, links, group ids, group jsons}...}
+RESOLVE = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then return {false} end
+local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
+local base = ARGV[1] .. gen .. ':'
+local settings = redis.call('GET', base .. 'settings') or ''
+local defaults = redis.call('SMEMBERS', base .. 'defaults')
+local out = {rev, gen, stamp, settings}
+for a = 2, #ARGV do
+  local sid = ARGV[a]
+  local subject = redis.call('GET', base .. 'subject:' .. sid)
+  if not subject then
+    out[#out + 1] = {false}
+  else
+    local links = redis.call('HGETALL', base .. 'links:' .. sid)
+    local ids = {}
+    for i = 1, #links, 2 do ids[#ids + 1] = links[i] end
+    for _, g in ipairs(defaults) do ids[#ids + 1] = g end
+    local groups = {}
+    for i, g in ipairs(ids) do groups[i] = redis.call('GET', base .. 'group:' .. g) or '' end
+    out[#out + 1] = {subject, links, ids, groups}
+  end
+end
+return out
+"""
+
+# Generic atomic reads relative to the current generation.
+# ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
+# Commands: GET, SMEMBERS, HGETALL, HGET, ZRANGEBYLEX, SISMEMBER, EXISTS.
+# Returns {rev, gen, stamp, result...}; {false} when the tenant does not exist.
+READ = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then return {false} end
+local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
+local base = ARGV[1] .. gen .. ':'
+local out = {rev, gen, stamp}
+local i = 2
+while i <= #ARGV do
+  local cmd, suffix, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local args = {}
+  for k = 1, n do args[k] = ARGV[i + 2 + k] end
+  local value = redis.call(cmd, base .. suffix, unpack(args))
+  if value == false or value == nil then value = '' end
+  out[#out + 1] = value
+  i = i + 3 + n
+end
+return out
+"""
+
+# Compare-and-set write: apply the operations only if the tenant's revision and generation are
+# still the ones the writer validated against, then bump the revision and record the stamp.
+# ARGV: expected rev ('' = tenant must not exist), expected gen, stamp, then repeated
+# (command, full key, nargs, args...). Returns the new revision, or -1 on a conflict.
+CAS = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if ARGV[1] == '' then
+  if gen then return -1 end
+  redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'rev', 0)
+elseif rev ~= ARGV[1] or gen ~= ARGV[2] then
+  return -1
+end
+local i = 4
+while i <= #ARGV do
+  local cmd, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local args = {}
+  for k = 1, n do args[k] = ARGV[i + 2 + k] end
+  redis.call(cmd, key, unpack(args))
+  i = i + 3 + n
+end
+redis.call('HSET', KEYS[1], 'stamp', ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'rev', 1)
+"""
+
+# Read the revision, generation and stamp of a tenant (polling, reconnects, tokens).
+META = """
+return {redis.call('HGET', KEYS[1], 'rev') or false, redis.call('HGET', KEYS[1], 'gen') or false,
+        redis.call('HGET', KEYS[1], 'stamp') or ''}
+"""

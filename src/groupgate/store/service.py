@@ -1,0 +1,573 @@
+"""`GraphService`: the graph in Redis behind the `Decider` and `Admin` protocols.
+
+Decisions on a cached subject touch no Redis: a dictionary look-up for the compiled profile
+and the engine's `check`. A miss resolves the subject in one script call. Freshness comes
+from change events (pub/sub), a revision poll as the safety net, and consistency tokens
+(`min_revision`): a check that asks for revision N is answered from data at least that fresh.
+
+When Redis cannot be reached, cached answers are served and flagged `stale` for up to
+`max_staleness` seconds after the last successful contact; after that, and for anything not
+cached, the service fails closed with `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from groupgate.engine.check import check as decide
+from groupgate.engine.check import restriction_filter
+from groupgate.engine.check import some as decide_some
+from groupgate.engine.profile import Profile, compile_profile
+from groupgate.engine.purchases import evaluate_purchase
+from groupgate.engine.reference import evaluate
+from groupgate.errors import Conflict, NotFound, StoreUnavailable
+from groupgate.model import (
+    EXCLUSIVE_ROLES,
+    Catalog,
+    Decision,
+    Group,
+    Money,
+    Resource,
+    Settings,
+    predefined_group_id,
+)
+from groupgate.store import codec, keys
+from groupgate.store.cache import Entry, ProfileCache
+from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
+from groupgate.store.ops import Client, Graphs, pairs, text
+from groupgate.store.writes import Writer, decode, entity_key
+
+log = logging.getLogger("groupgate.store")
+
+STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+RESOLVE_CHUNK = 500
+
+
+class GraphService:
+    """Decisions and admin writes over one Redis (or Cluster, or the embedded fakeredis)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        client: Client,
+        *,
+        subscriber: Redis | None = None,
+        cache_size: int = 100_000,
+        max_staleness: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.catalog = catalog
+        self.client = client
+        self.graphs = Graphs(client)
+        self.writer = Writer(self.graphs, catalog)
+        self.cache = ProfileCache(cache_size)
+        self.max_staleness = max_staleness
+        self.poll_interval = poll_interval
+        self.stale_after = 2 * poll_interval + 0.5
+        self.store_errors = 0
+        self.events = 0
+        self._subscriber = subscriber if subscriber is not None else client
+        self._settings: dict[bytes, Settings] = {}
+        self._last_ok = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        catalog: Catalog,
+        redis_url: str | None,
+        *,
+        cache_size: int = 100_000,
+        max_staleness: float = 30.0,
+        poll_interval: float = 1.0,
+        pool_size: int = 64,
+        pool_timeout: float = 2.0,
+        socket_timeout: float = 2.0,
+    ) -> GraphService:
+        """Connect (no URL: the embedded in-process store), start listening, return the service.
+
+        `redis+cluster://host:port` (or `rediss+cluster://`) connects to a Redis Cluster.
+        """
+        subscriber: Redis | None = None
+        client: Client
+        if redis_url is None:
+            import fakeredis
+
+            client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        elif "+cluster://" in redis_url:
+            plain = redis_url.replace("+cluster://", "://", 1)
+            client = RedisCluster.from_url(
+                plain,
+                max_connections=pool_size,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+            # Classic pub/sub messages reach every node of a cluster: one node suffices.
+            subscriber = Redis.from_url(plain, socket_connect_timeout=socket_timeout)
+        else:
+            pool = BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=pool_size,
+                timeout=pool_timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+            client = Redis(connection_pool=pool)
+        service = cls(
+            catalog,
+            client,
+            subscriber=subscriber,
+            cache_size=cache_size,
+            max_staleness=max_staleness,
+            poll_interval=poll_interval,
+        )
+        await service.start()
+        return service
+
+    async def start(self) -> None:
+        """Start the change-event listener and the revision poller."""
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="groupgate-events"),
+            asyncio.create_task(self._poll(), name="groupgate-poll"),
+        ]
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, *STORE_ERRORS):
+                await task
+        self._tasks = []
+        with contextlib.suppress(*STORE_ERRORS):
+            await self.client.aclose()
+            if self._subscriber is not self.client:
+                await self._subscriber.aclose()
+
+    # ------------------------------------------------------------------ decisions
+
+    async def check(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        resource: Resource,
+        *,
+        min_revision: int | None = None,
+        explain: bool = False,
+    ) -> Answer:
+        entry, rev, stale = await self._entry(tenant, subject, min_revision)
+        if explain:
+            return Answer(self._explain(entry, subject, action, resource), rev, stale)
+        if entry.subject is None:
+            return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
+        return Answer(decide(entry.profile, action, resource), rev, stale)
+
+    async def check_many(
+        self,
+        tenant: str,
+        items: list[tuple[str, str, Resource]],
+        *,
+        min_revision: int | None = None,
+        explain: bool = False,
+    ) -> list[Answer]:
+        wanted = {sid for sid, _, _ in items}
+        entries = await self._entries(tenant, wanted, min_revision)
+        answers: list[Answer] = []
+        for sid, action, resource in items:
+            entry, rev, stale = entries[sid]
+            if explain:
+                decision = self._explain(entry, sid, action, resource)
+            elif entry.subject is None:
+                decision = Decision(False, f"unknown subject {sid!r}")
+            else:
+                decision = decide(entry.profile, action, resource)
+            answers.append(Answer(decision, rev, stale))
+        return answers
+
+    async def some(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        type_id: str,
+        *,
+        min_revision: int | None = None,
+    ) -> Answer:
+        entry, rev, stale = await self._entry(tenant, subject, min_revision)
+        if entry.subject is None:
+            return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
+        return Answer(decide_some(entry.profile, action, type_id), rev, stale)
+
+    async def filter(
+        self,
+        tenant: str,
+        subject: str,
+        action: str,
+        type_id: str,
+        *,
+        min_revision: int | None = None,
+    ) -> FilterAnswer:
+        entry, rev, stale = await self._entry(tenant, subject, min_revision)
+        return FilterAnswer(restriction_filter(entry.profile, action, type_id), rev, stale)
+
+    async def purchase(
+        self,
+        tenant: str,
+        subject: str,
+        company: str,
+        amount: Money,
+        *,
+        min_revision: int | None = None,
+    ) -> PurchaseAnswer:
+        entry, _, _ = await self._entry(tenant, subject, min_revision)
+        ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
+        g0 = keys.Gen(tenant, 0)
+        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", _suffix(g0.company(company)), ())]
+        reads += [("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in ids]
+        snap = await self._guard(self.graphs.read(tenant, *reads))
+        if not snap.values[0]:
+            raise NotFound(f"unknown company {company!r}")
+        record = codec.load_company(snap.values[0])
+        members = {
+            gid: frozenset(text(m) for m in raw)
+            for gid, raw in zip(ids, snap.values[1:], strict=True)
+        }
+        if record.approval_group:
+            extra = await self._guard(
+                self.graphs.read(
+                    tenant, ("SMEMBERS", _suffix(g0.members(record.approval_group)), ())
+                )
+            )
+            members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
+        roles: frozenset[str] = frozenset()
+        if entry.subject is not None:
+            prefix = company + "/"
+            roles = frozenset(
+                link.group[len(prefix) :]
+                for link in entry.subject.memberships
+                if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
+            )
+        result = evaluate_purchase(subject, record, roles, members, amount)
+        return PurchaseAnswer(result, snap.rev)
+
+    def _explain(self, entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
+        if entry.subject is None:
+            reason = f"unknown subject {subject!r}"
+            return Decision(
+                False, reason, None, (f"subject {subject} does not exist", f"deny: {reason}")
+            )
+        return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
+
+    # ------------------------------------------------------------------ cache and resolve
+
+    async def _entry(
+        self, tenant: str, subject: str, min_revision: int | None
+    ) -> tuple[Entry, int, bool]:
+        state = self.cache.tenants.get(tenant)
+        if state is not None and (min_revision is None or state.known_rev >= min_revision):
+            entry = self.cache.get(tenant, subject)
+            if entry is not None:
+                age = time.monotonic() - self._last_ok
+                if age <= self.stale_after:
+                    return entry, state.known_rev, False
+                if age > self.max_staleness:
+                    raise StoreUnavailable(
+                        f"store unreachable for {age:.0f}s "
+                        f"(bound {self.max_staleness:.0f}s): failing closed"
+                    )
+                return entry, state.known_rev, True
+        found = await self._entries(tenant, {subject}, min_revision)
+        return found[subject]
+
+    async def _entries(
+        self, tenant: str, subjects: Iterable[str], min_revision: int | None
+    ) -> dict[str, tuple[Entry, int, bool]]:
+        out: dict[str, tuple[Entry, int, bool]] = {}
+        missing: list[str] = []
+        state = self.cache.tenants.get(tenant)
+        fresh_enough = state is not None and (
+            min_revision is None or state.known_rev >= min_revision
+        )
+        age = time.monotonic() - self._last_ok
+        for sid in subjects:
+            entry = (
+                self.cache.get(tenant, sid) if fresh_enough and age <= self.stale_after else None
+            )
+            if entry is not None and state is not None:
+                out[sid] = (entry, state.known_rev, False)
+            else:
+                missing.append(sid)
+        for i in range(0, len(missing), RESOLVE_CHUNK):
+            out.update(await self._resolve(tenant, missing[i : i + RESOLVE_CHUNK], min_revision))
+        return out
+
+    async def _resolve(
+        self, tenant: str, subjects: list[str], min_revision: int | None
+    ) -> dict[str, tuple[Entry, int, bool]]:
+        try:
+            found = await self.graphs.resolve(tenant, subjects)
+        except STORE_ERRORS as exc:
+            self.store_errors += 1
+            return self._from_stale_cache(tenant, subjects, min_revision, exc)
+        self._last_ok = time.monotonic()
+        if found is None:
+            self.cache.tenants.pop(tenant, None)
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap, settings_raw = found
+        if min_revision is not None and snap.rev < min_revision:
+            raise Conflict(
+                f"revision {min_revision} not reached: the store is at {snap.rev} "
+                "(a token from another store, or writes lost in a failover)"
+            )
+        self.cache.observe(tenant, snap.rev, snap.gen, snap.stamp)
+        settings = self._load_settings(settings_raw)
+        out: dict[str, tuple[Entry, int, bool]] = {}
+        for sid, value in zip(subjects, snap.values, strict=True):
+            entry = self._compile(tenant, sid, value, settings, snap.rev)
+            self.cache.put(tenant, sid, entry, snap.rev)
+            out[sid] = (entry, snap.rev, False)
+        return out
+
+    def _from_stale_cache(
+        self, tenant: str, subjects: list[str], min_revision: int | None, exc: BaseException
+    ) -> dict[str, tuple[Entry, int, bool]]:
+        """Serve cached entries flagged stale while the staleness bound allows; else fail closed."""
+        age = time.monotonic() - self._last_ok
+        state = self.cache.tenants.get(tenant)
+        reason = f"store unreachable ({type(exc).__name__}): failing closed"
+        if state is None or min_revision is not None or age > self.max_staleness:
+            log.warning("store error for tenant %s: %s", tenant, exc)
+            raise StoreUnavailable(reason)
+        out: dict[str, tuple[Entry, int, bool]] = {}
+        for sid in subjects:
+            entry = self.cache.entries.get((tenant, sid))
+            if entry is None:
+                raise StoreUnavailable(reason)
+            out[sid] = (entry, state.known_rev, True)
+        return out
+
+    def _compile(
+        self, tenant: str, subject_id: str, value: Any, settings: Settings, rev: int
+    ) -> Entry:
+        if value is None:
+            empty = Profile(tenant, subject_id, rev, (), {})
+            return Entry(empty, None, {}, settings)
+        raw, links, ids, raws = value
+        subject = codec.load_subject(subject_id, raw, links)
+        groups: dict[str, Group] = {
+            gid: self.writer.groups.load(graw) for gid, graw in zip(ids, raws, strict=True) if graw
+        }
+        profile = compile_profile(
+            self.catalog, subject, groups, settings, tenant=tenant, revision=rev
+        )
+        return Entry(profile, subject, groups, settings)
+
+    def _load_settings(self, raw: bytes) -> Settings:
+        settings = self._settings.get(raw)
+        if settings is None:
+            settings = codec.load_settings(raw)
+            if len(self._settings) > 1000:
+                self._settings.clear()
+            self._settings[raw] = settings
+        return settings
+
+    async def _guard(self, call: Any) -> Any:
+        """Await a store call; a store error fails closed."""
+        try:
+            result = await call
+        except STORE_ERRORS as exc:
+            self.store_errors += 1
+            raise StoreUnavailable(
+                f"store unreachable ({type(exc).__name__}): failing closed"
+            ) from None
+        self._last_ok = time.monotonic()
+        return result
+
+    # ------------------------------------------------------------------ freshness
+
+    async def _listen(self) -> None:
+        """Apply change events; after every (re)subscription, re-read revisions."""
+        backoff = 0.05
+        while True:
+            pubsub = self._subscriber.pubsub()
+            try:
+                await pubsub.psubscribe(keys.CHANNEL_PATTERN)
+                await self._reconcile_all(after_reconnect=True)
+                self._subscribed.set()
+                backoff = 0.05
+                async for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        self._on_event(message)
+            except asyncio.CancelledError:
+                raise
+            except STORE_ERRORS as exc:
+                self.store_errors += 1
+                log.warning("change-event subscription lost: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(*STORE_ERRORS):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _on_event(self, message: dict[str, Any]) -> None:
+        tenant = keys.tenant_of_channel(text(message.get("channel")))
+        if tenant is None:
+            return
+        try:
+            event = orjson.loads(message["data"])
+            rev = int(event["rev"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring malformed change event on %s", message.get("channel"))
+            return
+        self.events += 1
+        self.cache.apply_event(
+            tenant,
+            rev,
+            str(event.get("stamp", "")),
+            event.get("subjects") or (),
+            event.get("groups") or (),
+            bool(event.get("all")),
+        )
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self._reconcile_all(after_reconnect=False)
+            except STORE_ERRORS as exc:
+                self.store_errors += 1
+                log.warning("revision poll failed: %s", exc)
+
+    async def _reconcile_all(self, *, after_reconnect: bool) -> None:
+        if not self.cache.tenants:
+            await self.client.ping()
+            self._last_ok = time.monotonic()
+            return
+        for tenant in list(self.cache.tenants):
+            meta = await self.graphs.meta(tenant)
+            self._last_ok = time.monotonic()
+            if meta is None:
+                self.cache.drop_tenant(tenant)
+                self.cache.tenants.pop(tenant, None)
+                continue
+            rev, gen, stamp = meta
+            grace = 0.0 if after_reconnect else self.poll_interval
+            self.cache.reconcile(tenant, rev, gen, stamp, time.monotonic(), grace)
+
+    # ------------------------------------------------------------------ reads for the API
+
+    async def subject_ids(self, tenant: str, after: str | None, limit: int) -> Page:
+        start = "(" + after if after else "-"
+        snap = await self._guard(
+            self.graphs.read(
+                tenant, ("ZRANGEBYLEX", "subjects", (start, "+", "LIMIT", 0, limit + 1))
+            )
+        )
+        ids = [text(x) for x in snap.values[0]]
+        more = len(ids) > limit
+        ids = ids[:limit]
+        return Page(tuple(ids), ids[-1] if more and ids else None, snap.rev)
+
+    async def revision(self, tenant: str) -> int:
+        meta = await self._guard(self.graphs.meta(tenant))
+        if meta is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        return int(meta[0])
+
+    async def tenants(self) -> list[str]:
+        result: list[str] = await self._guard(self.graphs.tenants())
+        return result
+
+    async def ready(self) -> bool:
+        try:
+            await self.client.ping()
+        except STORE_ERRORS:
+            return False
+        self._last_ok = time.monotonic()
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics."""
+        return {
+            "cache_hits": self.cache.hits,
+            "cache_misses": self.cache.misses,
+            "cache_entries": len(self.cache.entries),
+            "cache_evictions": self.cache.evictions,
+            "cache_flushes": self.cache.flushes,
+            "store_errors": self.store_errors,
+            "change_events": self.events,
+        }
+
+    # ------------------------------------------------------------------ admin (writes)
+
+    async def import_graph(self, tenant: str | None, document: Any) -> int:
+        return await self._guard(self.writer.import_graph(tenant, document))  # type: ignore[no-any-return]
+
+    async def put_subject(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_subject(tenant, document))  # type: ignore[no-any-return]
+
+    async def delete_subject(self, tenant: str, subject: str) -> int:
+        return await self._guard(self.writer.delete_subject(tenant, subject))  # type: ignore[no-any-return]
+
+    async def put_group(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_group(tenant, document))  # type: ignore[no-any-return]
+
+    async def delete_group(self, tenant: str, group: str) -> int:
+        return await self._guard(self.writer.delete_group(tenant, group))  # type: ignore[no-any-return]
+
+    async def put_company(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_company(tenant, document))  # type: ignore[no-any-return]
+
+    async def delete_company(self, tenant: str, company: str) -> int:
+        return await self._guard(self.writer.delete_company(tenant, company))  # type: ignore[no-any-return]
+
+    async def put_vendor(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_vendor(tenant, document))  # type: ignore[no-any-return]
+
+    async def delete_vendor(self, tenant: str, vendor: str) -> int:
+        return await self._guard(self.writer.delete_vendor(tenant, vendor))  # type: ignore[no-any-return]
+
+    async def add_membership(self, tenant: str, subject: str, document: Any) -> int:
+        return await self._guard(self.writer.add_membership(tenant, subject, document))  # type: ignore[no-any-return]
+
+    async def remove_membership(self, tenant: str, subject: str, group: str) -> int:
+        return await self._guard(self.writer.remove_membership(tenant, subject, group))  # type: ignore[no-any-return]
+
+    async def put_settings(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_settings(tenant, document))  # type: ignore[no-any-return]
+
+    async def delete_tenant(self, tenant: str) -> int:
+        return await self._guard(self.writer.delete_tenant(tenant))  # type: ignore[no-any-return]
+
+    async def get_entity(self, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
+        g0 = keys.Gen(tenant, 0)
+        suffix = _suffix(entity_key(g0, kind, entity_id))
+        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", suffix, ())]
+        if kind == "subject":
+            reads.append(("HGETALL", _suffix(g0.links(entity_id)), ()))
+        snap = await self._guard(self.graphs.read(tenant, *reads))
+        if not snap.values[0]:
+            raise NotFound(f"unknown {kind} {entity_id!r}")
+        if kind == "subject":
+            subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
+            return codec.subject_document(subject)
+        return decode(snap.values[0])
+
+
+def _suffix(key: str) -> str:
+    return key.split(":", 3)[3]

@@ -1,0 +1,583 @@
+"""Validated, atomic writes to one tenant's graph (the `Admin` protocol).
+
+Each write follows one pattern: read what the rules need in one atomic script (which also
+returns the revision), validate with the engine's rules (`groupgate.engine.graph`), build the
+operations, and apply them with a compare-and-set on the revision. If another write landed in
+between, the whole thing is retried against the new state; a refused write raises before
+anything is written. Every success bumps the revision and publishes a change event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from groupgate.engine import graph as rules
+from groupgate.errors import Conflict, GraphError, NotFound
+from groupgate.model import (
+    PREDEFINED_ROLES,
+    VENDOR_ROLES,
+    Catalog,
+    Graph,
+    Group,
+    GroupKind,
+    Membership,
+    Settings,
+    Subject,
+    predefined_group_id,
+    vendor_group_id,
+)
+from groupgate.store import codec, keys
+from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
+
+MAX_ATTEMPTS = 50
+IMPORT_BATCH = 2000
+
+
+class Writer:
+    """Applies admin writes for every tenant of one store."""
+
+    def __init__(self, graphs: Graphs, catalog: Catalog) -> None:
+        self.graphs = graphs
+        self.catalog = catalog
+        self.groups = codec.GroupMemo()
+
+    async def _retry(self, attempt: Callable[[], Awaitable[int | None]]) -> int:
+        for n in range(MAX_ATTEMPTS):
+            rev = await attempt()
+            if rev is not None:
+                return rev
+            await asyncio.sleep(random.uniform(0, 0.002 * (n + 1)))
+        raise Conflict("too many concurrent writes to this tenant; try again")
+
+    # ------------------------------------------------------------------ subjects
+
+    async def put_subject(self, tenant: str, document: Any) -> int:
+        subject, shorthand = rules.parse_subject(document, "subject")
+
+        async def attempt() -> int | None:
+            g = keys.Gen(tenant, 0)  # suffixes only; the script prefixes the generation
+            explicit = sorted({link.group for link in subject.memberships})
+            snap = await self.graphs.read(
+                tenant,
+                ("GET", "settings", ()),
+                ("HGETALL", "parents", ()),
+                ("HGETALL", _suffix(g.links(subject.id)), ()),
+                *[("GET", _suffix(g.group(gid)), ()) for gid in explicit],
+                *([("EXISTS", _suffix(g.vendor(subject.vendor)), ())] if subject.vendor else []),
+            )
+            settings = codec.load_settings(snap.values[0])
+            parents = _parents(snap.values[1])
+            old_links = pairs(snap.values[2])
+            groups = self._groups(explicit, snap.values[3 : 3 + len(explicit)])
+            if subject.vendor and not snap.values[-1]:
+                raise GraphError("subject.vendor", f"unknown vendor {subject.vendor!r}")
+            full = rules.expand_memberships(
+                subject, shorthand, groups, parents, settings, "subject"
+            )
+            ops = self._subject_ops(tenant, snap, full, old_links)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    def _subject_ops(
+        self, tenant: str, snap: Snapshot, subject: Subject, old_links: dict[str, str]
+    ) -> Ops:
+        g = keys.Gen(tenant, int(snap.gen))
+        ops = Ops(subjects={subject.id})
+        ops.add("SET", g.subject(subject.id), codec.dump_subject(subject))
+        ops.add("ZADD", g.subjects(), 0, subject.id)
+        ops.add("DEL", g.links(subject.id))
+        new_links = {m.group: codec.dump_link(m) for m in subject.memberships}
+        if new_links:
+            ops.add("HSET", g.links(subject.id), *[x for kv in new_links.items() for x in kv])
+        for gid in set(old_links) - set(new_links):
+            ops.add("SREM", g.members(gid), subject.id)
+        for gid in set(new_links) - set(old_links):
+            ops.add("SADD", g.members(gid), subject.id)
+        return ops
+
+    async def delete_subject(self, tenant: str, subject_id: str) -> int:
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            snap = await self.graphs.read(
+                tenant,
+                ("EXISTS", _suffix(g0.subject(subject_id)), ()),
+                ("HGETALL", _suffix(g0.links(subject_id)), ()),
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown subject {subject_id!r}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(subjects={subject_id})
+            for gid in pairs(snap.values[1]):
+                ops.add("SREM", g.members(gid), subject_id)
+            ops.add("DEL", g.subject(subject_id), g.links(subject_id))
+            ops.add("ZREM", g.subjects(), subject_id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def add_membership(self, tenant: str, subject_id: str, document: Any) -> int:
+        """Link a subject to a group, or `{"company", "role"}` to a predefined group."""
+
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            link, company = _membership(document)
+            snap = await self.graphs.read(
+                tenant,
+                ("GET", _suffix(g0.subject(subject_id)), ()),
+                ("HGETALL", _suffix(g0.links(subject_id)), ()),
+                ("GET", "settings", ()),
+                ("HGETALL", "parents", ()),
+                ("GET", _suffix(g0.group(link.group)), ()),
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown subject {subject_id!r}")
+            old_links = pairs(snap.values[1])
+            settings = codec.load_settings(snap.values[2])
+            parents = _parents(snap.values[3])
+            if not snap.values[4]:
+                raise GraphError("membership.group", f"unknown group {link.group!r}")
+            group = self.groups.load(snap.values[4])
+            subject = codec.load_subject(subject_id, snap.values[0], old_links)
+            rules.check_membership_kind(subject, group, "membership.group")
+            links = {m.group: m for m in subject.memberships}
+            links[link.group] = link
+            if company is not None or (group.role == "contact" and group.predefined):
+                company_id = company or group.company or ""
+                contact = predefined_group_id(company_id, "contact")
+                if contact not in links:
+                    links[contact] = Membership(contact)
+                    for other in rules.contact_companies(
+                        company_id, parents, settings.company_contact_propagation
+                    ):
+                        gid = predefined_group_id(other, "contact")
+                        links.setdefault(gid, Membership(gid))
+            rules.check_assignment(links, "membership.companies")
+            updated = Subject(
+                subject.id, subject.kind, subject.attributes, subject.vendor, tuple(links.values())
+            )
+            ops = self._subject_ops(tenant, snap, updated, old_links)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> int:
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            snap = await self.graphs.read(
+                tenant,
+                ("EXISTS", _suffix(g0.subject(subject_id)), ()),
+                ("HEXISTS", _suffix(g0.links(subject_id)), (group_id,)),
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown subject {subject_id!r}")
+            if not snap.values[1]:
+                raise NotFound(f"subject {subject_id!r} is not in group {group_id!r}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(subjects={subject_id})
+            ops.add("HDEL", g.links(subject_id), group_id)
+            ops.add("SREM", g.members(group_id), subject_id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    # ------------------------------------------------------------------ groups
+
+    async def put_group(self, tenant: str, document: Any) -> int:
+        body = document if isinstance(document, dict) else {}
+        group_id = str(body.get("id") or "")
+
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            snap = await self.graphs.read(
+                tenant,
+                ("GET", _suffix(g0.group(group_id)), ()),
+                ("EXISTS", _suffix(g0.members(group_id)), ()),
+                ("HGETALL", "parents", ()),
+            )
+            existing = self.groups.load(snap.values[0]) if snap.values[0] else None
+            if existing is not None and existing.kind is GroupKind.VENDOR:
+                group = rules.customize_vendor_group(existing, document, "group", self.catalog)
+            elif existing is not None and existing.predefined:
+                raise GraphError("group.id", f"predefined group {group_id!r} cannot be changed")
+            else:
+                group = rules.parse_group(document, "group", self.catalog)
+                if group.company is not None and group.company not in _parents(snap.values[2]):
+                    raise GraphError("group.company", f"unknown company {group.company!r}")
+                if (
+                    existing is not None
+                    and snap.values[1]
+                    and (existing.kind is not group.kind or existing.company != group.company)
+                ):
+                    raise GraphError("group", "a group with members cannot change kind or company")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(groups={group.id})
+            ops.add("SET", g.group(group.id), codec.dump_group(group))
+            ops.add("SADD", g.groups(), group.id)
+            if group.company is not None and not group.predefined:
+                ops.add("SADD", g.base + "cgroups:" + group.company, group.id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def delete_group(self, tenant: str, group_id: str) -> int:
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            snap = await self.graphs.read(
+                tenant,
+                ("GET", _suffix(g0.group(group_id)), ()),
+                ("SMEMBERS", _suffix(g0.members(group_id)), ()),
+                ("GET", "settings", ()),
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown group {group_id!r}")
+            group = self.groups.load(snap.values[0])
+            if group.predefined:
+                raise GraphError("group", f"{group_id!r} is deleted with its company or vendor")
+            if group_id in codec.load_settings(snap.values[2]).default_customer_groups:
+                raise GraphError("group", f"{group_id!r} is a default customer group (settings)")
+            if group.company is not None:
+                company = await self.graphs.read(
+                    tenant, ("GET", _suffix(g0.company(group.company)), ())
+                )
+                if company.rev != snap.rev:
+                    return None
+                if (
+                    company.values[0]
+                    and codec.load_company(company.values[0]).approval_group == group_id
+                ):
+                    raise GraphError(
+                        "group", f"{group_id!r} is the approval group of {group.company!r}"
+                    )
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(groups={group_id})
+            self._drop_groups(g, ops, [(group, [text(m) for m in snap.values[1]])])
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    def _drop_groups(self, g: keys.Gen, ops: Ops, groups: list[tuple[Group, list[str]]]) -> None:
+        """Delete groups and unlink their members: a re-created id must not regain them."""
+        for group, members in groups:
+            for member in members:
+                ops.add("HDEL", g.links(member), group.id)
+            ops.subjects.update(members)
+            ops.groups.add(group.id)
+            ops.add("DEL", g.group(group.id), g.members(group.id))
+            ops.add("SREM", g.groups(), group.id)
+            if group.company is not None and not group.predefined:
+                ops.add("SREM", g.base + "cgroups:" + group.company, group.id)
+
+    # ------------------------------------------------------------------ companies
+
+    async def put_company(self, tenant: str, document: Any) -> int:
+        company = rules.parse_company(document, "company")
+
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            approval = company.approval_group or ""
+            snap = await self.graphs.read(
+                tenant,
+                ("HGETALL", "parents", ()),
+                ("GET", _suffix(g0.company(company.id)), ()),
+                ("GET", _suffix(g0.group(approval)), ()),
+            )
+            parents = _parents(snap.values[0])
+            if company.parent is not None and company.parent not in parents:
+                raise GraphError("company.parent", f"unknown company {company.parent!r}")
+            parents[company.id] = company.parent
+            cycle = rules.find_cycle(parents)
+            if cycle:
+                raise GraphError(
+                    "company.parent", f"company tree would have a cycle: {' -> '.join(cycle)}"
+                )
+            groups = {approval: self.groups.load(snap.values[2])} if snap.values[2] else {}
+            rules.check_approval_group(company, groups, "company.approval_group")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            ops.add("SET", g.company(company.id), codec.dump_company(company))
+            ops.add("HSET", g.parents(), company.id, company.parent or "")
+            if not snap.values[1]:
+                for group in rules.predefined_groups(company, self.catalog):
+                    ops.add("SET", g.group(group.id), codec.dump_group(group))
+                    ops.add("SADD", g.groups(), group.id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def delete_company(self, tenant: str, company_id: str) -> int:
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            predefined = [predefined_group_id(company_id, r) for r in PREDEFINED_ROLES]
+            snap = await self.graphs.read(
+                tenant,
+                ("EXISTS", _suffix(g0.company(company_id)), ()),
+                ("HGETALL", "parents", ()),
+                ("SMEMBERS", "cgroups:" + company_id, ()),
+                *[("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in predefined],
+                *[("GET", _suffix(g0.group(gid)), ()) for gid in predefined],
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown company {company_id!r}")
+            children = sorted(c for c, p in _parents(snap.values[1]).items() if p == company_id)
+            if children:
+                raise GraphError("company", f"{company_id!r} has subsidiaries: {children}")
+            if snap.values[2]:
+                custom = sorted(text(x) for x in snap.values[2])
+                raise GraphError("company", f"{company_id!r} still has customer groups: {custom}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            found = [
+                (self.groups.load(raw), [text(m) for m in members])
+                for members, raw in zip(snap.values[3:7], snap.values[7:11], strict=True)
+                if raw
+            ]
+            self._drop_groups(g, ops, found)
+            ops.add("DEL", g.company(company_id))
+            ops.add("HDEL", g.parents(), company_id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    # ------------------------------------------------------------------ vendors
+
+    async def put_vendor(self, tenant: str, document: Any) -> int:
+        vendor = rules.parse_vendor(document, "vendor")
+
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            snap = await self.graphs.read(tenant, ("EXISTS", _suffix(g0.vendor(vendor.id)), ()))
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            ops.add("SET", g.vendor(vendor.id), codec.dump_vendor(vendor))
+            ops.add("SADD", g.vendors(), vendor.id)
+            if not snap.values[0]:
+                for group in rules.vendor_groups(vendor, self.catalog):
+                    ops.add("SET", g.group(group.id), codec.dump_group(group))
+                    ops.add("SADD", g.groups(), group.id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def delete_vendor(self, tenant: str, vendor_id: str) -> int:
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            ids = [vendor_group_id(vendor_id, r) for r in VENDOR_ROLES]
+            snap = await self.graphs.read(
+                tenant,
+                ("EXISTS", _suffix(g0.vendor(vendor_id)), ()),
+                *[("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in ids],
+                *[("GET", _suffix(g0.group(gid)), ()) for gid in ids],
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown vendor {vendor_id!r}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            found = [
+                (self.groups.load(raw), [text(m) for m in members])
+                for members, raw in zip(snap.values[1:5], snap.values[5:9], strict=True)
+                if raw
+            ]
+            self._drop_groups(g, ops, found)
+            ops.add("DEL", g.vendor(vendor_id))
+            ops.add("SREM", g.vendors(), vendor_id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    # ------------------------------------------------------------------ settings, tenants
+
+    async def put_settings(self, tenant: str, document: Any) -> int:
+        """Replace the tenant's settings; creates the tenant when it does not exist yet."""
+        settings = rules.parse_settings(document)
+        rules.ident(tenant, "tenant")
+
+        async def attempt() -> int | None:
+            g0 = keys.Gen(tenant, 0)
+            defaults = settings.default_customer_groups
+            meta = await self.graphs.meta(tenant)
+            if meta is None:
+                if defaults:
+                    raise GraphError(
+                        "settings.default_customer_groups[0]", f"unknown group {defaults[0]!r}"
+                    )
+                gen = await self.graphs.next_gen(tenant)
+                ops = _settings_ops(keys.Gen(tenant, int(gen)), settings)
+                return await self.graphs.cas(tenant, None, gen, ops)
+            snap = await self.graphs.read(
+                tenant, *[("GET", _suffix(g0.group(gid)), ()) for gid in defaults]
+            )
+            for i, (gid, raw) in enumerate(zip(defaults, snap.values, strict=True)):
+                rules.check_default_group(
+                    self.groups.load(raw) if raw else None,
+                    gid,
+                    f"settings.default_customer_groups[{i}]",
+                )
+            ops = _settings_ops(keys.Gen(tenant, int(snap.gen)), settings)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def import_graph(self, tenant: str | None, document: Any) -> int:
+        """Validate a whole document, write it as a new generation, then flip atomically."""
+        graph = rules.parse_graph(document, self.catalog, tenant)
+        name = graph.tenant
+        for _ in range(MAX_ATTEMPTS):
+            meta = await self.graphs.meta(name)
+            gen = await self.graphs.next_gen(name)
+            await self._write_generation(keys.Gen(name, int(gen)), graph)
+            ops = Ops(everything=True)
+            ops.add("HSET", keys.meta(name), "gen", gen)
+            if meta is None:
+                rev = await self.graphs.cas(name, None, gen, ops)
+            else:
+                rev = await self.graphs.cas(name, meta[0], meta[1], ops)
+            if rev is not None:
+                if meta is not None:
+                    await self._drop_generation(name, meta[1])
+                return rev
+            await self._drop_generation(name, gen)
+        raise Conflict("too many concurrent writes to this tenant; try again")
+
+    async def delete_tenant(self, tenant: str) -> int:
+        meta = await self.graphs.meta(tenant)
+        if meta is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        empty = Graph(tenant=tenant)
+        for _ in range(MAX_ATTEMPTS):
+            gen = await self.graphs.next_gen(tenant)
+            await self._write_generation(keys.Gen(tenant, int(gen)), empty)
+            ops = Ops(everything=True)
+            ops.add("HSET", keys.meta(tenant), "gen", gen)
+            rev = await self.graphs.cas(tenant, meta[0], meta[1], ops)
+            if rev is not None:
+                await self._drop_generation(tenant, meta[1])
+                await self._drop_generation(tenant, gen)
+                await self.graphs.forget_tenant(tenant)
+                return rev
+            meta = await self.graphs.meta(tenant)
+            if meta is None:
+                raise NotFound(f"unknown tenant {tenant!r}")
+        raise Conflict("too many concurrent writes to this tenant; try again")
+
+    async def _write_generation(self, g: keys.Gen, graph: Graph) -> None:
+        """Write every key of a graph under a fresh generation (invisible until flipped)."""
+        client = self.graphs.client
+        members: dict[str, list[str]] = {}
+        pipe = client.pipeline(transaction=False)
+        count = 0
+
+        async def flush(force: bool = False) -> None:
+            nonlocal pipe, count
+            if count >= IMPORT_BATCH or (force and count):
+                await pipe.execute()
+                pipe = client.pipeline(transaction=False)
+                count = 0
+
+        pipe.set(g.settings(), codec.dump_settings(graph.settings))
+        if graph.settings.default_customer_groups:
+            pipe.sadd(g.defaults(), *graph.settings.default_customer_groups)
+        for vendor in graph.vendors.values():
+            pipe.set(g.vendor(vendor.id), codec.dump_vendor(vendor))
+            pipe.sadd(g.vendors(), vendor.id)
+        for company in graph.companies.values():
+            pipe.set(g.company(company.id), codec.dump_company(company))
+            pipe.hset(g.parents(), company.id, company.parent or "")
+            count += 2
+            await flush()
+        for group in graph.groups.values():
+            pipe.set(g.group(group.id), codec.dump_group(group))
+            pipe.sadd(g.groups(), group.id)
+            if group.company is not None and not group.predefined:
+                pipe.sadd(g.base + "cgroups:" + group.company, group.id)
+            count += 2
+            await flush()
+        batch: list[str] = []
+        for subject in graph.subjects.values():
+            pipe.set(g.subject(subject.id), codec.dump_subject(subject))
+            links = {m.group: codec.dump_link(m) for m in subject.memberships}
+            if links:
+                pipe.hset(g.links(subject.id), mapping=links)  # type: ignore[arg-type]
+            for gid in links:
+                members.setdefault(gid, []).append(subject.id)
+            batch.append(subject.id)
+            if len(batch) >= IMPORT_BATCH:
+                pipe.zadd(g.subjects(), dict.fromkeys(batch, 0))
+                batch = []
+            count += 2
+            await flush()
+        if batch:
+            pipe.zadd(g.subjects(), dict.fromkeys(batch, 0))
+        for gid, ids in members.items():
+            for i in range(0, len(ids), IMPORT_BATCH):
+                pipe.sadd(g.members(gid), *ids[i : i + IMPORT_BATCH])
+                count += 1
+                await flush()
+        await flush(force=True)
+
+    async def _drop_generation(self, tenant: str, gen: str) -> None:
+        """Delete every key of a generation that is no longer (or never became) current."""
+        g = keys.Gen(tenant, int(gen))
+        client = self.graphs.client
+        subjects = [text(s) for s in await client.zrange(g.subjects(), 0, -1)]
+        groups = [text(s) for s in await client.smembers(g.groups())]
+        companies = [text(s) for s in await client.hkeys(g.parents())]
+        vendors = [text(s) for s in await client.smembers(g.vendors())]
+        names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
+        names += [k for s in subjects for k in (g.subject(s), g.links(s))]
+        names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
+        names += [k for c in companies for k in (g.company(c), g.base + "cgroups:" + c)]
+        names += [g.vendor(v) for v in vendors]
+        for i in range(0, len(names), IMPORT_BATCH):
+            await client.unlink(*names[i : i + IMPORT_BATCH])
+
+    def _groups(self, ids: list[str], raws: list[Any]) -> dict[str, Group]:
+        return {gid: self.groups.load(raw) for gid, raw in zip(ids, raws, strict=True) if raw}
+
+
+def _settings_ops(g: keys.Gen, settings: Settings) -> Ops:
+    ops = Ops(everything=True)
+    ops.add("SET", g.settings(), codec.dump_settings(settings))
+    ops.add("DEL", g.defaults())
+    if settings.default_customer_groups:
+        ops.add_many("SADD", g.defaults(), list(settings.default_customer_groups))
+    return ops
+
+
+def _suffix(key: str) -> str:
+    """Strip `gg:{t}:0:` from a key built with generation 0: the read script re-prefixes."""
+    return key.split(":", 3)[3]
+
+
+def _parents(flat: list[Any]) -> dict[str, str | None]:
+    return {k: (v or None) for k, v in pairs(flat).items()}
+
+
+def _membership(document: Any) -> tuple[Membership, str | None]:
+    """Parse an add-membership body: a membership, or `{"company": id, "role": role}`."""
+    if isinstance(document, dict) and "company" in document:
+        unknown = sorted(set(document) - {"company", "role"})
+        if unknown:
+            raise GraphError(f"membership.{unknown[0]}", "unknown field")
+        company = rules.ident(document.get("company"), "membership.company")
+        role = rules.normalize_role(document.get("role", "contact"), "membership.role")
+        return Membership(predefined_group_id(company, role)), company
+    return rules.parse_membership(document, "membership"), None
+
+
+def entity_key(g: keys.Gen, kind: str, entity_id: str) -> str:
+    builders = {"subject": g.subject, "group": g.group, "company": g.company, "vendor": g.vendor}
+    builder = builders.get(kind)
+    if builder is None:
+        raise NotFound(f"unknown entity kind {kind!r} (subject, group, company, vendor)")
+    return builder(entity_id)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(raw)
+    return body
