@@ -154,9 +154,13 @@ class GraphService:
                 await task
         self._tasks = []
         with contextlib.suppress(*STORE_ERRORS):
-            await self.client.aclose()
+            if isinstance(self.client, Redis):
+                # A client built on an explicit pool does not own it: close the pool too.
+                await self.client.aclose(close_connection_pool=True)
+            else:
+                await self.client.aclose()
             if self._subscriber is not self.client:
-                await self._subscriber.aclose()
+                await self._subscriber.aclose(close_connection_pool=True)
 
     # ------------------------------------------------------------------ decisions
 

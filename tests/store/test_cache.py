@@ -1,0 +1,74 @@
+"""The cache's invariants, without Redis."""
+
+from __future__ import annotations
+
+from groupgate.engine.profile import Profile
+from groupgate.model import Membership, Settings, Subject, SubjectKind
+from groupgate.store.cache import Entry, ProfileCache
+
+
+def entry(subject: str, *groups: str) -> Entry:
+    person = Subject(
+        subject, SubjectKind.EMPLOYEE, memberships=tuple(Membership(g) for g in groups)
+    )
+    return Entry(Profile("t", subject, 0, tuple(groups), {}), person, {}, Settings())
+
+
+def test_events_evict_subjects_and_group_members() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 1, "1", "s1")
+    assert cache.put("t", "a", entry("a", "g1"), 1)
+    assert cache.put("t", "b", entry("b", "g2"), 1)
+    cache.apply_event("t", 2, "s2", [], ["g1"], False)
+    assert cache.get("t", "a") is None and cache.get("t", "b") is not None
+    cache.apply_event("t", 3, "s3", ["b"], [], False)
+    assert cache.get("t", "b") is None
+    assert cache.tenants["t"].known_rev == 3
+
+
+def test_revision_advances_only_through_contiguous_events() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 1, "1", "s1")
+    cache.apply_event("t", 3, "s3", [], [], False)
+    assert cache.tenants["t"].known_rev == 1
+    cache.apply_event("t", 2, "s2", [], [], False)
+    assert cache.tenants["t"].known_rev == 3 and cache.tenants["t"].stamp == "s3"
+
+
+def test_entry_older_than_a_seen_event_is_not_stored() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 1, "1", "s1")
+    cache.apply_event("t", 3, "s3", ["a"], [], False)  # out of order: 2 is still missing
+    assert not cache.put("t", "a", entry("a"), 2)  # resolved before write 3 was applied
+    assert cache.put("t", "a", entry("a"), 3)
+
+
+def test_lost_event_drops_the_tenant_after_grace() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 1, "1", "s1")
+    cache.put("t", "a", entry("a"), 1)
+    cache.reconcile("t", 2, "1", "s2", now=10.0, grace=1.0)
+    assert cache.get("t", "a") is not None  # maybe only in flight
+    cache.reconcile("t", 2, "1", "s2", now=11.5, grace=1.0)
+    assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 2
+
+
+def test_divergent_store_drops_the_tenant() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 5, "1", "s5")
+    cache.put("t", "a", entry("a"), 5)
+    cache.reconcile("t", 5, "1", "other", now=0.0, grace=1.0)  # same revision, other write
+    assert cache.get("t", "a") is None
+    cache.put("t", "a", entry("a"), 5)
+    cache.reconcile("t", 3, "1", "s3", now=0.0, grace=1.0)  # revision went backwards
+    assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 3
+
+
+def test_lru_bound_and_index_cleanup() -> None:
+    cache = ProfileCache(2)
+    cache.observe("t", 1, "1", "s")
+    for name in "abc":
+        cache.put("t", name, entry(name, "g"), 1)
+    assert len(cache.entries) == 2 and cache.get("t", "a") is None
+    cache.apply_event("t", 2, "s2", [], ["g"], False)
+    assert not cache.entries

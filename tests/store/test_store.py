@@ -1,0 +1,311 @@
+"""The store suite: writes, reads, rules and invalidation, on fakeredis and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from groupgate.errors import Conflict, GraphError, NotFound
+from groupgate.model import Money, Resource
+from groupgate.store.service import GraphService
+from tests.store.conftest import Opener
+from tests.store.data import acme
+
+DE_ORDER = Resource(type="orders", id="o-1", company="c-parent", restrictions=frozenset({"DE"}))
+US_ORDER = Resource(type="orders", id="o-2", company="c-parent", restrictions=frozenset({"US"}))
+
+
+async def allowed(
+    service: GraphService,
+    tenant: str,
+    subject: str,
+    action: str,
+    resource: Resource,
+    min_revision: int | None = None,
+) -> bool:
+    answer = await service.check(tenant, subject, action, resource, min_revision=min_revision)
+    return answer.decision.allow
+
+
+async def test_import_then_decide(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    rev = await service.import_graph(None, acme(tenant))
+    assert rev == 1
+    assert await allowed(service, tenant, "emp-1", "update", DE_ORDER)
+    assert not await allowed(service, tenant, "emp-1", "update", US_ORDER)
+    assert not await allowed(service, tenant, "emp-1", "update", Resource(type="users_and_groups"))
+    assert await allowed(service, tenant, "emp-1", "read", Resource(type="products"))
+    assert await allowed(service, tenant, "cust-1", "read", Resource(type="coupons"))
+    assert await allowed(service, tenant, "vu-1", "update", Resource(type="orders", vendor="abc"))
+    assert not await allowed(service, tenant, "vu-1", "update", Resource(type="orders", vendor="x"))
+    answer = await service.check(tenant, "nobody", "read", Resource(type="orders"))
+    assert not answer.decision.allow and "unknown subject" in answer.decision.reason
+    assert tenant in await service.tenants()
+    assert await service.revision(tenant) == 1
+
+
+async def test_unknown_tenant_is_not_found(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    with pytest.raises(NotFound):
+        await service.check(tenant, "emp-1", "read", DE_ORDER)
+    with pytest.raises(NotFound):
+        await service.put_subject(tenant, {"id": "x", "kind": "employee"})
+
+
+async def test_invalid_import_changes_nothing(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    broken = acme(tenant)
+    broken["subjects"][2]["companies"]["c-sub"] = ["admin", "buyer"]
+    with pytest.raises(GraphError, match=r"subjects\[2\]\.companies\.c-sub"):
+        await service.import_graph(None, broken)
+    assert await service.revision(tenant) == 1
+    assert await allowed(service, tenant, "emp-1", "update", DE_ORDER)
+
+
+async def test_reimport_replaces_the_graph(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    smaller = acme(tenant)
+    smaller["subjects"] = [s for s in smaller["subjects"] if s["id"] != "emp-1"]
+    rev = await service.import_graph(tenant, smaller)
+    assert rev == 2
+    assert not await allowed(service, tenant, "emp-1", "update", DE_ORDER, min_revision=rev)
+    with pytest.raises(NotFound):
+        await service.get_entity(tenant, "subject", "emp-1")
+
+
+async def test_every_write_bumps_the_revision(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    revs = [await service.put_settings(tenant, {"company_contact_propagation": "DOWNWARD"})]
+    revs.append(await service.put_company(tenant, {"id": "c1", "name": "One"}))
+    revs.append(await service.put_company(tenant, {"id": "c2", "name": "Two", "parent": "c1"}))
+    revs.append(await service.put_vendor(tenant, {"id": "v", "name": "V"}))
+    revs.append(
+        await service.put_group(tenant, {"id": "g", "name": "G", "kind": "user", "role": "viewer"})
+    )
+    revs.append(await service.put_subject(tenant, {"id": "e", "kind": "employee", "groups": ["g"]}))
+    revs.append(await service.put_subject(tenant, {"id": "k", "kind": "customer"}))
+    revs.append(await service.add_membership(tenant, "k", {"company": "c1", "role": "Purchaser"}))
+    revs.append(await service.remove_membership(tenant, "e", "g"))
+    revs.append(await service.delete_subject(tenant, "e"))
+    revs.append(await service.delete_group(tenant, "g"))
+    revs.append(await service.delete_vendor(tenant, "v"))
+    assert revs == list(range(1, len(revs) + 1))
+    customer = await service.get_entity(tenant, "subject", "k")
+    # Buyer in c1, contact in c1 and, with DOWNWARD propagation, contact in c2.
+    assert sorted(customer["groups"]) == ["c1/buyer", "c1/contact", "c2/contact"]
+
+
+async def test_company_creates_predefined_groups_and_vendor_its_groups(
+    open_service: Opener, tenant: str
+) -> None:
+    service = await open_service()
+    await service.put_settings(tenant, {})
+    await service.put_company(tenant, {"id": "c1", "name": "One"})
+    await service.put_vendor(tenant, {"id": "v", "name": "V"})
+    for role in ("admin", "contact", "buyer", "requester"):
+        group = await service.get_entity(tenant, "group", f"c1/{role}")
+        assert group["predefined"] and group["company"] == "c1"
+    for role in ("order.manager", "order.viewer", "product.manager", "product.viewer"):
+        group = await service.get_entity(tenant, "group", f"v/vendor.{role}")
+        assert group["vendor"] == "v"
+
+
+async def test_refused_writes_change_nothing(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    refused = [
+        service.add_membership(tenant, "cust-1", {"company": "c-sub", "role": "buyer"}),
+        service.put_group(tenant, {"id": "c-parent/admin", "name": "x", "kind": "customer"}),
+        service.put_company(tenant, {"id": "c-parent", "name": "P", "parent": "c-sub"}),
+        service.put_company(tenant, {"id": "c-x", "name": "X", "parent": "nope"}),
+        service.put_subject(tenant, {"id": "e9", "kind": "employee", "groups": ["nope"]}),
+        service.put_subject(tenant, {"id": "e9", "kind": "employee", "groups": ["newsletter"]}),
+        service.put_subject(tenant, {"id": "v9", "kind": "vendor_user", "vendor": "nope"}),
+        service.put_group(
+            tenant,
+            {"id": "abc/vendor.product.viewer", "name": "x", "actions": {"products": ["publish"]}},
+        ),
+        service.delete_group(tenant, "c-parent-approvers"),
+        service.delete_group(tenant, "newsletter"),
+        service.delete_company(tenant, "c-parent"),
+        service.put_settings(tenant, {"default_customer_groups": ["de-managers"]}),
+        service.put_company(
+            tenant,
+            {
+                "id": "c-sub",
+                "name": "S",
+                "parent": "c-parent",
+                "approval_group": "c-parent-approvers",
+            },
+        ),
+    ]
+    for write in refused:
+        with pytest.raises(GraphError):
+            await write
+    with pytest.raises(NotFound):
+        await service.remove_membership(tenant, "emp-1", "viewers")
+    assert await service.revision(tenant) == 1
+    customer = await service.get_entity(tenant, "subject", "cust-1")
+    assert "c-sub/buyer" not in customer["groups"]
+
+
+async def test_vendor_product_manager_may_be_granted_publish(
+    open_service: Opener, tenant: str
+) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    await service.put_subject(
+        tenant,
+        {
+            "id": "vu-2",
+            "kind": "vendor_user",
+            "vendor": "abc",
+            "groups": ["abc/vendor.product.manager"],
+        },
+    )
+    product = Resource(type="products", vendor="abc")
+    assert not await allowed(service, tenant, "vu-2", "publish", product)
+    rev = await service.put_group(
+        tenant,
+        {"id": "abc/vendor.product.manager", "name": "PM", "actions": {"products": ["publish"]}},
+    )
+    assert await allowed(service, tenant, "vu-2", "publish", product, min_revision=rev)
+    assert not await allowed(
+        service, tenant, "vu-2", "publish", Resource(type="products", vendor="z")
+    )
+
+
+async def test_group_change_evicts_its_members_everywhere(
+    open_service: Opener, tenant: str
+) -> None:
+    writer, reader = await open_service(), await open_service()
+    await writer.import_graph(None, acme(tenant))
+    assert await allowed(reader, tenant, "emp-2", "read", DE_ORDER)
+    await writer.put_group(
+        tenant, {"id": "viewers", "name": "Viewers", "kind": "user", "access": {"products": "read"}}
+    )
+    await eventually(lambda: denied(reader, tenant, "emp-2", "read", DE_ORDER))
+
+
+async def test_deleted_group_unlinks_members(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    rev = await service.delete_group(tenant, "viewers")
+    assert not await allowed(service, tenant, "emp-2", "read", DE_ORDER, min_revision=rev)
+    rev = await service.put_group(
+        tenant, {"id": "viewers", "name": "Viewers", "kind": "user", "role": "viewer"}
+    )
+    assert not await allowed(service, tenant, "emp-2", "read", DE_ORDER, min_revision=rev)
+    assert (await service.get_entity(tenant, "subject", "emp-2"))["groups"] == []
+
+
+async def test_settings_change_reaches_cached_customers(open_service: Opener, tenant: str) -> None:
+    writer, reader = await open_service(), await open_service()
+    await writer.import_graph(None, acme(tenant))
+    assert await allowed(reader, tenant, "cust-1", "read", Resource(type="coupons"))
+    rev = await writer.put_settings(tenant, {"default_customer_groups": []})
+    assert not await allowed(reader, tenant, "cust-1", "read", Resource(type="coupons"), rev)
+
+
+async def test_consistency_token_sees_the_revoking_write(open_service: Opener, tenant: str) -> None:
+    writer, reader = await open_service(), await open_service()
+    await writer.import_graph(None, acme(tenant))
+    assert await allowed(reader, tenant, "emp-1", "update", DE_ORDER)
+    rev = await writer.remove_membership(tenant, "emp-1", "de-managers")
+    answer = await reader.check(tenant, "emp-1", "update", DE_ORDER, min_revision=rev)
+    assert not answer.decision.allow and answer.revision >= rev
+    with pytest.raises(Conflict):
+        await reader.check(tenant, "emp-1", "update", DE_ORDER, min_revision=rev + 100)
+
+
+async def test_purchases_read_the_store(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    eur = lambda amount: Money(Decimal(amount), "EUR")  # noqa: E731
+    within = await service.purchase(tenant, "cust-1", "c-parent", eur("100.00"))
+    assert within.result.decision == "allow"
+    over = await service.purchase(tenant, "cust-1", "c-parent", eur("6200.00"))
+    assert over.result.decision == "approval_required"
+    assert over.result.approver_subjects == ("cust-7",)
+    rev = await service.put_subject(
+        tenant, {"id": "cust-9", "kind": "customer", "groups": ["c-parent-approvers"]}
+    )
+    over = await service.purchase(tenant, "cust-1", "c-parent", eur("6200.00"), min_revision=rev)
+    assert over.result.approver_groups == ("c-parent-approvers",)
+    assert over.result.approver_subjects == ("cust-9",)
+    mismatch = await service.purchase(tenant, "cust-1", "c-parent", Money(Decimal("1"), "USD"))
+    assert mismatch.result.decision == "deny" and mismatch.result.error
+    with pytest.raises(NotFound):
+        await service.purchase(tenant, "cust-1", "nope", eur("1"))
+
+
+async def test_subject_pages_are_stable(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    seen: list[str] = []
+    token = None
+    while True:
+        page = await service.subject_ids(tenant, token, 2)
+        seen += page.items
+        token = page.next_token
+        if token is None:
+            break
+    assert seen == sorted(["emp-1", "emp-2", "cust-1", "cust-7", "vu-1"])
+
+
+async def test_concurrent_conflicting_assignments(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    await service.put_subject(tenant, {"id": "cust-x", "kind": "customer"})
+    roles = ["admin", "buyer"] * 25
+
+    async def assign(role: str) -> str | None:
+        try:
+            await service.add_membership(tenant, "cust-x", {"company": "c-sub", "role": role})
+        except GraphError:
+            return None
+        return role
+
+    results = await asyncio.gather(*(assign(r) for r in roles))
+    winners = {r for r in results if r is not None}
+    assert len(winners) == 1, winners
+    groups = (await service.get_entity(tenant, "subject", "cust-x"))["groups"]
+    assert sum(g in ("c-sub/admin", "c-sub/buyer") for g in groups) == 1
+
+
+async def test_lost_events_are_caught_by_the_poll(open_service: Opener, tenant: str) -> None:
+    writer = await open_service()
+    reader = await open_service(poll_interval=0.1)
+    await writer.import_graph(None, acme(tenant))
+    assert await allowed(reader, tenant, "emp-1", "update", DE_ORDER)
+    reader._on_event = lambda message: None  # type: ignore[method-assign]
+    await writer.remove_membership(tenant, "emp-1", "de-managers")
+    await eventually(lambda: denied(reader, tenant, "emp-1", "update", DE_ORDER))
+
+
+async def test_revision_going_backwards_drops_the_cache(open_service: Opener, tenant: str) -> None:
+    service = await open_service(poll_interval=0.1)
+    await service.import_graph(None, acme(tenant))
+    assert await allowed(service, tenant, "emp-1", "update", DE_ORDER)
+    # A failover that lost writes: same revision, other content, no event.
+    await service.client.hset(f"gg:{{{tenant}}}:meta", mapping={"rev": 1, "stamp": "other"})
+    flushes = service.cache.flushes
+    await eventually(lambda: asyncio.sleep(0, service.cache.flushes > flushes))
+
+
+async def denied(
+    service: GraphService, tenant: str, subject: str, action: str, resource: Resource
+) -> bool:
+    return not await allowed(service, tenant, subject, action, resource)
+
+
+async def eventually(predicate, limit: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
