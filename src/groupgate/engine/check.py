@@ -7,6 +7,7 @@ does not match, so an odd input can only deny.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import product
 
 from groupgate.engine.profile import Clause, Guard, Profile
@@ -19,13 +20,18 @@ def check(profile: Profile, action: str, resource: Resource) -> Decision:
     """Return whether the profile's subject may do `action` on `resource`."""
     rule = profile.rules.get((resource.type, action))
     if rule is None:
-        return Decision(False, f"no group grants {action} on {resource.type}")
-    if rule.allow_group is not None:
-        return Decision(True, rule.allow_reason, rule.allow_group)
+        return _nothing(action, resource.type)
+    if rule.allow is not None:
+        return rule.allow
     for guard in rule.guards:
         if _passes(guard, resource):
-            return Decision(True, guard.reason, guard.group)
-    return Decision(False, rule.deny_reason)
+            return guard.decision
+    return rule.deny
+
+
+@lru_cache(maxsize=4096)
+def _nothing(action: str, type_id: str) -> Decision:
+    return Decision(False, f"no group grants {action} on {type_id}")
 
 
 def _passes(guard: Guard, resource: Resource) -> bool:
@@ -53,15 +59,12 @@ def some(profile: Profile, action: str, type_id: str) -> Decision:
     """
     rule = profile.rules.get((type_id, action))
     if rule is None:
-        return Decision(False, f"no group grants {action} on {type_id}")
-    if rule.allow_group is not None:
-        return Decision(True, rule.allow_reason, rule.allow_group)
-    if rule.guards:
-        guard = rule.guards[0]
-        return Decision(
-            True, f"{guard.reason} (entity not known: checked by the service)", guard.group
-        )
-    return Decision(False, rule.deny_reason)
+        return _nothing(action, type_id)
+    if rule.allow is not None:
+        return rule.allow
+    guard = rule.guards[0]
+    reason = f"{guard.decision.reason} (entity not known here: the service checks it)"
+    return Decision(True, reason, guard.group)
 
 
 def restriction_filter(profile: Profile, action: str, type_id: str) -> FilterResult:
@@ -74,7 +77,7 @@ def restriction_filter(profile: Profile, action: str, type_id: str) -> FilterRes
     rule = profile.rules.get((type_id, action))
     if rule is None:
         return FilterResult(all=False)
-    if rule.allow_group is not None:
+    if rule.allow is not None:
         return FilterResult(all=True)
     filters: list[Filter] = []
     for guard in rule.guards:

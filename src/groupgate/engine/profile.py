@@ -2,21 +2,27 @@
 
 A profile maps `(resource type, action)` to a `Rule`:
 
-- `ALLOW`-style rule (`Rule.allow_group` set): some group grants the action with no
-  restriction and no condition, so the answer needs no resource attribute at all;
-- otherwise a tuple of `Guard`s, tried in order: a guard passes when the resource's
-  restriction values meet the group's (site-aware types only) and every `requires` clause
-  holds. Every scope is a clause: a customer group's company, a vendor group's vendor,
-  the "same customer" link permission, and named conditions such as ownership, with the
-  subject's side resolved now, so a check compares resource attributes with frozensets.
+- `Rule.allow` set: some group grants the action with no restriction and no condition, so
+  the answer needs no resource attribute at all (the prebuilt allow `Decision` is returned);
+- otherwise `Rule.guards`, tried in order: a guard passes when the resource's restriction
+  values meet the group's (site-aware types only) and every `requires` clause holds. Every
+  scope is a clause: a customer group's company, a vendor group's vendor, the "same customer"
+  link permission, and named conditions such as ownership, with the subject's side resolved
+  at compile time, so a check compares resource attributes with frozensets.
 
 Dependent types (media) and every level action (read, view, list, ...) get their own keys,
-so a check is one dictionary look-up plus, at most, a few set operations.
+so a check is one dictionary look-up and, at most, a few set operations. Decisions are
+prebuilt: the hot path allocates nothing.
+
+Compiling is the cold path. `ProfileCompiler` compiles each group once into a `Fragment`
+(its rules as if it were the subject's only group) and shares it across subjects; a
+subject's profile is then mostly C-level dict merges of its groups' fragments.
 """
 
 from __future__ import annotations
 
 import operator
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +30,7 @@ from typing import Any
 from groupgate.model import (
     EMPTY,
     Catalog,
+    Decision,
     Group,
     GroupKind,
     Level,
@@ -35,8 +42,9 @@ from groupgate.model import (
 )
 
 Getter = Callable[[Resource], Any]
-#: One clause: it holds when some (getter, values) pair finds the attribute among the values.
+#: One clause: it holds when some (path, getter, values) finds the attribute among the values.
 Clause = tuple[tuple[str, Getter, frozenset[Any]], ...]
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +52,14 @@ class Guard:
     group: str
     restrictions: frozenset[str] | None
     requires: tuple[Clause, ...]
-    reason: str
+    decision: Decision
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    allow_group: str | None
-    allow_reason: str
+    allow: Decision | None
     guards: tuple[Guard, ...]
-    deny_reason: str
+    deny: Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,17 @@ class Profile:
     subject: str
     revision: int
     groups: tuple[str, ...]
-    rules: Mapping[tuple[str, str], Rule]
+    rules: Mapping[Key, Rule]
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One group's contribution, seen through one kind of link, for any subject."""
+
+    allows: dict[Key, Rule]
+    guarded: dict[Key, Guard]
+    #: Named actions granted only under a condition: (key, condition id, guard template).
+    conditional: tuple[tuple[Key, str, Guard], ...]
 
 
 _FIELD_GETTERS: dict[str, Getter] = {
@@ -145,6 +162,126 @@ def group_grants(
     return levels, actions
 
 
+class ProfileCompiler:
+    """Compiles profiles, sharing each group's compiled fragment across subjects.
+
+    Fragments are memoised by group object identity (the store hands out one object per
+    stored group version, so a changed group is a new object) and link kind, in a bounded
+    LRU that holds the group, so an identity is never reused while its entry lives.
+    """
+
+    def __init__(self, catalog: Catalog, memo_size: int = 20_000) -> None:
+        self.catalog = catalog
+        self._memo_size = memo_size
+        self._memo: OrderedDict[tuple[int, str | None], tuple[Group, Fragment]] = OrderedDict()
+        self._dependents: dict[str, list[str]] = {}
+        for rtype in catalog.types.values():
+            if rtype.parent is not None:
+                self._dependents.setdefault(rtype.parent, []).append(rtype.id)
+        self._level_actions: dict[Level, tuple[str, ...]] = {
+            level: tuple(a for a, needed in catalog.levels.items() if level >= needed)
+            for level in (Level.READ, Level.MANAGE)
+        }
+
+    def compile(
+        self,
+        subject: Subject,
+        groups: Mapping[str, Group],
+        settings: Settings,
+        *,
+        tenant: str = "",
+        revision: int = 0,
+    ) -> Profile:
+        pairs = effective_groups(subject, groups, settings)
+        companies = subject_companies(pairs)
+        allows: dict[Key, Rule] = {}
+        guarded: dict[Key, list[Guard]] = {}
+        for link, group in pairs:
+            fragment = self.fragment(group, link.level)
+            extra: Clause | None = None
+            if link.same_customer:
+                extra = _same_customer_clause(subject, companies)
+            if extra is None:
+                allows.update(fragment.allows)
+                items: Iterable[tuple[Key, Guard]] = fragment.guarded.items()
+            else:
+                # The link narrows every grant of the group to the subject's own entities.
+                items = [
+                    *((k, _narrow(r.guards[0], extra)) for k, r in fragment.allows.items()),
+                    *((k, _narrow(g, extra)) for k, g in fragment.guarded.items()),
+                ]
+            for key, guard in items:
+                guarded.setdefault(key, []).append(guard)
+            for key, condition_id, template in fragment.conditional:
+                clause = _condition_clause(self.catalog, condition_id, subject, companies)
+                guard = _narrow(template, clause)
+                if extra is not None:
+                    guard = _narrow(guard, extra)
+                guarded.setdefault(key, []).append(guard)
+        rules: dict[Key, Rule] = {}
+        for key, found in guarded.items():
+            if key not in allows:
+                rule = _rule(key, found)
+                if rule is not None:
+                    rules[key] = rule
+        rules.update(allows)
+        return Profile(tenant, subject.id, revision, tuple(g.id for _, g in pairs), rules)
+
+    def fragment(self, group: Group, level: str | None) -> Fragment:
+        memo_key = (id(group), level)
+        found = self._memo.get(memo_key)
+        if found is not None and found[0] is group:
+            self._memo.move_to_end(memo_key)
+            return found[1]
+        fragment = self._build(group, Membership(group.id, level))  # type: ignore[arg-type]
+        self._memo[memo_key] = (group, fragment)
+        if len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+        return fragment
+
+    def _build(self, group: Group, link: Membership) -> Fragment:
+        levels, actions = group_grants(link, group)
+        scope = _scope_clauses(group)
+        allows: dict[Key, Rule] = {}
+        guarded: dict[Key, Guard] = {}
+        conditional: list[tuple[Key, str, Guard]] = []
+        types = self.catalog.types
+        for type_id, level in levels.items():
+            if level is Level.NONE or type_id not in types:
+                continue
+            guard = _guard(self.catalog, group, type_id, scope)
+            for action in self._level_actions[level]:
+                self._place(type_id, action, guard, allows, guarded)
+        for type_id, named in actions.items():
+            if type_id not in types:
+                continue
+            guard = _guard(self.catalog, group, type_id, scope)
+            for action, condition_id in named:
+                if condition_id is None:
+                    self._place(type_id, action, guard, allows, guarded)
+                    continue
+                for key in self._keys(type_id, action):
+                    conditional.append((key, condition_id, guard))
+        return Fragment(allows, guarded, tuple(conditional))
+
+    def _keys(self, type_id: str, action: str) -> list[Key]:
+        return [(type_id, action)] + [(d, action) for d in self._dependents.get(type_id, ())]
+
+    def _place(
+        self,
+        type_id: str,
+        action: str,
+        guard: Guard,
+        allows: dict[Key, Rule],
+        guarded: dict[Key, Guard],
+    ) -> None:
+        for key in self._keys(type_id, action):
+            if guard.restrictions is None and not guard.requires:
+                allows[key] = Rule(guard.decision, (guard,), _deny(key, True))
+            else:
+                guarded[key] = guard
+
+
 def compile_profile(
     catalog: Catalog,
     subject: Subject,
@@ -154,52 +291,9 @@ def compile_profile(
     tenant: str = "",
     revision: int = 0,
 ) -> Profile:
-    """Compile the subject's effective groups into a `Profile` (see the module docstring)."""
-    pairs = effective_groups(subject, groups, settings)
-    companies = subject_companies(pairs)
-    same_customer = _same_customer_clause(subject, companies)
-    level_actions: dict[Level, list[str]] = {Level.READ: [], Level.MANAGE: []}
-    for action, needed in catalog.levels.items():
-        for level in (Level.READ, Level.MANAGE):
-            if level >= needed:
-                level_actions[level].append(action)
-    guards: dict[tuple[str, str], list[Guard]] = {}
-    for link, group in pairs:
-        scope = _scope_clauses(group)
-        if link.same_customer:
-            scope = (*scope, same_customer)
-        levels, actions = group_grants(link, group)
-        for type_id, level in levels.items():
-            if level is Level.NONE or type_id not in catalog.types:
-                continue
-            guard = _guard(catalog, group, type_id, scope)
-            for action in level_actions[level]:
-                guards.setdefault((type_id, action), []).append(guard)
-        for type_id, named in actions.items():
-            if type_id not in catalog.types:
-                continue
-            for action, condition_id in named:
-                clauses = scope
-                if condition_id is not None:
-                    clauses = (*scope, _condition_clause(catalog, condition_id, subject, companies))
-                guard = _guard(catalog, group, type_id, clauses)
-                guards.setdefault((type_id, action), []).append(guard)
-    rules: dict[tuple[str, str], Rule] = {}
-    for (type_id, action), found in guards.items():
-        rules[(type_id, action)] = _rule(type_id, action, found)
-    for dependent in catalog.types.values():
-        if dependent.parent is None:
-            continue
-        for (type_id, action), rule in list(rules.items()):
-            if type_id == dependent.parent:
-                rules[(dependent.id, action)] = rule
-    return Profile(
-        tenant=tenant,
-        subject=subject.id,
-        revision=revision,
-        groups=tuple(g.id for _, g in pairs),
-        rules=rules,
-    )
+    """Compile one profile without sharing fragments (tests, one-off questions)."""
+    compiler = ProfileCompiler(catalog)
+    return compiler.compile(subject, groups, settings, tenant=tenant, revision=revision)
 
 
 def _scope_clauses(group: Group) -> tuple[Clause, ...]:
@@ -222,35 +316,46 @@ def _condition_clause(
 ) -> Clause:
     condition = catalog.conditions[condition_id]
     return tuple(
-        (
-            resource_path,
-            resource_getter(resource_path),
-            subject_values(subject, subject_path, companies),
-        )
-        for resource_path, subject_path in condition.pairs
+        (path, resource_getter(path), subject_values(subject, subject_path, companies))
+        for path, subject_path in condition.pairs
     )
+
+
+def _reason(group: str, restrictions: frozenset[str] | None, requires: tuple[Clause, ...]) -> str:
+    parts = [f"group {group}"]
+    if restrictions is not None:
+        parts.append(f"restrictions {sorted(restrictions)}")
+    for clause in requires:
+        parts.append(" or ".join(f"{p} in {sorted(map(str, v))}" for p, _, v in clause))
+    return "granted by " + ", ".join(parts)
 
 
 def _guard(catalog: Catalog, group: Group, type_id: str, requires: tuple[Clause, ...]) -> Guard:
     restricted = catalog.types[type_id].site_aware and bool(group.restrictions)
     restrictions = group.restrictions if restricted else None
-    parts = [f"group {group.id}"]
-    if restrictions is not None:
-        parts.append(f"restrictions {sorted(restrictions)}")
-    parts += [
-        " or ".join(f"{path} in {sorted(map(str, values))}" for path, _, values in clause)
-        for clause in requires
-    ]
-    return Guard(group.id, restrictions, requires, "granted by " + ", ".join(parts))
+    reason = _reason(group.id, restrictions, requires)
+    return Guard(group.id, restrictions, requires, Decision(True, reason, group.id))
 
 
-def _rule(type_id: str, action: str, guards: list[Guard]) -> Rule:
+def _narrow(guard: Guard, clause: Clause) -> Guard:
+    requires = (*guard.requires, clause)
+    reason = _reason(guard.group, guard.restrictions, requires)
+    return Guard(guard.group, guard.restrictions, requires, Decision(True, reason, guard.group))
+
+
+def _deny(key: Key, granted: bool) -> Decision:
+    type_id, action = key
+    if granted:
+        return Decision(False, f"no group grants {action} on {type_id} for this resource")
+    return Decision(False, f"no group grants {action} on {type_id}")
+
+
+def _rule(key: Key, guards: list[Guard]) -> Rule | None:
     # A clause whose value sets are all empty can never hold: drop such guards now.
-    live = [g for g in guards if all(any(v for _, _, v in c) for c in g.requires)]
+    live = tuple(g for g in guards if all(any(v for _, _, v in c) for c in g.requires))
+    if not live:
+        return None
     for guard in live:
         if guard.restrictions is None and not guard.requires:
-            return Rule(guard.group, f"granted by group {guard.group}", (), "")
-    deny = f"no group grants {action} on {type_id} for this resource"
-    if not live:
-        deny = f"no group grants {action} on {type_id}"
-    return Rule(None, "", tuple(live), deny)
+            return Rule(guard.decision, (guard,), _deny(key, True))
+    return Rule(None, live, _deny(key, True))

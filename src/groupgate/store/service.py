@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
-from groupgate.engine.profile import Profile, compile_profile
+from groupgate.engine.profile import Profile, ProfileCompiler
 from groupgate.engine.purchases import evaluate_purchase
 from groupgate.engine.reference import evaluate
 from groupgate.errors import Conflict, NotFound, StoreUnavailable
@@ -71,6 +71,7 @@ class GraphService:
         self.graphs = Graphs(client)
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
+        self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
         self.stale_after = 2 * poll_interval + 0.5
@@ -154,13 +155,9 @@ class GraphService:
                 await task
         self._tasks = []
         with contextlib.suppress(*STORE_ERRORS):
-            if isinstance(self.client, Redis):
-                # A client built on an explicit pool does not own it: close the pool too.
-                await self.client.aclose(close_connection_pool=True)
-            else:
-                await self.client.aclose()
+            await _close(self.client)
             if self._subscriber is not self.client:
-                await self._subscriber.aclose(close_connection_pool=True)
+                await _close(self._subscriber)
 
     # ------------------------------------------------------------------ decisions
 
@@ -376,9 +373,7 @@ class GraphService:
         groups: dict[str, Group] = {
             gid: self.writer.groups.load(graw) for gid, graw in zip(ids, raws, strict=True) if graw
         }
-        profile = compile_profile(
-            self.catalog, subject, groups, settings, tenant=tenant, revision=rev
-        )
+        profile = self.compiler.compile(subject, groups, settings, tenant=tenant, revision=rev)
         return Entry(profile, subject, groups, settings)
 
     def _load_settings(self, raw: bytes) -> Settings:
@@ -571,6 +566,14 @@ class GraphService:
             subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
             return codec.subject_document(subject)
         return decode(snap.values[0])
+
+
+async def _close(client: Client) -> None:
+    if isinstance(client, RedisCluster):
+        await client.aclose()
+    else:
+        # A client built on an explicit pool does not own it: close the pool too.
+        await client.aclose(close_connection_pool=True)
 
 
 def _suffix(key: str) -> str:
