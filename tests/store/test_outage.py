@@ -33,8 +33,10 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
         assert stale.decision.allow and stale.stale
         with pytest.raises(StoreUnavailable):  # not cached: nothing to serve
             await service.check("outage", "emp-2", "read", ORDER)
-        with pytest.raises(StoreUnavailable):  # a token cannot be honoured while down
-            await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
+        reached = await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
+        assert reached.stale  # the cache has revision 1: the token is met, flagged stale
+        with pytest.raises(StoreUnavailable):  # a newer token cannot be met while down
+            await service.check("outage", "emp-1", "update", ORDER, min_revision=2)
 
         await asyncio.sleep(max(0.0, service.max_staleness + 0.3 - (time.monotonic() - started)))
         with pytest.raises(StoreUnavailable, match="failing closed"):

@@ -1,0 +1,1 @@
+"""Helpers that start real servers (Redis, a Redis Cluster, nginx) for the tests."""
