@@ -1,4 +1,8 @@
-"""Shared fixtures: real Redis servers, a local Redis Cluster and nginx (tests/support)."""
+"""Shared fixtures: real Redis servers, a local Redis Cluster and nginx (tests/support).
+
+A fixture whose server is missing skips its tests, or fails them when GROUPGATE_REQUIRE_REDIS=1
+or GROUPGATE_REQUIRE_NGINX=1 is set, as `scripts/check` (and so CI) does.
+"""
 
 from __future__ import annotations
 
@@ -11,48 +15,63 @@ import redis
 from tests.support.servers import Nginx, RedisCluster, RedisProcess
 
 REAL_REDIS = "redis://127.0.0.1:6379/0"
+SCRATCH_DB = 15
 
 
 @pytest.fixture(scope="session")
 def real_redis_url() -> str:
     """The Redis server on 127.0.0.1:6379; tests use random tenant names and clean up."""
-    client = redis.Redis.from_url(REAL_REDIS, socket_connect_timeout=0.5)
+    client = redis.Redis.from_url(REAL_REDIS, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         client.ping()
-    except redis.ConnectionError:
+    except (redis.RedisError, OSError) as error:
+        message = f"no Redis answers on 127.0.0.1:6379 ({error})"
         if os.environ.get("GROUPGATE_REQUIRE_REDIS") == "1":
-            pytest.fail("no Redis answers on 127.0.0.1:6379 and GROUPGATE_REQUIRE_REDIS=1")
-        pytest.skip("no Redis on 127.0.0.1:6379")
+            pytest.fail(f"{message} and GROUPGATE_REQUIRE_REDIS=1")
+        pytest.skip(message)
     finally:
         client.close()
     return REAL_REDIS
 
 
 @pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    """A private redis-server the test may stop and restart."""
-    server = RedisProcess()
-    server.start()
+def real_redis_db(real_redis_url: str) -> Iterator[str]:
+    """A URL to the scratch logical db 15 of the real Redis, emptied before and after the test."""
+    url = real_redis_url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
+    client = redis.Redis.from_url(url, socket_timeout=5)
     try:
+        client.flushdb()
+        yield url
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    """A private redis-server the test may stop and restart; always stopped afterwards."""
+    server = RedisProcess()
+    try:
+        server.start()
         yield server
     finally:
         server.cleanup()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_cluster() -> Iterator[RedisCluster]:
-    """A Redis Cluster of three local nodes, started once per session."""
+    """A Redis Cluster of three local nodes (`.startup_nodes`, `.url`), one per test module."""
     cluster = RedisCluster()
     try:
         cluster.start()
         yield cluster
     finally:
-        cluster.cleanup()
+        cluster.stop()
 
 
 @pytest.fixture
 def nginx_factory() -> Iterator[Callable[[str, int], Nginx]]:
-    """Start nginx with a config (`@PATHS@` is replaced by temp paths); stopped afterwards."""
+    """Yield `start(conf, port) -> Nginx`; every nginx started is stopped at teardown."""
     started: list[Nginx] = []
 
     def start(conf: str, port: int) -> Nginx:

@@ -8,6 +8,8 @@ GROUPGATE_REQUIRE_* variable is set (as `scripts/check` does), so CI can't skip 
 from __future__ import annotations
 
 import os
+import random
+import re
 import shutil
 import socket
 import subprocess
@@ -18,70 +20,112 @@ from pathlib import Path
 import pytest
 import redis
 
+LOCALHOST = "127.0.0.1"
+
 
 def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOCALHOST, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
+def free_cluster_port() -> int:
+    """Return a free port whose cluster bus port (port + 10000) is free too.
+
+    Redis Cluster refuses ports above 55535, and ephemeral ports (usually from 32768) could be
+    taken by outgoing connections meanwhile, so both ports are drawn below that range.
+    """
+    for _ in range(200):
+        port = random.randint(10000, 22000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind((LOCALHOST, candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def require(binary: str, variable: str) -> str:
-    """Return the path of `binary`; skip the test, or fail it when `variable` is set."""
-    path = shutil.which(binary) or (
-        f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
-    )
+    """Return the path of `binary`; skip the test, or fail it when `variable` is set to 1."""
+    path = shutil.which(binary)
+    if path is None and os.access(f"/usr/sbin/{binary}", os.X_OK):
+        path = f"/usr/sbin/{binary}"  # not on PATH for non-root users
     if path is None:
-        message = f"{binary} is not installed"
+        message = f"{binary} is not installed (scripts/check installs it as root)"
         if os.environ.get(variable) == "1":
             pytest.fail(f"{message} and {variable}=1")
         pytest.skip(message)
     return path
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 10.0
+) -> None:
+    """Wait until 127.0.0.1:`port` accepts connections; stop early if `process` exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process exited ({process.returncode}) before listening")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((LOCALHOST, port)) == 0:
                 return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {LOCALHOST}:{port} after {timeout} s")
         time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ten seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
 class RedisProcess:
-    """A private redis-server on a free port; its folder keeps a dump across restarts."""
+    """A private redis-server on a free port without persistence; restart keeps the port.
 
-    def __init__(self, *extra: str) -> None:
+    Tests use it to stop Redis in the middle of a run. Data does not survive a restart
+    (`--save ""`, no AOF), as after a failover to an empty replica.
+    """
+
+    def __init__(self, *extra: str, port: int | None = None) -> None:
         self.binary = require("redis-server", "GROUPGATE_REQUIRE_REDIS")
-        self.port = free_port()
-        self.folder = tempfile.mkdtemp(prefix="gg-redis-")
-        self.extra = extra
+        self.port = free_port() if port is None else port
+        self.folder = Path(tempfile.mkdtemp(prefix="gg-redis-"))
+        self.log = self.folder / "redis.log"
+        self.extra: tuple[str, ...] = extra
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = os.path.join(self.folder, "redis.log")
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{LOCALHOST}:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", self.folder, "--logfile", self.log, *self.extra]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Start the server and wait until it answers PING."""
+        args = [self.binary, "--port", str(self.port), "--bind", LOCALHOST, "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.folder), "--logfile", str(self.log)]
+        self.process = subprocess.Popen(
+            [*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_port(self.port, self.process, timeout=15)
+        except (RuntimeError, TimeoutError) as error:
+            self.stop()
+            raise RuntimeError(f"redis-server did not start: {error}\n{_tail(self.log)}") from None
+        client = redis.Redis(host=LOCALHOST, port=self.port, socket_timeout=2)
         deadline = time.monotonic() + 15
-        while True:
-            if self.process.poll() is not None:
-                text = Path(self.log).read_text() if os.path.exists(self.log) else ""
-                raise RuntimeError(
-                    f"redis-server exited ({self.process.returncode}): {text[-2000:]}"
-                )
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on port {self.port} did not listen")
-            time.sleep(0.02)
-        client = redis.Redis(port=self.port, socket_timeout=2)
         try:
             while True:
                 try:
@@ -95,136 +139,149 @@ class RedisProcess:
             client.close()
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            _stop(self.process)
             self.process = None
 
     def restart(self) -> None:
+        """Stop and start again on the same port."""
         self.stop()
         self.start()
 
     def cleanup(self) -> None:
+        """Stop the server and remove its folder."""
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class RedisCluster:
-    """Three redis-server nodes in cluster mode on free ports, slots spread over them."""
+    """Three redis-server nodes in cluster mode on free ports, no replicas, slots spread out."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 3) -> None:
         self.cli = require("redis-cli", "GROUPGATE_REQUIRE_REDIS")
-        self.nodes = [
-            RedisProcess("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-            for _ in range(3)
-        ]
+        self.nodes: list[RedisProcess] = []
+        for _ in range(size):
+            port = free_cluster_port()
+            while any(port == other.port for other in self.nodes):
+                port = free_cluster_port()
+            node = RedisProcess(port=port)
+            config = node.folder / f"nodes-{node.port}.conf"
+            node.extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(config))
+            node.extra += ("--cluster-node-timeout", "2000")
+            self.nodes.append(node)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}"
+        return f"redis://{LOCALHOST}:{self.nodes[0].port}"
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
-        return [("127.0.0.1", node.port) for node in self.nodes]
+        return [(LOCALHOST, node.port) for node in self.nodes]
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the nodes, assign the slots and wait until every node reports the cluster ok."""
         for node in self.nodes:
-            node.extra = (*node.extra, "--cluster-config-file", f"{node.folder}/nodes.conf")
             node.start()
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            [
-                self.cli,
-                "--cluster",
-                "create",
-                *addresses,
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        addresses = [f"{host}:{port}" for host, port in self.startup_nodes]
+        create = [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+        result = subprocess.run(
+            [*create, "--cluster-yes"],
+            capture_output=True,
+            text=True,
             timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{output}")
+        deadline = time.monotonic() + timeout
         for node in self.nodes:
-            client = redis.Redis(port=node.port)
+            client = redis.Redis(host=LOCALHOST, port=node.port, socket_timeout=2)
             try:
-                while not _cluster_ok(client.execute_command("CLUSTER INFO")):
-                    assert time.monotonic() < deadline, "the cluster did not become ready"
+                while not _cluster_ok(client):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"node {node.port}: cluster_state is not ok")
                     time.sleep(0.05)
             finally:
                 client.close()
 
-    def cleanup(self) -> None:
+    def stop(self) -> None:
+        """Stop every node and remove their folders."""
         for node in self.nodes:
             node.cleanup()
 
+    cleanup = stop
 
-def _cluster_ok(info: object) -> bool:
-    """redis-py parses CLUSTER INFO into a dict; older versions return the raw text."""
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    """Whether the node reports `cluster_state:ok` (all slots served, nodes agree)."""
+    info: object = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+    # redis-py parses CLUSTER INFO into a dict; older versions return the raw text.
     if isinstance(info, dict):
         return info.get("cluster_state") in ("ok", b"ok")
-    return isinstance(info, bytes | str) and "cluster_state:ok" in str(info)
+    if isinstance(info, bytes):
+        info = info.decode()
+    return isinstance(info, str) and "cluster_state:ok" in info
 
 
 class Nginx:
-    """nginx in the foreground with a config written to a private folder."""
+    """nginx in the foreground (`-g 'daemon off;'`) with its config in a private folder.
 
-    def __init__(self, conf: str, port: int) -> None:
+    `conf` holds the `http { ... }` block (and anything else at top level). The helper adds
+    what nginx needs outside the config's concern: `user root;` when run as root (workers
+    would switch to nobody), the pid file, the error log, `events`, and the temp paths, all
+    inside the folder. The temp paths go where the config says `@PATHS@`, or else at the top
+    of its first `http {` block.
+    """
+
+    def __init__(self, conf: str, port: int, *, timeout: float = 10.0) -> None:
         self.binary = require("nginx", "GROUPGATE_REQUIRE_NGINX")
         self.port = port
         self.folder = Path(tempfile.mkdtemp(prefix="gg-nginx-"))
-        for sub in ("logs", "tmp"):
-            (self.folder / sub).mkdir()
-        user = "user root;\n" if os.geteuid() == 0 else ""
+        (self.folder / "logs").mkdir()
         temp = self.folder / "tmp"
-        head = (
-            f"{user}worker_processes 1;\npid {self.folder}/nginx.pid;\n"
-            f"error_log {self.folder}/logs/error.log warn;\nevents {{ worker_connections 256; }}\n"
-        )
+        temp.mkdir()
+        self.error_path = self.folder / "logs" / "error.log"
+        head = "user root;\n" if os.geteuid() == 0 else ""
+        head += f"worker_processes 1;\npid {self.folder}/nginx.pid;\n"
+        head += f"error_log {self.error_path} warn;\nevents {{ worker_connections 256; }}\n"
         paths = (
             f"access_log off; client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy;"
             f" fastcgi_temp_path {temp}/fcgi; uwsgi_temp_path {temp}/uwsgi;"
             f" scgi_temp_path {temp}/scgi;\n"
         )
-        (self.folder / "nginx.conf").write_text(head + conf.replace("@PATHS@", paths))
+        if "@PATHS@" in conf:
+            conf = conf.replace("@PATHS@", paths)
+        else:
+            conf = re.sub(r"\bhttp\s*\{", lambda m: m.group(0) + "\n" + paths, conf, count=1)
+        self.conf_path = self.folder / "nginx.conf"
+        self.conf_path.write_text(head + conf)
+        # -e: nginx opens its compiled-in error log (/var/log/nginx) before reading the config.
+        args = [self.binary, "-p", f"{self.folder}/", "-e", str(self.error_path)]
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "-p",
-                str(self.folder),
-                "-c",
-                str(self.folder / "nginx.conf"),
-                "-g",
-                "daemon off;",
-            ],
+            [*args, "-c", str(self.conf_path), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
         )
         try:
-            wait_for_port(port)
-        except TimeoutError:
+            wait_for_port(port, self.process, timeout)
+        except (RuntimeError, TimeoutError) as error:
+            log = self.error_log()
             self.stop()
-            raise
+            raise RuntimeError(f"nginx did not start: {error}\n{log}") from None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
 
     def error_log(self) -> str:
-        path = self.folder / "logs" / "error.log"
-        return path.read_text() if path.exists() else ""
+        """The tail of nginx's error log (empty once stopped)."""
+        return _tail(self.error_path)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        """Stop nginx (SIGTERM is its fast shutdown) and remove its folder."""
+        _stop(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
