@@ -1,0 +1,214 @@
+"""Admin API under `/v1/admin/`: every write of the `Admin` protocol, each answering the
+tenant's new revision `{"revision": N}`.
+
+    GET    /v1/admin/tenants                          list tenants
+    POST   /v1/admin/tenants                          create {"tenant", "settings"?} (409 if exists)
+    DELETE /v1/admin/tenants/{t}                      delete a tenant and its graph
+    POST   /v1/admin/tenants/{t}/import               replace the graph (JSON or YAML body)
+    PUT    /v1/admin/tenants/{t}/settings             tenant settings
+    PUT|GET|DELETE /v1/admin/tenants/{t}/{kind}/{id}  kind: subjects|groups|companies|vendors
+    POST   /v1/admin/tenants/{t}/subjects/{id}/memberships           add a membership
+    DELETE /v1/admin/tenants/{t}/subjects/{id}/memberships/{group}   remove one
+
+Every call needs an admin credential (see `groupgate.auth`); a key bound to tenant A
+administers A only (403 elsewhere). A refused write is a 4xx problem whose detail names the
+offending entry (`subjects[3].companies.c-sub: ...`) and changes nothing. An entity's id
+comes from the path; an `id` in the body must agree with it.
+
+Imports are read under `max_import_bytes` (not the 1 MiB request limit); YAML bodies
+(`application/yaml`, `text/yaml`, `application/x-yaml`) are parsed with a safe loader that
+refuses anchors and aliases (no "billion laughs").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from groupgate.api import parsing
+from groupgate.api.app import STATE, State
+from groupgate.api.native import json_response
+from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia
+from groupgate.auth import Caller
+from groupgate.errors import Conflict, Forbidden, NotFound
+
+KINDS = {"subjects": "subject", "groups": "group", "companies": "company", "vendors": "vendor"}
+YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors and aliases."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("anchors and aliases are not accepted")
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.YAMLError("anchors and aliases are not accepted")
+        return super().compose_node(parent, index)
+
+
+async def _admin(state: State, request: web.Request) -> Caller:
+    headers = request.headers
+    return await state.auth.admin(headers.get("Authorization"), headers.get("X-Groupgate-Key"))
+
+
+async def _tenant(request: web.Request) -> tuple[State, str]:
+    state = request.app[STATE]
+    caller = await _admin(state, request)
+    tenant = parsing.ident(request.match_info["tenant"], "tenant")
+    if caller.tenant is not None and caller.tenant != tenant:
+        raise Forbidden(f"this credential is bound to tenant {caller.tenant!r}")
+    return state, tenant
+
+
+async def _body(state: State, request: web.Request) -> dict[str, Any]:
+    limits = state.config.limits
+    return await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
+
+
+def _revision(revision: int) -> web.Response:
+    return json_response({"revision": revision})
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    caller = await _admin(state, request)
+    tenants = await state.service.tenants()
+    if caller.tenant is not None:
+        tenants = [t for t in tenants if t == caller.tenant]
+    return json_response({"tenants": tenants})
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    caller = await _admin(state, request)
+    body = await _body(state, request)
+    parsing.only(body, frozenset({"tenant", "settings"}), "")
+    tenant = parsing.ident(body.get("tenant"), "tenant")
+    if caller.tenant is not None and caller.tenant != tenant:
+        raise Forbidden(f"this credential is bound to tenant {caller.tenant!r}")
+    if tenant in await state.service.tenants():
+        raise Conflict(f"tenant {tenant!r} exists (import a document to replace its graph)")
+    document: dict[str, Any] = {"tenant": tenant}
+    if body.get("settings") is not None:
+        document["settings"] = body["settings"]
+    revision = await state.service.import_graph(tenant, document)
+    state.tenants.forget()
+    return json_response({"tenant": tenant, "revision": revision}, status=201)
+
+
+async def delete_tenant(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    revision = await state.service.delete_tenant(tenant)
+    state.tenants.forget()
+    return _revision(revision)
+
+
+async def import_graph(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    limits = state.config.limits
+    ctype = request.content_type
+    raw = await parsing.read_body(request, limits.max_import_bytes)
+    if ctype in YAML_TYPES:
+        try:
+            document = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError as exc:
+            raise InvalidJson(f"invalid YAML: {exc}") from None
+        parsing.inspect(document, limits.max_json_depth)
+    elif ctype in parsing.JSON_TYPES or ctype.endswith("+json"):
+        document = parsing.loads(raw, limits.max_json_depth)
+    else:
+        raise UnsupportedMedia(f"expected application/json or application/yaml, got {ctype}")
+    parsing.expect_object(document)
+    revision = await state.service.import_graph(tenant, document)
+    state.tenants.forget()
+    return _revision(revision)
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    return _revision(await state.service.put_settings(tenant, await _body(state, request)))
+
+
+def _kind(request: web.Request) -> tuple[str, str]:
+    kind = KINDS.get(request.match_info["kind"])
+    if kind is None:
+        raise NotFound(f"no such collection {request.match_info['kind']!r}")
+    return kind, request.match_info["id"]
+
+
+async def put_entity(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    kind, entity_id = _kind(request)
+    body = await _body(state, request)
+    if body.setdefault("id", entity_id) != entity_id:
+        raise Unprocessable(f"id: the body names {body['id']!r}, the path {entity_id!r}")
+    service = state.service
+    writers = {
+        "subject": service.put_subject,
+        "group": service.put_group,
+        "company": service.put_company,
+        "vendor": service.put_vendor,
+    }
+    return _revision(await writers[kind](tenant, body))
+
+
+async def get_entity(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    kind, entity_id = _kind(request)
+    return json_response(await state.service.get_entity(tenant, kind, entity_id))
+
+
+async def delete_entity(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    kind, entity_id = _kind(request)
+    service = state.service
+    deleters = {
+        "subject": service.delete_subject,
+        "group": service.delete_group,
+        "company": service.delete_company,
+        "vendor": service.delete_vendor,
+    }
+    return _revision(await deleters[kind](tenant, entity_id))
+
+
+async def add_membership(request: web.Request) -> web.Response:
+    """Body: `{"group": id, "permission"?}` or `{"company": id, "role": "buyer"}`."""
+    state, tenant = await _tenant(request)
+    body = await _body(state, request)
+    subject = request.match_info["id"]
+    return _revision(await state.service.add_membership(tenant, subject, body))
+
+
+async def remove_membership(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    subject = request.match_info["id"]
+    group = request.match_info["group"]
+    return _revision(await state.service.remove_membership(tenant, subject, group))
+
+
+def setup(app: web.Application) -> None:
+    base = "/v1/admin/tenants"
+    kinds = "{kind:subjects|groups|companies|vendors}"
+    router = app.router
+    router.add_get(base, list_tenants, name="admin.tenants")
+    router.add_post(base, create_tenant, name="admin.create_tenant")
+    router.add_delete(base + "/{tenant}", delete_tenant, name="admin.delete_tenant")
+    router.add_post(base + "/{tenant}/import", import_graph, name="admin.import_graph")
+    router.add_put(base + "/{tenant}/settings", put_settings, name="admin.settings")
+    router.add_post(
+        base + "/{tenant}/subjects/{id}/memberships", add_membership, name="admin.add_membership"
+    )
+    router.add_delete(
+        base + "/{tenant}/subjects/{id}/memberships/{group:.+}",
+        remove_membership,
+        name="admin.remove_membership",
+    )
+    # Predefined and vendor group ids contain '/': the id is the rest of the path.
+    entity = f"{base}/{{tenant}}/{kinds}/{{id:.+}}"
+    router.add_put(entity, put_entity, name="admin.put")
+    router.add_get(entity, get_entity, name="admin.get")
+    router.add_delete(entity, delete_entity, name="admin.delete")

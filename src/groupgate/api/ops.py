@@ -1,0 +1,127 @@
+"""Operations: `/healthz`, `/readyz`, Prometheus `/metrics`, `/openapi.json`.
+
+- `/healthz` is 200 whenever the process answers (liveness);
+- `/readyz` is 200 when the store answers and the policy is loaded, else a 503 problem;
+- `/metrics`: `groupgate_decisions_total{surface,result}`, the latency histogram
+  `groupgate_decision_seconds{surface}`, and, read from the service's `stats()` at scrape time,
+  cache hits/misses/entries/evictions, store errors and change events. Each app has its own
+  registry (several apps may live in one test process); handlers use pre-bound children so a
+  decision costs two lock-protected additions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from groupgate.api.app import STATE
+from groupgate.api.native import json_response
+from groupgate.api.problems import problem
+
+SURFACES = ("check", "checks", "filter", "purchase", "authzen", "gateway")
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+_COUNTERS = {
+    "cache_hits": "groupgate_cache_hits",
+    "cache_misses": "groupgate_cache_misses",
+    "cache_evictions": "groupgate_cache_evictions",
+    "cache_flushes": "groupgate_cache_flushes",
+    "store_errors": "groupgate_store_errors",
+    "change_events": "groupgate_change_events",
+}
+
+
+class _ServiceCollector:
+    """Expose the service's own counters at scrape time (nothing is counted twice)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Any]:
+        stats = getattr(self.service, "stats", None)
+        if stats is None:
+            return
+        values: dict[str, int] = stats()
+        for key, name in _COUNTERS.items():
+            if key in values:
+                metric = CounterMetricFamily(name, f"groupgate store: {key.replace('_', ' ')}")
+                metric.add_metric([], values[key])
+                yield metric
+        if "cache_entries" in values:
+            gauge = GaugeMetricFamily("groupgate_cache_entries", "compiled profiles cached")
+            gauge.add_metric([], values["cache_entries"])
+            yield gauge
+
+
+class Metrics:
+    """Decision counters and latency histograms of one application."""
+
+    def __init__(self, service: Any) -> None:
+        self.registry = CollectorRegistry()
+        decisions = Counter(
+            "groupgate_decisions",
+            "decisions by surface and result",
+            ["surface", "result"],
+            registry=self.registry,
+        )
+        latency = Histogram(
+            "groupgate_decision_seconds",
+            "time to decide, from request parsing to answer",
+            ["surface"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._allow = {s: decisions.labels(s, "allow") for s in SURFACES}
+        self._deny = {s: decisions.labels(s, "deny") for s in SURFACES}
+        self._latency = {s: latency.labels(s) for s in SURFACES}
+        self.registry.register(_ServiceCollector(service))
+
+    def observe(self, surface: str, allowed: bool, seconds: float) -> None:
+        (self._allow if allowed else self._deny)[surface].inc()
+        self._latency[surface].observe(seconds)
+
+    def render(self) -> bytes:
+        data: bytes = generate_latest(self.registry)
+        return data
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not state.catalog.types:
+        return problem(503, "Not ready", "no policy loaded", "not-ready")
+    if not await state.service.ready():
+        return problem(503, "Not ready", "the graph store does not answer", "not-ready")
+    return json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.Response(
+        body=state.metrics.render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from groupgate.api.openapi import document
+
+    state = request.app[STATE]
+    cached = state.extra.get("openapi")
+    if cached is None:
+        cached = state.extra["openapi"] = orjson.dumps(document())
+    return web.Response(body=cached, content_type="application/json")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz, name="ops.healthz")
+    app.router.add_get("/readyz", readyz, name="ops.readyz")
+    app.router.add_get("/metrics", metrics, name="ops.metrics")
+    app.router.add_get("/openapi.json", openapi, name="ops.openapi")

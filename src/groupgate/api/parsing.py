@@ -1,0 +1,278 @@
+"""Request bodies: size, JSON safety, and readers that validate fields into model objects.
+
+JSON safety, in one pass after `orjson.loads`:
+- size: `Content-Length` is checked before reading and the read itself is bounded (413);
+- depth: at most `max_json_depth` nested arrays/objects (orjson alone allows 1024);
+- numbers: |n| < 2**63; orjson silently turns a huge integer literal into a float, so the
+  check looks at floats too (no field of ours takes larger numbers);
+- duplicate keys: orjson keeps the last one silently. The cheap way: count the keys orjson
+  returned and the `"` + `:` pairs in the raw bytes (every key ends with one; a string value
+  can only add false positives). Equal counts prove there is no duplicate; only when they
+  differ is the body re-parsed with `json.loads(object_pairs_hook=...)` to name the duplicate
+  precisely (or to clear the false alarm). Compact JSON costs one `bytes.count` and one
+  regex search; a quote followed by whitespace switches to a whitespace-tolerant regex.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from groupgate.api.problems import InvalidJson, TooLarge, Unprocessable, UnsupportedMedia
+from groupgate.model import EMPTY, Money, Resource
+
+KEY_END = re.compile(rb'"[ \t\r\n]*:')
+QUOTE_SPACE = re.compile(rb'"[ \t\r\n]')
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+NUMBER_LIMIT = 2**63
+MAX_TEXT = 1024
+MAX_LIST = 256
+JSON_TYPES = ("application/json", "application/octet-stream", "")
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read the whole body, refusing anything over `limit` bytes (413)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_json_type(request: web.Request) -> None:
+    """Accept JSON (or no content type: curl users); refuse others, e.g. form posts (415)."""
+    ctype = request.content_type
+    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise UnsupportedMedia(f"expected application/json, got {ctype}")
+
+
+async def read_json(request: web.Request, limit: int, max_depth: int) -> dict[str, Any]:
+    """Read a JSON object body under the limits; raise 4xx problems otherwise."""
+    check_json_type(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
+    return expect_object(loads(body, max_depth))
+
+
+def expect_object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise InvalidJson(f"expected a JSON object, got {kind(value)}")
+    return value
+
+
+def loads(body: bytes, max_depth: int) -> Any:
+    """Parse one JSON document and enforce depth, number and duplicate-key rules."""
+    if not body:
+        raise InvalidJson("empty body: expected a JSON document")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"invalid JSON: {exc}") from None
+    keys = inspect(value, max_depth)
+    if keys and _raw_keys(body) != keys:
+        find_duplicate(body)
+    return value
+
+
+def _raw_keys(body: bytes) -> int:
+    """Count `"` + `:` pairs: at least one per key in the raw text (see the module docstring).
+
+    Compact JSON (no whitespace after any quote) is counted with `bytes.count`; otherwise a
+    whitespace-tolerant regex counts `"  :` too, so the count never misses a key.
+    """
+    if QUOTE_SPACE.search(body) is None:
+        return body.count(b'":')
+    return len(KEY_END.findall(body))
+
+
+def inspect(value: Any, max_depth: int) -> int:
+    """Check depth and numbers of a parsed document; return how many object keys it has."""
+    cls = type(value)
+    if cls is dict or cls is list:
+        return _walk(value, 1, max_depth)
+    if (cls is int or cls is float) and not -NUMBER_LIMIT < value < NUMBER_LIMIT:
+        raise InvalidJson("number out of range (|n| must be below 2**63)")
+    return 0
+
+
+def _walk(node: Any, depth: int, max_depth: int) -> int:
+    # Recursion is bounded by max_depth (at most 512 by configuration).
+    if depth > max_depth:
+        raise InvalidJson(f"JSON nested deeper than {max_depth} levels")
+    if type(node) is dict:
+        keys = len(node)
+        children: Any = node.values()
+    else:
+        keys = 0
+        children = node
+    for child in children:
+        cls = type(child)
+        if cls is dict or cls is list:
+            keys += _walk(child, depth + 1, max_depth)
+        elif (cls is int or cls is float) and not -NUMBER_LIMIT < child < NUMBER_LIMIT:
+            raise InvalidJson("number out of range (|n| must be below 2**63)")
+    return keys
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise InvalidJson(f"duplicate key {key!r} in a JSON object")
+        seen[key] = value
+    return seen
+
+
+def find_duplicate(body: bytes) -> None:
+    """Re-parse with the standard library to name a duplicate key; return if there is none."""
+    json.loads(body, object_pairs_hook=_no_duplicates)
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number"
+    )
+
+
+# --------------------------------------------------------------------------- field readers
+
+
+def only(body: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
+    """Refuse unknown fields (native API): a typo must not silently change a decision."""
+    for key in body:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise Unprocessable(f"{where}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def obj(value: Any, path: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise Unprocessable(f"{path}: expected an object, got {kind(value)}")
+    return value
+
+
+def text(value: Any, path: str, limit: int = MAX_TEXT) -> str:
+    if type(value) is not str or not value:
+        raise Unprocessable(f"{path}: expected a non-empty string, got {kind(value)}")
+    if len(value) > limit:
+        raise Unprocessable(f"{path}: longer than {limit} characters")
+    return value
+
+
+def opt_text(value: Any, path: str) -> str | None:
+    return None if value is None else text(value, path)
+
+
+def ident(value: Any, path: str) -> str:
+    """An id of the graph (tenant, company, ...): letters, digits and `._:@+-`."""
+    result = text(value, path, 128)
+    if not ID.match(result):
+        raise Unprocessable(f"{path}: invalid id {result!r} (letters, digits and ._:@+- only)")
+    return result
+
+
+def text_set(value: Any, path: str) -> frozenset[str]:
+    if value is None:
+        return EMPTY
+    if type(value) is not list:
+        raise Unprocessable(f"{path}: expected an array of strings, got {kind(value)}")
+    if len(value) > MAX_LIST:
+        raise Unprocessable(f"{path}: at most {MAX_LIST} values")
+    for i, item in enumerate(value):
+        if type(item) is not str:
+            raise Unprocessable(f"{path}[{i}]: expected a string, got {kind(item)}")
+    return frozenset(value)
+
+
+def boolean(value: Any, path: str) -> bool:
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise Unprocessable(f"{path}: expected true or false, got {kind(value)}")
+    return value
+
+
+def revision(value: Any, header: str | None, path: str = "min_revision") -> int | None:
+    """The consistency token from the body and/or `X-Groupgate-Min-Revision` (the larger)."""
+    found: int | None = None
+    if value is not None:
+        if type(value) is not int or value < 0:
+            raise Unprocessable(f"{path}: expected a non-negative integer, got {kind(value)}")
+        found = value
+    if header is not None:
+        if not header.isdigit() or len(header) > 18:
+            raise Unprocessable("X-Groupgate-Min-Revision: expected a non-negative integer")
+        found = max(found or 0, int(header))
+    return found
+
+
+def amount(value: Any, currency: Any, path: str = "") -> Money:
+    """A purchase amount: a decimal string (never a float) and an ISO 4217 code."""
+    prefix = f"{path}." if path else ""
+    if type(value) is not str or len(value) > 40:
+        raise Unprocessable(f'{prefix}amount: expected a decimal string such as "12.50"')
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise Unprocessable(f"{prefix}amount: not a decimal number: {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise Unprocessable(f"{prefix}amount: expected a finite, non-negative amount")
+    code = text(currency, f"{prefix}currency", 3)
+    if not CURRENCY.match(code):
+        raise Unprocessable(f"{prefix}currency: expected an ISO 4217 code such as EUR")
+    return Money(number, code)
+
+
+RESOURCE_FIELDS = frozenset(
+    {"type", "id", "company", "restrictions", "vendor", "owner", "customer", "properties"}
+)
+
+
+def resource(raw: Any, path: str) -> Resource:
+    """Validate a native resource object into a `Resource` (type checked by the caller)."""
+    if type(raw) is not dict:
+        raise Unprocessable(f"{path}: expected an object, got {kind(raw)}")
+    for key in raw:
+        if key not in RESOURCE_FIELDS:
+            raise Unprocessable(f"{path}.{key}: unknown field")
+    props = raw.get("properties")
+    if props is not None and type(props) is not dict:
+        raise Unprocessable(f"{path}.properties: expected an object, got {kind(props)}")
+    return Resource(
+        text(raw.get("type"), f"{path}.type", 128),
+        _scalar(raw.get("id"), f"{path}.id"),
+        _scalar(raw.get("company"), f"{path}.company"),
+        text_set(raw.get("restrictions"), f"{path}.restrictions"),
+        _scalar(raw.get("vendor"), f"{path}.vendor"),
+        _scalar(raw.get("owner"), f"{path}.owner"),
+        _scalar(raw.get("customer"), f"{path}.customer"),
+        props if props is not None else {},
+    )
+
+
+def _scalar(value: Any, path: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise Unprocessable(f"{path}: expected a string or null, got {kind(value)}")

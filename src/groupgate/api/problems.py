@@ -1,0 +1,134 @@
+"""The one place where errors become `application/problem+json` responses (RFC 9457).
+
+Every `GroupgateError` carries its status and title (see `groupgate.errors`); aiohttp's own
+HTTP errors (unknown route, wrong method, body too large) are turned into the same shape, and
+anything unexpected becomes a 500 whose detail stays in the log. No error path ever produces an
+allow: handlers build decision bodies only after every step succeeded.
+
+This module adds the transport-level members of the tree, all `InvalidInput`:
+
+    InvalidInput
+     +-- InvalidJson        400  the body is not one acceptable JSON document
+     +-- Unprocessable      422  well-formed JSON with a wrong field, type or unknown name
+     +-- TooLarge           413  body or batch over its configured limit
+     +-- UnsupportedMedia   415  a content type that is not JSON (nor YAML for imports)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from groupgate import log
+from groupgate.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    GraphError,
+    GroupgateError,
+    InvalidInput,
+    NotFound,
+    PolicyError,
+    StoreUnavailable,
+)
+
+PROBLEM = "application/problem+json"
+TYPE_PREFIX = "urn:groupgate:problem:"
+
+
+class InvalidJson(InvalidInput):
+    """The body is not a single well-formed JSON document within the limits."""
+
+    title = "Invalid JSON"
+
+
+class Unprocessable(InvalidInput):
+    """The JSON is well-formed but a field is missing, mistyped, unknown or names nothing."""
+
+    status = 422
+    title = "Unprocessable request"
+
+
+class TooLarge(InvalidInput):
+    """The body or a batch exceeds its configured limit."""
+
+    status = 413
+    title = "Request too large"
+
+
+class UnsupportedMedia(InvalidInput):
+    """The request's content type is not one this endpoint reads."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
+_SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
+    (InvalidJson, "invalid-json"),
+    (Unprocessable, "unprocessable"),
+    (TooLarge, "too-large"),
+    (UnsupportedMedia, "unsupported-media-type"),
+    (GraphError, "graph-rule"),
+    (NotFound, "not-found"),
+    (Conflict, "conflict"),
+    (InvalidInput, "invalid-request"),
+    (Forbidden, "forbidden"),
+    (AuthError, "unauthorized"),
+    (StoreUnavailable, "store-unavailable"),
+    (PolicyError, "invalid-policy"),
+)
+
+
+def slug_of(error: GroupgateError) -> str:
+    for cls, slug in _SLUGS:
+        if isinstance(error, cls):
+            return slug
+    return "internal"
+
+
+def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
+    """Return a problem+json response."""
+    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="groupgate"'
+    return response
+
+
+def from_error(error: GroupgateError) -> web.Response:
+    """Map an exception of the tree to its response."""
+    return problem(error.status, error.title, error.detail, slug_of(error))
+
+
+_HTTP_DETAIL = {
+    404: "no such endpoint",
+    405: "method not allowed on this endpoint",
+    413: "request body too large",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error raised while handling a request into problem+json."""
+    try:
+        return await handler(request)
+    except GroupgateError as exc:
+        if exc.status >= 500:
+            log.api.warning("%s %s: %s", request.method, request.path, exc.detail)
+        return from_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = _HTTP_DETAIL.get(exc.status, exc.reason)
+        response = problem(exc.status, exc.reason, detail, f"http-{exc.status}")
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        # The client gets a short message; the detail goes to the log.
+        log.api.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal error", "internal error; see the sidecar's log", "internal")

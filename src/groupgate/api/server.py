@@ -1,0 +1,57 @@
+"""Run the application in this process: `web.run_app` on uvloop when available.
+
+`groupgate serve --workers N` starts N processes that each call `run(config, reuse_port=True)`;
+the kernel spreads connections across them (SO_REUSEPORT). aiohttp's own signal handling
+turns SIGTERM and SIGINT into a graceful shutdown (in-flight requests finish, cleanup runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from groupgate.api.app import build_app
+from groupgate.config import Config
+
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop when uvloop is installed, else the default one."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(
+    config: Config,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[web.Application], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; `on_ready` runs once the app has started."""
+
+    async def factory() -> web.Application:
+        app = await build_app(config)
+        if on_ready is not None:
+
+            async def ready(app: web.Application) -> None:
+                on_ready(app)
+
+            app.on_startup.append(ready)
+        return app
+
+    web.run_app(
+        factory(),
+        host=config.host,
+        port=config.port,
+        reuse_port=reuse_port or None,
+        print=None,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        loop=new_loop(),
+    )

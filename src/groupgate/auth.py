@@ -1,0 +1,353 @@
+"""Caller authentication (API keys, service JWTs) and subject token verification.
+
+The only module that imports `jwt`. It does no network I/O itself: a JWKS URL is read through
+a `fetch` callable the API layer passes in (an aiohttp client session), so the layering rule
+"only api/ imports aiohttp" holds.
+
+Callers:
+- an API key as `Authorization: Bearer <key>`, as the bare header value (AuthZEN interop PEPs
+  send that), or in `X-Groupgate-Key` (for the gateway, whose `Authorization` carries the
+  subject's token). Keys are compared in constant time: the SHA-256 of the presented key
+  against the SHA-256 of *every* configured key with `hmac.compare_digest`, no early exit, so
+  neither the position of a matching key nor its length leaks;
+- optionally a service JWT (`jwt_caller_tokens`), verified like a subject token; it is an
+  admin credential when its `scope`/`scp` claim lists `jwt_admin_scope`.
+
+Subject tokens (`JwtVerifier`): algorithms are pinned by configuration and never taken from the
+token (an HS256 token is refused when RS256 is configured, so a public key can't be used as an
+HMAC secret); `exp` is required, `nbf`/`exp` get a small leeway, `iss` and `aud` are checked
+when configured; `alg: none`, any `crit` header, embedded keys (`jwk`, `x5c`) and `jku`/`x5u`
+pointing anywhere but the configured JWKS URL are refused, and no URL from a token is ever
+fetched. JWKS keys are cached by `kid`; an unknown `kid` triggers at most one refetch per
+`jwks_refresh_interval`, however many such tokens arrive. Symmetric (`oct`) JWKs are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import orjson
+from jwt.algorithms import get_default_algorithms
+
+from groupgate import log
+from groupgate.config import Config, JwtSettings
+from groupgate.errors import AuthError, Forbidden
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+MAX_TOKEN_BYTES = 8192
+MAX_CANDIDATE_KEYS = 8
+_FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling the sidecar: a key, a service token, or nobody (open mode)."""
+
+    name: str
+    tenant: str | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified subject token: the subject id and tenant from the mapped claims."""
+
+    subject: str
+    tenant: str | None
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+ANONYMOUS = Caller("anonymous")
+
+
+def credential(authorization: str | None) -> str | None:
+    """Return the credential in an `Authorization` value: after `Bearer `, or the whole value."""
+    if not authorization:
+        return None
+    scheme, sep, rest = authorization.partition(" ")
+    if sep and scheme.lower() == "bearer":
+        return rest.strip() or None
+    return authorization.strip() or None
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class KeyRing:
+    """Configured API keys, compared in constant time."""
+
+    def __init__(self, keys: Sequence[Any]) -> None:
+        self._keys = [(_digest(k.key), k) for k in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def match(self, presented: str) -> Caller | None:
+        """Return the caller for `presented`, comparing it with every key (no early exit)."""
+        digest = _digest(presented)
+        found: Caller | None = None
+        for index, (expected, key) in enumerate(self._keys):
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = Caller(f"key#{index}", key.tenant, key.admin)
+        return found
+
+
+class JwksCache:
+    """JWKS keys by `kid`, from a file or a URL, refreshed on a TTL and on unknown kids."""
+
+    def __init__(self, settings: JwtSettings, fetch: Fetch | None, clock: Callable[[], float]):
+        self.settings = settings
+        self.fetch = fetch
+        self.clock = clock
+        self.keys: dict[str | None, list[Any]] = {}
+        self.loaded_at = float("-inf")
+        self.last_attempt = float("-inf")
+        self.fetches = 0
+        self._lock = asyncio.Lock()
+
+    async def lookup(self, kid: str | None) -> list[Any]:
+        """Return the keys for `kid` (every key when the token names none)."""
+        now = self.clock()
+        expired = now - self.loaded_at > self.settings.jwks_ttl
+        found = self._find(kid)
+        if found and not expired:
+            return found
+        # A fetch in flight is waited for (its keys may be the ones we need); a new fetch
+        # starts only once per interval, however many unknown kids arrive meanwhile.
+        if self._lock.locked() or now - self.last_attempt >= self.settings.jwks_refresh_interval:
+            async with self._lock:
+                # Another waiter may have refreshed while we queued: re-check before fetching.
+                if self.clock() - self.last_attempt >= self.settings.jwks_refresh_interval:
+                    await self._refresh()
+            found = self._find(kid)
+        return found
+
+    def _find(self, kid: str | None) -> list[Any]:
+        if kid is None:
+            return [k for keys in self.keys.values() for k in keys][:MAX_CANDIDATE_KEYS]
+        return self.keys.get(kid, [])
+
+    async def _refresh(self) -> None:
+        self.last_attempt = self.clock()
+        self.fetches += 1
+        try:
+            if self.settings.jwks_file is not None:
+                raw = self.settings.jwks_file.read_bytes()
+            elif self.settings.jwks_url is not None and self.fetch is not None:
+                raw = await self.fetch(self.settings.jwks_url)
+            else:
+                return
+            self.keys = parse_jwks(raw, self.settings.algorithms)
+            self.loaded_at = self.clock()
+        except (TimeoutError, OSError, ValueError) as exc:
+            # Keep serving the keys we had: a failed refresh must not lock everyone out.
+            log.auth.warning("JWKS refresh failed: %s", exc)
+
+
+def parse_jwks(raw: bytes, algorithms: Sequence[str]) -> dict[str | None, list[Any]]:
+    """Parse a JWKS document into public keys by kid; refuse symmetric and mismatched keys."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"JWKS is not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("JWKS has no 'keys' list")
+    families = {_FAMILY.get(a[:2]) for a in algorithms}
+    out: dict[str | None, list[Any]] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict) or entry.get("kty") not in families:
+            continue  # `oct` (HMAC) keys and keys of another family are never used
+        if entry.get("use", "sig") != "sig" or entry.get("alg", algorithms[0]) not in algorithms:
+            continue
+        try:
+            key = jwt.PyJWK(entry).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+            continue
+        kid = entry.get("kid")
+        out.setdefault(kid if isinstance(kid, str) else None, []).append(key)
+    return out
+
+
+def _public_keys(settings: JwtSettings) -> list[Any]:
+    if not settings.public_keys:
+        return []
+    family = settings.algorithms[0]
+    algorithm = get_default_algorithms()[family]
+    return [algorithm.prepare_key(pem) for pem in settings.public_keys]
+
+
+class JwtVerifier:
+    """Verify JWTs under pinned algorithms, claims and keys (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: JwtSettings,
+        fetch: Fetch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.jwks = JwksCache(settings, fetch, clock)
+        self._static = _public_keys(settings)
+        self._required = ["exp", settings.subject_claim]
+        if settings.issuer:
+            self._required.append("iss")
+        if settings.audience:
+            self._required.append("aud")
+
+    @property
+    def configured(self) -> bool:
+        return self.settings.configured
+
+    async def verify(self, token: str) -> Identity:
+        """Return the token's identity; raise `AuthError` saying why it is refused."""
+        claims = await self.claims(token)
+        subject = claims.get(self.settings.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            raise AuthError(f"invalid token: claim {self.settings.subject_claim!r} is not a string")
+        tenant = claims.get(self.settings.tenant_claim)
+        if tenant is not None and not isinstance(tenant, str):
+            raise AuthError(f"invalid token: claim {self.settings.tenant_claim!r} is not a string")
+        return Identity(subject, tenant, claims)
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """Verify signature and claims; return the payload."""
+        if not self.configured:
+            raise AuthError("no token verification is configured")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthError("invalid token: too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        self._check_header(header)
+        candidates = await self._keys(header)
+        if not candidates:
+            raise AuthError(f"invalid token: no key for kid {header.get('kid')!r}")
+        last: Exception | None = None
+        for key in candidates[:MAX_CANDIDATE_KEYS]:
+            try:
+                payload: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=list(self.settings.algorithms),
+                    audience=list(self.settings.audience) or None,
+                    issuer=self.settings.issuer,
+                    leeway=self.settings.leeway,
+                    options={"require": self._required, "verify_aud": bool(self.settings.audience)},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+                continue
+            except (jwt.PyJWTError, ValueError, TypeError) as exc:
+                raise AuthError(f"invalid token: {exc}") from None
+            return payload
+        raise AuthError(f"invalid token: {last or 'signature verification failed'}")
+
+    def _check_header(self, header: Mapping[str, Any]) -> None:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.settings.algorithms:
+            raise AuthError(f"invalid token: algorithm {alg!r} is not allowed")
+        if "crit" in header:
+            raise AuthError("invalid token: critical header extensions are not supported")
+        if "jwk" in header or "x5c" in header:
+            raise AuthError("invalid token: embedded keys are never trusted")
+        for name in ("jku", "x5u"):
+            if name in header and header[name] != self.settings.jwks_url:
+                raise AuthError(f"invalid token: {name} points outside the configured JWKS")
+
+    async def _keys(self, header: Mapping[str, Any]) -> list[Any]:
+        if self.settings.secret is not None:
+            return [self.settings.secret]
+        kid = header.get("kid")
+        kid = kid if isinstance(kid, str) else None
+        keys = list(self._static)
+        if self.settings.jwks_file is not None or self.settings.jwks_url is not None:
+            keys += await self.jwks.lookup(kid)
+        return keys
+
+
+class Authenticator:
+    """Decide who the caller is, for decision endpoints and for the admin API."""
+
+    def __init__(self, config: Config, verifier: JwtVerifier) -> None:
+        self.keys = KeyRing(config.api_keys)
+        self.admin_keys_configured = any(k.admin for k in config.api_keys)
+        self.admin_open = config.admin_open
+        self.verifier = verifier
+        self.caller_tokens = config.jwt.caller_tokens and verifier.configured
+        self.open = not self.keys and not self.caller_tokens
+
+    async def caller(self, authorization: str | None, key_header: str | None = None) -> Caller:
+        """Return the caller of a decision endpoint; raise `AuthError` when one is required."""
+        presented = key_header or credential(authorization)
+        if presented is None:
+            if self.open:
+                return ANONYMOUS
+            raise AuthError("missing credential: send Authorization: Bearer <api key>")
+        found = self.keys.match(presented) if self.keys else None
+        if found is not None:
+            return found
+        if self.caller_tokens and presented.count(".") == 2:
+            return await self._token_caller(presented)
+        if self.open:
+            # Open mode (no keys configured): a header meant for someone else is not ours.
+            return ANONYMOUS
+        raise AuthError("invalid credential")
+
+    async def admin(self, authorization: str | None, key_header: str | None = None) -> Caller:
+        """Return the caller of an admin endpoint; raise unless it holds an admin credential."""
+        if self.admin_open and not self.admin_keys_configured:
+            caller = await self.caller(authorization, key_header)
+            return Caller(caller.name, caller.tenant, True)
+        presented = key_header or credential(authorization)
+        if presented is None:
+            if not self.admin_keys_configured and not self.caller_tokens:
+                raise Forbidden(
+                    "the admin API is disabled: configure GROUPGATE_ADMIN_KEYS "
+                    "(or GROUPGATE_ADMIN_OPEN=1 for a local demo)"
+                )
+            raise AuthError("missing admin credential")
+        caller = await self.caller(authorization, key_header)
+        if not caller.admin:
+            raise Forbidden("this credential is not an admin credential")
+        return caller
+
+    async def _token_caller(self, token: str) -> Caller:
+        identity = await self.verifier.verify(token)
+        raw = identity.claims.get("scope", identity.claims.get("scp", ""))
+        scopes = raw.split() if isinstance(raw, str) else [s for s in raw if isinstance(s, str)]
+        admin = self.verifier.settings.admin_scope in scopes
+        return Caller(f"jwt:{identity.subject}", identity.tenant, admin)
+
+
+def mint_token(
+    secret: str,
+    subject: str,
+    *,
+    tenant: str | None = None,
+    audience: str | None = None,
+    issuer: str | None = None,
+    ttl: int = 3600,
+    tenant_claim: str = "tenant",
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Return a development HS256 token for `subject` (the `groupgate token` command)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": subject, "iat": now, "nbf": now, "exp": now + ttl}
+    if tenant is not None:
+        claims[tenant_claim] = tenant
+    if audience is not None:
+        claims["aud"] = audience
+    if issuer is not None:
+        claims["iss"] = issuer
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,398 @@
+"""Settings, read once from `GROUPGATE_*` variables and an optional YAML or TOML file.
+
+Precedence, lowest first: defaults, the file (`GROUPGATE_CONFIG` or `--config`), the
+environment, command-line flags. Everything is validated here, at start-up: a bad value stops
+the process with a message naming the setting and what is wrong (`ConfigError`).
+
+The file uses the environment names without the prefix, lower-cased (`max_batch: 500`); the
+sections `jwt:` and `limits:` may group their keys (`jwt: {secret: ...}` is `jwt_secret`).
+
+Credentials:
+- `api_keys` / `GROUPGATE_API_KEYS`: comma-separated caller keys; `key:tenant` binds a key to
+  one tenant. `admin_keys` / `GROUPGATE_ADMIN_KEYS`: the same for admin keys (which may also
+  ask decisions). With no key configured, decision endpoints are open (the embedded demo);
+  the admin API is then open only with `admin_open` / `GROUPGATE_ADMIN_OPEN=1`, else refused.
+- `jwt_*`: how subject tokens (gateway) are verified; see `JwtSettings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import groupgate
+from groupgate.errors import GroupgateError
+
+MIB = 1024 * 1024
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
+
+class ConfigError(GroupgateError):
+    """A setting is missing or invalid; the message names it. The process must not start."""
+
+    title = "Invalid configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A caller credential: the key, the tenant it is bound to (None: any), admin or not."""
+
+    key: str = field(repr=False)
+    tenant: str | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """How JWTs are verified: pinned algorithms, keys, claims, clock leeway, JWKS refresh."""
+
+    algorithms: tuple[str, ...] = ()
+    secret: str | None = field(default=None, repr=False)
+    public_keys: tuple[str, ...] = field(default=(), repr=False)
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+    leeway: float = 5.0
+    subject_claim: str = "sub"
+    tenant_claim: str = "tenant"
+    #: At most one JWKS fetch per this many seconds, however many unknown `kid`s arrive.
+    jwks_refresh_interval: float = 30.0
+    #: A fetched JWKS is re-read after this many seconds (key rotation without unknown kids).
+    jwks_ttl: float = 300.0
+    #: Accept service JWTs as caller credentials (tenant from the tenant claim).
+    caller_tokens: bool = False
+    #: The scope (claim `scope` or `scp`) that makes a caller JWT an admin credential.
+    admin_scope: str = "groupgate:admin"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.algorithms)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every request limit, with its default."""
+
+    max_body_bytes: int = MIB
+    max_import_bytes: int = 64 * MIB
+    max_batch: int = 1000
+    max_json_depth: int = 32
+    search_page_size: int = 100
+    max_search_page: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The validated settings of one process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8181
+    workers: int = 1
+    redis_url: str | None = None
+    policies: Path = field(default_factory=lambda: default_policies())
+    data: tuple[Path, ...] = ()
+    default_tenant: str | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+    admin_open: bool = False
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+    limits: Limits = field(default_factory=Limits)
+    cache_size: int = 100_000
+    max_staleness: float = 30.0
+    poll_interval: float = 1.0
+    pool_size: int = 64
+    pool_timeout: float = 2.0
+    decision_log: bool = False
+    log_level: str = "info"
+    log_format: str = "json"
+    allow_py_parser: bool = False
+    public_url: str | None = None
+
+    @property
+    def keys_configured(self) -> bool:
+        return bool(self.api_keys)
+
+
+def default_policies() -> Path:
+    """The repo's `policies/` next to the package when it exists, else `./policies`."""
+    beside = Path(groupgate.__file__).resolve().parents[2] / "policies"
+    return beside if beside.is_dir() else Path("policies")
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool) or str(value) == "":
+        raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+    return str(value)
+
+
+def _int(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        try:
+            number = int(str(value).strip()) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ConfigError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+        return number
+
+    return parse
+
+
+def _seconds(name: str, value: Any) -> float:
+    try:
+        number = float(str(value).strip()) if not isinstance(value, bool) else -1.0
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 86_400:
+        raise ConfigError(f"{name}: expected seconds between 0 and 86400, got {value!r}")
+    return number
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}: expected true/false (1/0), got {value!r}")
+
+
+def _list(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple):
+        items = [_text(name, v).strip() for v in value]
+    else:
+        items = [part.strip() for part in str(value).split(",")]
+    return tuple(item for item in items if item)
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = _text(name, value).lower()
+        if text not in choices:
+            raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "host": _text,
+    "port": _int(0, 65535),
+    "workers": _int(1, 256),
+    "redis_url": _text,
+    "policies": _text,
+    "data": _list,
+    "default_tenant": _text,
+    "api_keys": _list,
+    "admin_keys": _list,
+    "admin_open": _bool,
+    "cache_size": _int(1, 100_000_000),
+    "max_staleness": _seconds,
+    "poll_interval": _seconds,
+    "pool_size": _int(1, 10_000),
+    "pool_timeout": _seconds,
+    "decision_log": _bool,
+    "log_level": _choice("debug", "info", "warning", "error", "critical"),
+    "log_format": _choice("json", "text"),
+    "allow_py_parser": _bool,
+    "public_url": _text,
+    "max_body_bytes": _int(1024, 1024 * MIB),
+    "max_import_bytes": _int(1024, 16 * 1024 * MIB),
+    "max_batch": _int(1, 1_000_000),
+    "max_json_depth": _int(4, 512),
+    "search_page_size": _int(1, 100_000),
+    "max_search_page": _int(1, 100_000),
+    "jwt_algorithms": _list,
+    "jwt_secret": _text,
+    "jwt_public_keys": _list,
+    "jwt_jwks_file": _text,
+    "jwt_jwks_url": _text,
+    "jwt_issuer": _text,
+    "jwt_audience": _list,
+    "jwt_leeway": _seconds,
+    "jwt_subject_claim": _text,
+    "jwt_tenant_claim": _text,
+    "jwt_jwks_refresh_interval": _seconds,
+    "jwt_jwks_ttl": _seconds,
+    "jwt_caller_tokens": _bool,
+    "jwt_admin_scope": _text,
+}
+SECTIONS = {"jwt": "jwt_", "limits": ""}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or TOML settings file into flat setting names."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path}: not valid {path.suffix or 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for sub, inner in value.items():
+                flat[SECTIONS[key] + str(sub)] = inner
+        else:
+            flat[str(key)] = value
+    unknown = sorted(set(flat) - set(PARSERS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
+    return flat
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Return the settings given as `GROUPGATE_<NAME>` variables."""
+    out: dict[str, Any] = {}
+    for name in PARSERS:
+        value = env.get("GROUPGATE_" + name.upper())
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    *,
+    file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, merge and validate every source; raise `ConfigError` naming the bad setting."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = file or env.get("GROUPGATE_CONFIG")
+    if path:
+        raw.update(read_file(Path(path)))
+    raw.update(from_env(env))
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values = {name: PARSERS[name](name, value) for name, value in raw.items()}
+    return build(values)
+
+
+def build(values: Mapping[str, Any]) -> Config:
+    """Turn parsed values into a `Config`, checking the rules between settings."""
+    policies = Path(values["policies"]) if "policies" in values else default_policies()
+    if not (policies / "catalog.yaml").is_file():
+        raise ConfigError(f"policies: {policies} is not a policy directory (no catalog.yaml)")
+    data = tuple(Path(p) for p in values.get("data", ()))
+    for item in data:
+        if not item.is_file():
+            raise ConfigError(f"data: no such file {item}")
+    redis_url = values.get("redis_url")
+    if redis_url is not None and not redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            f"redis_url: expected a URL starting with one of {', '.join(REDIS_SCHEMES)}"
+        )
+    keys = [*_keys(values.get("api_keys", ()), admin=False, name="api_keys")]
+    keys += _keys(values.get("admin_keys", ()), admin=True, name="admin_keys")
+    limits = Limits(**{f: values[f] for f in Limits.__dataclass_fields__ if f in values})
+    if limits.search_page_size > limits.max_search_page:
+        raise ConfigError("search_page_size: larger than max_search_page")
+    plain = {
+        f: values[f]
+        for f in Config.__dataclass_fields__
+        if f in values and f not in {"policies", "data", "api_keys", "jwt", "limits"}
+    }
+    return Config(
+        **plain,
+        policies=policies,
+        data=data,
+        api_keys=tuple(keys),
+        jwt=_jwt(values),
+        limits=limits,
+    )
+
+
+def _keys(items: tuple[str, ...], *, admin: bool, name: str) -> list[ApiKey]:
+    out: list[ApiKey] = []
+    for item in items:
+        key, _, tenant = item.partition(":")
+        if len(key) < 16:
+            raise ConfigError(f"{name}: a key must have at least 16 characters")
+        out.append(ApiKey(key, tenant or None, admin))
+    return out
+
+
+def _jwt(values: Mapping[str, Any]) -> JwtSettings:
+    algorithms = tuple(values.get("jwt_algorithms", ()))
+    secret = values.get("jwt_secret")
+    pem_files = values.get("jwt_public_keys", ())
+    jwks_file = values.get("jwt_jwks_file")
+    jwks_url = values.get("jwt_jwks_url")
+    if not algorithms:
+        if secret is not None:
+            algorithms = ("HS256",)
+        elif pem_files or jwks_file or jwks_url:
+            algorithms = ("RS256",)
+    unknown = [a for a in algorithms if a not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS]
+    if unknown:
+        raise ConfigError(f"jwt_algorithms: unsupported algorithm {unknown[0]!r}")
+    hmac = set(algorithms) & HMAC_ALGORITHMS
+    if hmac and set(algorithms) - HMAC_ALGORITHMS:
+        # Mixing families is what key-confusion attacks need: refuse it outright.
+        raise ConfigError("jwt_algorithms: do not mix HMAC (HS*) and public-key algorithms")
+    if hmac:
+        if secret is None:
+            raise ConfigError("jwt_secret: required for HS* algorithms")
+        if len(secret.encode()) < 32:
+            raise ConfigError("jwt_secret: use at least 32 bytes for an HMAC secret")
+        stripped = secret.strip()
+        if stripped.startswith("-----BEGIN") or stripped.startswith("{"):
+            raise ConfigError("jwt_secret: looks like a public key or a JWK, not an HMAC secret")
+        if pem_files or jwks_file or jwks_url:
+            raise ConfigError("jwt_public_keys/jwks: not used with HS* algorithms")
+    elif algorithms:
+        if secret is not None:
+            raise ConfigError("jwt_secret: not used with public-key algorithms")
+        if not (pem_files or jwks_file or jwks_url):
+            raise ConfigError("jwt: public-key algorithms need jwt_public_keys or a JWKS")
+    pems: list[str] = []
+    for item in pem_files:
+        try:
+            pems.append(Path(item).read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"jwt_public_keys: cannot read {item}: {exc}") from None
+    if jwks_file is not None and not Path(jwks_file).is_file():
+        raise ConfigError(f"jwt_jwks_file: no such file {jwks_file}")
+    if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
+        raise ConfigError("jwt_jwks_url: expected an http(s) URL")
+    return JwtSettings(
+        algorithms=algorithms,
+        secret=secret,
+        public_keys=tuple(pems),
+        jwks_file=Path(jwks_file) if jwks_file else None,
+        jwks_url=jwks_url,
+        issuer=values.get("jwt_issuer"),
+        audience=tuple(values.get("jwt_audience", ())),
+        leeway=values.get("jwt_leeway", 5.0),
+        subject_claim=values.get("jwt_subject_claim", "sub"),
+        tenant_claim=values.get("jwt_tenant_claim", "tenant"),
+        jwks_refresh_interval=values.get("jwt_jwks_refresh_interval", 30.0),
+        jwks_ttl=values.get("jwt_jwks_ttl", 300.0),
+        caller_tokens=values.get("jwt_caller_tokens", False),
+        admin_scope=values.get("jwt_admin_scope", "groupgate:admin"),
+    )

@@ -1,0 +1,205 @@
+"""The `groupgate` command: check, token, lint, load, serve, and precise error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from groupgate.cli import main
+from tests.api.conftest import TODO
+from tests.support.servers import free_port, wait_for_port
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_check_allow_deny_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ("check", "--subject", "emp-de", "--action", "update", "--type", "orders")
+    status, out, _ = run(capsys, *base, "--restriction", "DE")
+    assert status == 0 and json.loads(out)["allow"] is True
+    status, out, _ = run(capsys, *base, "--restriction", "US", "--explain")
+    body = json.loads(out)
+    assert status == 1 and body["allow"] is False and body["explain"]
+
+
+def test_check_with_data_and_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        "check",
+        "--policies",
+        str(TODO),
+        "--data",
+        str(TODO / "data.json"),
+        "--subject",
+        "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "--action",
+        "can_read_todos",
+        "--type",
+        "todo",
+    )
+    assert status == 0 and json.loads(out)["tenant"] == "todo"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["check", "--subject", "a", "--action", "fly", "--type", "orders"], "no action 'fly'"),
+        (["check", "--subject", "a", "--action", "read", "--type", "nope"], "unknown resource"),
+        (
+            ["check", "--subject", "a", "--action", "read", "--type", "orders", "--data", "/no"],
+            "no such file",
+        ),
+        (
+            [
+                "check",
+                "--subject",
+                "a",
+                "--action",
+                "read",
+                "--type",
+                "orders",
+                "--policies",
+                "/tmp",
+            ],
+            "not a policy directory",
+        ),
+        (
+            ["check", "--subject", "a", "--action", "read", "--type", "orders", "--tenant", "zz"],
+            "unknown tenant",
+        ),
+        (["token", "--secret", "short", "--sub", "a"], "32 bytes"),
+        (["token", "--secret", "s" * 40, "--sub", "a", "--ttl", "0"], "--ttl"),
+    ],
+)
+def test_errors_exit_2_without_traceback(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert needle in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_bad_graph_document_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tenant": "x", "subjects": [{"id": "e", "kind": "robot"}]}')
+    argv = ["check", "--subject", "e", "--action", "read", "--type", "orders", "--data", str(bad)]
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and "subjects[0].kind" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    status, _, err = run(capsys, *argv[:-1], str(broken))
+    assert status == 2 and "not a valid graph document" in err
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--subject", "x"])
+    assert exc.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_token(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "s" * 40
+    argv = ["token", "--secret", secret, "--sub", "emp-1", "--tenant", "demo"]
+    status, out, _ = run(capsys, *argv, "--aud", "shop", "--iss", "idp", "--ttl", "60")
+    assert status == 0
+    claims = jwt.decode(out.strip(), secret, algorithms=["HS256"], audience="shop", issuer="idp")
+    assert claims["sub"] == "emp-1" and claims["tenant"] == "demo"
+    assert 0 < claims["exp"] - time.time() <= 60
+
+
+def test_lint(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("groupgate.policy.lint") is None:
+        status, _, err = run(capsys, "lint", "policies")
+        assert status == 2 and "not available" in err
+        return
+    status, out, _ = run(capsys, "lint", str(TODO.parents[1]))
+    assert status in (0, 1) and out
+
+
+def test_load_into_redis(capsys: pytest.CaptureFixture[str], redis_process: Any) -> None:
+    status, out, _ = run(
+        capsys,
+        "load",
+        "--redis",
+        redis_process.url,
+        "--data",
+        str(TODO / "data.json"),
+        "--policies",
+        str(TODO),
+    )
+    assert status == 0 and json.loads(out)["tenant"] == "todo"
+    status, out, _ = run(
+        capsys,
+        "check",
+        "--redis",
+        redis_process.url,
+        "--policies",
+        str(TODO),
+        "--subject",
+        "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "--action",
+        "can_create_todo",
+        "--type",
+        "todo",
+    )
+    assert status == 1 and json.loads(out)["revision"] >= 1
+
+
+def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        wait_for_port(port, timeout=20)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/check",
+            data=json.dumps(
+                {
+                    "subject": {"id": "emp-de"},
+                    "action": "update",
+                    "resource": {"type": "orders", "restrictions": ["DE"]},
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            assert json.loads(response.read())["allow"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert b"curl -s" in out and b"DEMO MODE" in out
+
+
+def test_serve_refuses_bad_settings() -> None:
+    env = {**os.environ, "GROUPGATE_MAX_BATCH": "lots"}
+    result = subprocess.run(
+        [sys.executable, "-m", "groupgate.cli", "serve", "--port", "0"],
+        capture_output=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert b"max_batch" in result.stderr and b"Traceback" not in result.stderr
