@@ -616,6 +616,8 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         subject, shorthand = parse_subject(item, path)
         if subject.id in subjects:
             raise GraphError(f"{path}.id", f"duplicate subject {subject.id!r}")
+        if subject.vendor is not None and subject.vendor not in vendors:
+            raise GraphError(f"{path}.vendor", f"unknown vendor {subject.vendor!r}")
         subjects[subject.id] = expand_memberships(
             subject, shorthand, groups, parents, settings, path
         )

@@ -15,7 +15,7 @@ Every error names the file, the path inside it and what is wrong; nothing is hal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,44 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 SUBJECT_PATH_HEADS = frozenset({"id", "vendor", "companies", "attributes"})
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys.
+
+    PyYAML keeps the last of two equal keys silently: a matrix row written twice would
+    override the first without a word, in a table meant to encode seed 004 exactly.
+    """
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, Hashable):
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _unique_mapping,
+)
+
+
 class _File:
     """One YAML file being read, so that every error can name it and a path inside it."""
 
     def __init__(self, path: Path) -> None:
         self.name = path.name
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
         except yaml.YAMLError as exc:
             raise PolicyError(self.name, "", f"not valid YAML: {exc}") from None
         self.data: dict[str, Any] = self.mapping(data if data is not None else {}, "")
@@ -125,7 +156,11 @@ def _load_types(f: _File) -> tuple[dict[str, Level], dict[str, ResourceType]]:
     levels: dict[str, Level] = {}
     for action, level in f.mapping(f.data.get("levels", {}), "levels").items():
         levels[f.text(action, "levels")] = f.level(level, f"levels.{action}")
+        if levels[action] is Level.NONE:
+            # An action that needs no access would be allowed by any group at all.
+            raise f.fail(f"levels.{action}", "an action needs read or manage, not none")
     types: dict[str, ResourceType] = {}
+    where: dict[str, str] = {}
     for i, section in enumerate(f.sequence(f.data.get("sections"), "sections")):
         spath = f"sections[{i}]"
         f.only(f.mapping(section, spath), spath, {"name", "types"})
@@ -149,6 +184,7 @@ def _load_types(f: _File) -> tuple[dict[str, Level], dict[str, ResourceType]]:
             if not isinstance(site_aware, bool):
                 raise f.fail(f"{tpath}.site_aware", "expected true or false")
             parent = entry.get("parent")
+            where[type_id] = tpath
             types[type_id] = ResourceType(
                 id=type_id,
                 section=name,
@@ -162,9 +198,13 @@ def _load_types(f: _File) -> tuple[dict[str, Level], dict[str, ResourceType]]:
             continue
         parent = types.get(rtype.parent)
         if parent is None:
-            raise f.fail(type_id, f"parent {rtype.parent!r} is not a resource type")
+            raise f.fail(
+                f"{where[type_id]}.parent", f"parent {rtype.parent!r} is not a resource type"
+            )
         if parent.parent is not None:
-            raise f.fail(type_id, f"parent {rtype.parent!r} is itself a dependent type")
+            raise f.fail(
+                f"{where[type_id]}.parent", f"parent {rtype.parent!r} is itself a dependent type"
+            )
     return levels, types
 
 
@@ -182,7 +222,13 @@ def _load_conditions(f: _File | None) -> dict[str, Condition]:
             f.only(f.mapping(pair, ppath), ppath, {"resource", "subject"})
             resource = f.text(pair.get("resource"), f"{ppath}.resource")
             subject = f.text(pair.get("subject"), f"{ppath}.subject")
-            if subject.split(".", 1)[0] not in SUBJECT_PATH_HEADS:
+            head, dot, rest = subject.partition(".")
+            # id, vendor, companies, or attributes.<name>: the only paths both evaluators read.
+            if (
+                head not in SUBJECT_PATH_HEADS
+                or bool(dot) != (head == "attributes")
+                or (dot and not rest)
+            ):
                 raise f.fail(f"{ppath}.subject", f"unknown subject path {subject!r}")
             pairs.append((resource, subject))
         if not pairs:
