@@ -1,0 +1,122 @@
+"""`python -m benchmarks <suite> [options]`: run a suite, print its table, write its results.
+
+Each suite is one entry in `SUITES`: a function adding its options to a sub-parser and a
+function running it from the parsed options, returning (results, markdown). Add a suite
+(`http`, `cerbos`, `invalidation`, then `run` for all of them) by adding an entry; results
+land in `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
+`<suite>-latest.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+
+Runner = Callable[[argparse.Namespace], tuple[dict[str, Any], str]]
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1,000 subjects, 2,000 questions, 3 runs: a smoke run in seconds",
+    )
+    parser.add_argument("--subjects", type=int, default=10_000, help="tenant size (10,000)")
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=None,
+        help="questions asked of every engine (default: as many as subjects)",
+    )
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per engine (7)")
+    parser.add_argument("--batch", type=int, default=100, help="checks per timed batch (100)")
+    parser.add_argument("--seed", type=int, default=42, help="dataset seed (42)")
+
+
+def _engine(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import engine
+
+    if args.quick:
+        results = engine.run(
+            subjects=1_000,
+            questions=2_000,
+            runs=3,
+            batch=args.batch,
+            seed=args.seed,
+            plain_sample=100,
+            compile_repeat=50,
+        )
+    else:
+        results = engine.run(
+            subjects=args.subjects,
+            questions=args.questions,
+            runs=args.runs,
+            batch=args.batch,
+            seed=args.seed,
+        )
+    return results, engine.markdown(results)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="smaller import, fewer rounds")
+    parser.add_argument(
+        "--import-subjects", type=int, default=100_000, help="subjects in the bulk import (100,000)"
+    )
+
+
+def _store(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import store
+
+    results = asyncio.run(store.run(import_subjects=args.import_subjects, quick=args.quick))
+    results["machine"] = report.machine()
+    return results, store.markdown(results)
+
+
+SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
+    "engine": (
+        "in-process checks vs cedarpy and pycasbin; profile compilation",
+        _engine_options,
+        _engine,
+    ),
+    "store": (
+        "cold resolves, bulk import, revocation lag on a private redis-server",
+        _store_options,
+        _store,
+    ),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subs = top.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    for name, (summary, add_options, _) in SUITES.items():
+        sub = subs.add_parser(name, help=summary, description=summary)
+        add_options(sub)
+        sub.add_argument(
+            "--out", type=Path, default=None, help="results folder (default: benchmarks/results)"
+        )
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _, _, runner = SUITES[args.suite]
+    results, table = runner(args)
+    paths = report.write(args.suite, results, table, args.out)
+    print(table)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
