@@ -309,3 +309,18 @@ async def eventually(predicate, limit: float = 5.0) -> None:  # type: ignore[no-
     while not await predicate():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+async def test_joining_a_predefined_group_by_id_makes_a_contact(
+    open_service: Opener, tenant: str
+) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    await service.put_subject(tenant, {"id": "k1", "kind": "customer"})
+    await service.add_membership(tenant, "k1", "c-sub/buyer")
+    groups = (await service.get_entity(tenant, "subject", "k1"))["groups"]
+    # Contact in c-sub, and UPWARD propagation makes it a contact of c-parent too.
+    assert sorted(groups) == ["c-parent/contact", "c-sub/buyer", "c-sub/contact"]
+    await service.put_subject(tenant, {"id": "k2", "kind": "customer", "groups": ["c-sub/admin"]})
+    groups = (await service.get_entity(tenant, "subject", "k2"))["groups"]
+    assert sorted(groups) == ["c-parent/contact", "c-sub/admin", "c-sub/contact"]

@@ -665,7 +665,15 @@ def expand_memberships(
             raise GraphError(f"{path}.groups[{i}]", f"unknown group {link.group!r}")
         check_membership_kind(subject, group, f"{path}.groups[{i}]")
         links[link.group] = link
-    for company_id, roles in shorthand.items():
+    # Joining admin, buyer or requester by group id assigns the customer to that company, as
+    # the `companies` shorthand does: Contact and its propagation come along. A `contact` link
+    # by id stays as it is, so a document read back from the store does not propagate again.
+    assigned = {company: list(roles) for company, roles in shorthand.items()}
+    for link in subject.memberships:
+        group = groups[link.group]
+        if group.predefined and group.company is not None and group.role in EXCLUSIVE_ROLES:
+            assigned.setdefault(group.company, [])
+    for company_id, roles in assigned.items():
         if company_id not in parents:
             raise GraphError(f"{path}.companies.{company_id}", f"unknown company {company_id!r}")
         # Assigning a customer to a company makes it a contact there (seed 001), and the

@@ -19,6 +19,7 @@ import orjson
 from groupgate.engine import graph as rules
 from groupgate.errors import Conflict, GraphError, NotFound
 from groupgate.model import (
+    EXCLUSIVE_ROLES,
     PREDEFINED_ROLES,
     VENDOR_ROLES,
     Catalog,
@@ -147,8 +148,11 @@ class Writer:
             rules.check_membership_kind(subject, group, "membership.group")
             links = {m.group: m for m in subject.memberships}
             links[link.group] = link
-            if company is not None or (group.role == "contact" and group.predefined):
-                company_id = company or group.company or ""
+            # `{"company", "role"}`, or joining admin/buyer/requester by id, assigns the
+            # customer to the company: Contact comes along and propagates, at this moment only.
+            assigns = company is not None or group.role in EXCLUSIVE_ROLES
+            if group.predefined and group.company and assigns:
+                company_id = group.company
                 contact = predefined_group_id(company_id, "contact")
                 if contact not in links:
                     links[contact] = Membership(contact)
