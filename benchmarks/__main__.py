@@ -1,9 +1,10 @@
 """`python -m benchmarks <suite> [options]`: run a suite, print its table, write its results.
 
 Each suite is one entry in `SUITES`: a function adding its options to a sub-parser and a
-function running it from the parsed options, returning (results, markdown). Add a suite
-(`http`, `cerbos`, `invalidation`, then `run` for all of them) by adding an entry; results
-land in `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
+function running it from the parsed options, returning (results, markdown). Suites:
+`engine`, `store`, `http` (groupgate vs Cerbos vs bare aiohttp), and `run` for all of them
+(`python -m benchmarks run --quick` for a fast pass). Results land in
+`benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
 `<suite>-latest.md`.
 """
 
@@ -78,6 +79,40 @@ def _store(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, store.markdown(results)
 
 
+def _http_options(parser: argparse.ArgumentParser) -> None:
+    from benchmarks.http.__main__ import add_options
+
+    add_options(parser)
+
+
+def _http(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks.http.__main__ import run
+    from benchmarks.http.run import markdown
+
+    results = run(args)
+    return results, markdown(results)
+
+
+def _all_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="the quick form of every suite")
+
+
+def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """Run every suite in turn with its defaults (or its quick form)."""
+    results: dict[str, Any] = {}
+    tables: list[str] = []
+    for name in ("engine", "store", "http"):
+        _, add_options, runner = SUITES[name]
+        sub = argparse.ArgumentParser()
+        add_options(sub)
+        suite_args = sub.parse_args(["--quick"] if args.quick else [])
+        suite_args.out = args.out
+        results[name], table = runner(suite_args)
+        report.write(name, results[name], table, args.out)
+        tables.append(f"## {name}\n\n{table}")
+    return results, "\n".join(tables)
+
+
 SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "engine": (
         "in-process checks vs cedarpy and pycasbin; profile compilation",
@@ -88,6 +123,16 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         "cold resolves, bulk import, revocation lag on a private redis-server",
         _store_options,
         _store,
+    ),
+    "http": (
+        "wrk against groupgate, Cerbos and a bare aiohttp handler, alternating rounds",
+        _http_options,
+        _http,
+    ),
+    "run": (
+        "every suite in turn: engine, store, http",
+        _all_options,
+        _all,
     ),
 }
 

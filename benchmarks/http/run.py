@@ -1,0 +1,601 @@
+"""The HTTP comparison in one run: groupgate vs Cerbos vs a bare aiohttp handler, plus extras.
+
+`run_http(quick=..., duration=..., connections=[...], rounds=...)`:
+
+1. generates the tenant and questions (`benchmarks.dataset`, via `workload.prepare`), and
+   writes the graph document and the wrk request lists into a temporary folder;
+2. installs Cerbos (pinned, npm), writes and compiles the equivalent policy;
+3. starts a private redis-server, groupgate (`groupgate serve --workers 1 --redis URL --data
+   graph.json`, caller API key and HS256 JWT settings in the environment), a second groupgate
+   with `GROUPGATE_CACHE_SIZE=1` (every check resolves its subject from Redis), the bare
+   handler and `cerbos server`; the servers share one pinned CPU, wrk and Redis the others;
+4. warms groupgate (every subject once) and checks every answer it will be timed on against
+   the in-process engine; asks Cerbos every question and fails on any disagreement;
+5. per connection level, runs wrk on groupgate, Cerbos, bare, groupgate, Cerbos, bare, ...
+   (`rounds` times; alternating spreads drift in machine state over all targets), and takes
+   medians of requests/s and of each percentile; then the groupgate-only scenarios (AuthZEN
+   batches of 100, purchases, gateway forward-auth with JWTs, cold checks) likewise.
+
+Debian's wrk 4.1 has no fixed-rate mode (wrk2's `-R`), so latencies are compared at the same
+connection count (closed loop): a faster server also answers more requests in that time, so
+p99s at equal connections favour neither side by offered load, but are not equal-load
+figures either. The markdown says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from benchmarks import report
+from benchmarks.http import cerbos, processes, profiling, workload, wrkrun
+from benchmarks.http.workload import HttpRequest, Workload
+from benchmarks.store import private_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUPGATE = Path(sys.executable).parent / "groupgate"
+TARGETS = ("groupgate", "cerbos", "bare")
+BATCH = 100
+#: Targets of the issue, checked by `markdown`.
+TARGET_VS_CERBOS = 3.0
+TARGET_VS_BARE = 0.8
+TARGET_BATCH_DECISIONS = 100_000
+TARGET_COLD_P99_US = 2_000
+
+
+@dataclass
+class Files:
+    """The graph document and the wrk request lists (plus what each list should answer)."""
+
+    folder: Path
+    graph: Path
+    check: Path
+    cerbos: Path
+    evaluations: Path
+    purchases: Path
+    gateway: Path
+    check_requests: list[HttpRequest]
+    cerbos_requests: list[HttpRequest]
+    evaluation_requests: list[HttpRequest]
+    purchase_requests: list[HttpRequest]
+    gateway_requests: list[HttpRequest]
+    gateway_allowed: list[bool]
+
+
+def write_files(folder: Path, work: Workload, translation: cerbos.Translation) -> Files:
+    """Write the graph and every request list into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = folder / "graph.json"
+    graph.write_bytes(orjson.dumps(work.document))
+    caller = workload.caller_headers()
+    checks = workload.check_requests(work)
+    peers = cerbos.check_requests(work, translation)
+    batches = workload.evaluation_requests(work, items=BATCH, count=100)
+    purchases = workload.purchase_requests(work, count=min(2_000, len(work.questions)))
+    gateway, allowed = workload.gateway_requests(work, count=min(2_000, len(work.questions)))
+    return Files(
+        folder=folder,
+        graph=graph,
+        check=workload.write_lua(folder / "check.lua", checks, caller),
+        cerbos=workload.write_lua(folder / "cerbos.lua", peers, workload.JSON),
+        evaluations=workload.write_lua(folder / "evaluations.lua", batches, caller),
+        purchases=workload.write_lua(folder / "purchases.lua", purchases, caller),
+        gateway=workload.write_lua(folder / "gateway.lua", gateway, {}),
+        check_requests=checks,
+        cerbos_requests=peers,
+        evaluation_requests=batches,
+        purchase_requests=purchases,
+        gateway_requests=gateway,
+        gateway_allowed=allowed,
+    )
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def groupgate_env(cache_size: int | None = None) -> dict[str, str]:
+    env = {
+        "GROUPGATE_API_KEYS": "",  # set below, bound to the tenant
+        "GROUPGATE_JWT_SECRET": workload.JWT_SECRET,
+        "GROUPGATE_JWT_ALGORITHMS": "HS256",
+        "GROUPGATE_JWT_ISSUER": workload.JWT_ISSUER,
+        "GROUPGATE_JWT_AUDIENCE": workload.JWT_AUDIENCE,
+        "GROUPGATE_LOG_LEVEL": "warning",
+        "GROUPGATE_DECISION_LOG": "0",
+    }
+    if cache_size is not None:
+        env["GROUPGATE_CACHE_SIZE"] = str(cache_size)
+    return env
+
+
+@contextmanager
+def groupgate(
+    url: str,
+    tenant: str,
+    folder: Path,
+    *,
+    name: str,
+    data: Path | None,
+    cpus: tuple[int, ...] | None,
+    cache_size: int | None = None,
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Run `groupgate serve --workers 1` on a free port; yield (port, process)."""
+    port = processes.free_port()
+    command = [str(GROUPGATE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", "1", "--redis", url]
+    if data is not None:
+        command += ["--data", str(data)]
+    env = groupgate_env(cache_size)
+    env["GROUPGATE_API_KEYS"] = f"{workload.API_KEY}:{tenant}"
+    with processes.server(
+        command, port=port, ready_path="/readyz", log=folder / f"{name}.log", env=env, cpus=cpus
+    ) as process:
+        yield port, process
+
+
+@contextmanager
+def bare(folder: Path, cpus: tuple[int, ...] | None) -> Iterator[int]:
+    port = processes.free_port()
+    command = [sys.executable, "-m", "benchmarks.http.bare", "--port", str(port)]
+    env = {"PYTHONPATH": str(ROOT)}
+    with processes.server(
+        command, port=port, ready_path="/readyz", log=folder / "bare.log", env=env, cpus=cpus
+    ):
+        yield port
+
+
+def pin_redis(url: str, cpus: tuple[int, ...] | None) -> None:
+    """Move the private redis-server off the servers' CPU (its main thread does the work)."""
+    if cpus is None:
+        return
+    client = redis.Redis.from_url(url)
+    try:
+        pid = int(client.info("server")["process_id"])
+    finally:
+        client.close()
+    os.sched_setaffinity(pid, set(cpus))
+
+
+# --------------------------------------------------------------------------- warm and verify
+
+
+class WrongAnswerError(AssertionError):
+    """A server's answer differs from groupgate's in-process engine: timing it means nothing."""
+
+
+def _send(conn: http.client.HTTPConnection, request: HttpRequest, headers: dict[str, str]) -> Any:
+    conn.request(
+        request.method, request.path, body=request.body, headers={**headers, **request.headers}
+    )
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def warm_and_verify(
+    port: int, work: Workload, files: Files, *, cold: bool = False
+) -> dict[str, Any]:
+    """Ask every subject once (the cache is hot afterwards); check every timed answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    caller = workload.caller_headers()
+    wrong: list[str] = []
+    try:
+        if not cold:
+            for sid in work.graph.subjects:
+                body = orjson.dumps(
+                    {"subject": {"id": sid}, "action": "read", "resource": {"type": "orders"}}
+                )
+                status, raw = _send(conn, HttpRequest("POST", "/v1/check", body), caller)
+                if status != 200:
+                    raise WrongAnswerError(f"warm-up check for {sid}: {status} {raw[:300]!r}")
+        for i, request in enumerate(files.check_requests):
+            status, raw = _send(conn, request, caller)
+            got = status == 200 and orjson.loads(raw)["allow"]
+            if status != 200 or got != work.expected[i]:
+                wrong.append(f"/v1/check #{i}: {status} {raw[:200]!r}, engine {work.expected[i]}")
+        if cold:
+            return _verdict(wrong, {"checks": len(files.check_requests)})
+        for b, request in enumerate(files.evaluation_requests[:20]):
+            status, raw = _send(conn, request, caller)
+            decisions = (
+                [e["decision"] for e in orjson.loads(raw)["evaluations"]] if status == 200 else []
+            )
+            n = len(work.questions)
+            expected = [work.expected[(b * BATCH + k) % n] for k in range(BATCH)]
+            if decisions != expected:
+                wrong.append(f"/access/v1/evaluations #{b}: {status} {raw[:200]!r}")
+        purchase_decisions: dict[str, int] = {}
+        for i, request in enumerate(files.purchase_requests):
+            status, raw = _send(conn, request, caller)
+            if status != 200:
+                wrong.append(f"/v1/purchases/evaluate #{i}: {status} {raw[:200]!r}")
+                continue
+            decision = orjson.loads(raw)["decision"]
+            purchase_decisions[decision] = purchase_decisions.get(decision, 0) + 1
+        for i, request in enumerate(files.gateway_requests):
+            status, raw = _send(conn, request, {})
+            expected_status = 200 if files.gateway_allowed[i] else 403
+            if status != expected_status:
+                wrong.append(f"gateway #{i}: {status}, engine says {expected_status}")
+    finally:
+        conn.close()
+    allowed = sum(files.gateway_allowed)
+    return _verdict(
+        wrong,
+        {
+            "subjects_warmed": len(work.graph.subjects),
+            "checks": len(files.check_requests),
+            "check_allow_share": round(sum(work.expected) / len(work.expected), 3),
+            "evaluation_batches_checked": min(20, len(files.evaluation_requests)),
+            "purchase_decisions": purchase_decisions,
+            "gateway_requests": len(files.gateway_requests),
+            "gateway_allow_share": round(allowed / len(files.gateway_allowed), 3),
+        },
+    )
+
+
+def _verdict(wrong: list[str], facts: dict[str, Any]) -> dict[str, Any]:
+    if wrong:
+        raise WrongAnswerError(f"{len(wrong)} wrong answers, e.g.:\n" + "\n".join(wrong[:5]))
+    return facts
+
+
+def verify_bare(port: int, files: Files) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        status, raw = _send(conn, files.check_requests[0], workload.caller_headers())
+    finally:
+        conn.close()
+    if status != 200 or orjson.loads(raw).get("allow") is not True:
+        raise WrongAnswerError(f"bare handler answered {status} {raw[:200]!r}")
+
+
+# --------------------------------------------------------------------------- machine facts
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _tool_version(command: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "missing"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def machine(cpus: processes.Cpus, binary: Path) -> dict[str, Any]:
+    facts = report.machine(cpus.server[0] if cpus.server else None)
+    facts["packages"] = {
+        name: _version(name)
+        for name in ("groupgate", "aiohttp", "uvloop", "orjson", "PyJWT", "redis")
+    }
+    facts["cerbos"] = cerbos.version(binary)
+    facts["wrk"] = _tool_version(["wrk", "-v"])
+    facts["redis_server"] = _tool_version(["redis-server", "--version"])
+    facts["cpu_split"] = cpus.as_json()
+    facts["kernel"] = platform.release()
+    return facts
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_http(
+    *,
+    quick: bool,
+    duration: float,
+    connections: list[int],
+    rounds: int,
+    subjects: int | None = None,
+    questions: int | None = None,
+    seed: int = 42,
+    profile_seconds: float = 0.0,
+    profile_out: Path | None = None,
+    keep: bool = False,
+    say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Run every HTTP benchmark once; return the figures (see the module docstring)."""
+    subjects = subjects or (2_000 if quick else 10_000)
+    questions = questions or (2_000 if quick else 4_000)
+    say(f"http: generating {subjects:,} subjects and {questions:,} questions")
+    work = workload.prepare(subjects=subjects, questions=questions, seed=seed)
+    translation = cerbos.translate(work)
+    binary = cerbos.install()
+    folder = Path(tempfile.mkdtemp(prefix="gg-bench-http-"))
+    cpus = processes.Cpus.split()
+    load_prefix = cpus.prefix(cpus.load)
+    # One wrk thread per CPU it may use: two threads sharing one core add their own
+    # scheduling delays to the latencies they measure.
+    wrk_threads = len(cpus.load) if cpus.load else 2
+    results: dict[str, Any] = {
+        "machine": machine(cpus, binary),
+        "setup": {
+            "quick": quick,
+            "subjects": len(work.graph.subjects),
+            "questions": len(work.questions),
+            "duration_s": duration,
+            "connections": connections,
+            "rounds": rounds,
+            "seed": seed,
+            "batch_items": BATCH,
+            "cerbos_roles": translation.roles,
+            "cerbos_derived_roles": translation.derived_roles,
+            "cerbos_policy_files": len(translation.files),
+            "groupgate_command": "groupgate serve --workers 1 --redis <private> --data graph.json",
+            "fixed_rate": False,
+            "wrk_threads": wrk_threads,
+        },
+    }
+    try:
+        files = write_files(folder, work, translation)
+        cerbos.write_policies(folder / "policies", translation)
+        cerbos.compile_policies(binary, folder / "policies")
+        with ExitStack() as stack:
+            url = stack.enter_context(private_redis())
+            pin_redis(url, cpus.load)
+            say("http: starting groupgate (import), groupgate cold, bare, cerbos")
+            gg_port, gg_process = stack.enter_context(
+                groupgate(
+                    url, work.tenant, folder, name="groupgate", data=files.graph, cpus=cpus.server
+                )
+            )
+            cold_port, _ = stack.enter_context(
+                groupgate(
+                    url,
+                    work.tenant,
+                    folder,
+                    name="groupgate-cold",
+                    data=None,
+                    cpus=cpus.server,
+                    cache_size=1,
+                )
+            )
+            bare_port = stack.enter_context(bare(folder, cpus.server))
+            cerbos_port, _ = stack.enter_context(cerbos.server(binary, folder, cpus=cpus.server))
+            say("http: warming groupgate and checking every answer; asking cerbos every question")
+            results["agreement"] = {
+                "groupgate": warm_and_verify(gg_port, work, files),
+                "groupgate_cold": warm_and_verify(cold_port, work, files, cold=True),
+                "cerbos": cerbos.verify(cerbos_port, work, files.cerbos_requests),
+            }
+            verify_bare(bare_port, files)
+            ports = {"groupgate": gg_port, "cerbos": cerbos_port, "bare": bare_port}
+            lists = {"groupgate": files.check, "cerbos": files.cerbos, "bare": files.check}
+
+            def load(
+                port: int, requests: Path, c: int, *, status_ok: bool = False
+            ) -> dict[str, Any]:
+                return wrkrun.run(
+                    wrkrun.Load(port, requests, c, duration, threads=wrk_threads),
+                    load_prefix,
+                    allow_status_errors=status_ok,
+                )
+
+            check: dict[str, dict[str, Any]] = {}
+            for c in connections:
+                runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+                for r in range(rounds):
+                    for target in TARGETS:
+                        say(f"http: /v1/check-equivalent, {target}, c={c}, round {r + 1}/{rounds}")
+                        runs[target].append(load(ports[target], lists[target], c))
+                check[str(c)] = {t: wrkrun.median_of(runs[t]) for t in TARGETS}
+            results["check"] = check
+
+            main_c = 32 if 32 in connections else connections[0]
+            extras: dict[str, list[dict[str, Any]]] = {
+                "evaluations": [],
+                "purchases": [],
+                "gateway": [],
+                "cold_c1": [],
+                "cold": [],
+            }
+            for r in range(rounds):
+                say(f"http: groupgate-only scenarios, round {r + 1}/{rounds}")
+                extras["evaluations"].append(load(gg_port, files.evaluations, main_c))
+                extras["purchases"].append(load(gg_port, files.purchases, main_c))
+                extras["gateway"].append(load(gg_port, files.gateway, main_c, status_ok=True))
+                extras["cold_c1"].append(load(cold_port, files.check, 1))
+                extras["cold"].append(load(cold_port, files.check, main_c))
+            summary = {name: wrkrun.median_of(runs) for name, runs in extras.items()}
+            summary["evaluations"]["decisions_per_s"] = round(summary["evaluations"]["rps"] * BATCH)
+            summary["gateway"]["non_2xx_share"] = round(
+                summary["gateway"]["status_errors"] / max(1, summary["gateway"]["requests"]), 3
+            )
+            summary["gateway"]["expected_deny_share"] = round(
+                1 - sum(files.gateway_allowed) / len(files.gateway_allowed), 3
+            )
+            results["scenarios"] = {"connections": main_c, **summary}
+
+            if profile_seconds > 0:
+                say(f"http: py-spy on groupgate /v1/check, {profile_seconds:.0f}s at c={main_c}")
+                results["profile"] = _profile(
+                    gg_process.pid,
+                    gg_port,
+                    files.check,
+                    main_c,
+                    profile_seconds,
+                    load_prefix,
+                    profile_out or folder / "groupgate.speedscope.json",
+                    wrk_threads,
+                )
+        results["ratios"] = ratios(results)
+    finally:
+        if keep:
+            say(f"http: kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def _profile(
+    pid: int,
+    port: int,
+    requests: Path,
+    connections: int,
+    seconds: float,
+    prefix: list[str],
+    speedscope: Path,
+    threads: int,
+) -> dict[str, Any]:
+    """py-spy twice under the same load: speedscope for people, collapsed stacks for the table."""
+    figures: dict[str, Any] = {}
+    raw = speedscope.with_suffix(".collapsed.txt")
+    for fmt, out in (("speedscope", speedscope), ("raw", raw)):
+        spy = profiling.record(pid, seconds, out, fmt=fmt, prefix=prefix)
+        figures[fmt] = wrkrun.run(
+            wrkrun.Load(port, requests, connections, seconds + 1, threads=threads), prefix
+        )
+        _, err = spy.communicate(timeout=seconds + 60)
+        if spy.returncode != 0:
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-2000:]}")
+    summary = profiling.summarise(raw.read_text())
+    summary["speedscope"] = str(speedscope)
+    summary["collapsed"] = str(raw)
+    summary["rps_while_sampling"] = round(figures["raw"]["rps"], 1)
+    return summary
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c, row in results.get("check", {}).items():
+        gg, peer, bare_ = row["groupgate"], row["cerbos"], row["bare"]
+        out[c] = {
+            "groupgate_over_cerbos_rps": round(gg["rps"] / peer["rps"], 2),
+            "groupgate_over_bare_rps": round(gg["rps"] / bare_["rps"], 2),
+            "cerbos_over_groupgate_p99": round(
+                peer["latency_us"]["p99"] / gg["latency_us"]["p99"], 2
+            ),
+        }
+    return out
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Tables of the figures, ratios and targets, with the machine they were measured on."""
+    facts = results["machine"]
+    setup = results["setup"]
+    lines = [
+        "### HTTP: groupgate vs Cerbos vs bare aiohttp",
+        "",
+        f"{report.machine_line(facts)}; Cerbos {facts['cerbos']}; {facts['wrk']}; "
+        f"servers pinned to CPU {facts['cpu_split']['server']}, wrk and Redis to "
+        f"{facts['cpu_split']['load']}.",
+        f"Tenant: {setup['subjects']:,} subjects, {setup['questions']:,} questions "
+        f"(every answer checked against the engine, and Cerbos agreeing on all of them); "
+        f"wrk {setup['duration_s']:.0f}s per run, median of {setup['rounds']} alternating rounds.",
+        "Latencies are at equal connection counts (closed loop: Debian's wrk has no fixed-rate "
+        "mode), in milliseconds.",
+        "",
+        "| /v1/check (or equivalent) | conns | req/s | p50 | p90 | p99 | p99.9 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, row in results["check"].items():
+        for target in TARGETS:
+            fig = row[target]
+            lat = fig["latency_us"]
+            lines.append(
+                f"| {target} | {c} | {fig['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p90'])} "
+                f"| {_ms(lat['p99'])} | {_ms(lat['p99.9'])} |"
+            )
+    lines += [
+        "",
+        "| conns | groupgate/Cerbos req/s | groupgate/bare req/s | p99 Cerbos/groupgate |",
+    ]
+    lines.append("|---:|---:|---:|---:|")
+    for c, ratio in results["ratios"].items():
+        lines.append(
+            f"| {c} | {ratio['groupgate_over_cerbos_rps']:.2f}x | "
+            f"{ratio['groupgate_over_bare_rps']:.2f}x | {ratio['cerbos_over_groupgate_p99']:.2f}x |"
+        )
+    s = results["scenarios"]
+    lines += [
+        "",
+        f"| groupgate scenario (c={s['connections']} unless said) | req/s | p50 | p99 | p99.9 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {
+        "evaluations": f"AuthZEN /access/v1/evaluations, {BATCH} items",
+        "purchases": "/v1/purchases/evaluate",
+        "gateway": "forward-auth GET, Bearer JWT (HS256)",
+        "cold_c1": "cold /v1/check (cache size 1), c=1",
+        "cold": "cold /v1/check (cache size 1)",
+    }
+    for key, label in names.items():
+        fig = s[key]
+        lat = fig["latency_us"]
+        lines.append(
+            f"| {label} | {fig['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
+            f"| {_ms(lat['p99.9'])} |"
+        )
+    lines.append(
+        f"\nBatch: {s['evaluations']['decisions_per_s']:,} decisions/s. Gateway: "
+        f"{s['gateway']['non_2xx_share']:.1%} answered 403 (expected "
+        f"{s['gateway']['expected_deny_share']:.1%})."
+    )
+    lines += ["", "| target | figure | result |", "|---|---|---|"]
+    main = results["check"].get("32") or next(iter(results["check"].values()))
+    ratio = results["ratios"].get("32") or next(iter(results["ratios"].values()))
+    vs_cerbos = ratio["groupgate_over_cerbos_rps"]
+    lower_p99 = main["groupgate"]["latency_us"]["p99"] < main["cerbos"]["latency_us"]["p99"]
+    cold_p99 = s["cold_c1"]["latency_us"]["p99"]
+    lines += [
+        f"| /v1/check >= {TARGET_VS_CERBOS:.0f}x Cerbos req/s (c=32, one worker) | "
+        f"{vs_cerbos:.2f}x | {_mark(vs_cerbos >= TARGET_VS_CERBOS)} |",
+        f"| /v1/check p99 below Cerbos' (c=32) | {_ms(main['groupgate']['latency_us']['p99'])} vs "
+        f"{_ms(main['cerbos']['latency_us']['p99'])} ms | {_mark(lower_p99)} |",
+        f"| /v1/check >= {TARGET_VS_BARE}x bare aiohttp req/s | "
+        f"{ratio['groupgate_over_bare_rps']:.2f}x | "
+        f"{_mark(ratio['groupgate_over_bare_rps'] >= TARGET_VS_BARE)} |",
+        f"| batch of {BATCH} >= {TARGET_BATCH_DECISIONS:,} decisions/s per worker | "
+        f"{s['evaluations']['decisions_per_s']:,} | "
+        f"{_mark(s['evaluations']['decisions_per_s'] >= TARGET_BATCH_DECISIONS)} |",
+        f"| cold check p99 <= {_ms(TARGET_COLD_P99_US)} ms (c=1) | {_ms(cold_p99)} ms | "
+        f"{_mark(cold_p99 <= TARGET_COLD_P99_US)} |",
+    ]
+    profile = results.get("profile")
+    if profile:
+        lines += [
+            "",
+            f"py-spy, /v1/check under load ({profile['samples']:,} samples, "
+            f"{profile['rps_while_sampling']:,.0f} req/s while sampling):",
+            "",
+            "| self % | frame | | inclusive % | frame |",
+            "|---:|---|---|---:|---|",
+        ]
+        for own, incl in zip(profile["self"], profile["inclusive"], strict=False):
+            lines.append(
+                f"| {own['percent']} | `{own['frame']}` | | {incl['percent']} | `{incl['frame']}` |"
+            )
+    return "\n".join(lines) + "\n"
