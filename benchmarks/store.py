@@ -33,20 +33,12 @@ from typing import Any
 
 import redis
 
+from benchmarks.dataset import ROLES, SITES
 from groupgate.model import Resource
 from groupgate.policy import load_policy
 from groupgate.store.service import GraphService
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
-ROLES = [
-    "viewer",
-    "manager",
-    "admin",
-    "catalog_manager",
-    "pricing_manager",
-    "order_fulfillment_manager",
-]
-SITES = ["DE", "FR", "NL", "US", "UK", "AT"]
 
 
 @contextmanager

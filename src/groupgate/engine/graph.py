@@ -336,15 +336,11 @@ def predefined_groups(company: Company, catalog: Catalog) -> list[Group]:
     if set(PREDEFINED_ROLES) - set(catalog.predefined):
         raise GraphError("companies", "this policy defines no predefined customer groups")
     return [
-        Group(
-            id=predefined_group_id(company.id, role),
-            name=f"{company.name} {catalog.predefined[role].name}",
-            kind=GroupKind.CUSTOMER,
-            access=catalog.predefined[role].access,
-            actions=catalog.predefined[role].actions,
-            role=role,
+        _created_group(
+            catalog.predefined[role],
+            predefined_group_id(company.id, role),
+            company.name,
             company=company.id,
-            predefined=True,
         )
         for role in PREDEFINED_ROLES
     ]
@@ -355,18 +351,36 @@ def vendor_groups(vendor: Vendor, catalog: Catalog) -> list[Group]:
     if set(VENDOR_ROLES) - set(catalog.vendor_roles):
         raise GraphError("vendors", "this policy defines no vendor roles")
     return [
-        Group(
-            id=vendor_group_id(vendor.id, role),
-            name=f"{vendor.name} {catalog.vendor_roles[role].name}",
-            kind=GroupKind.VENDOR,
-            access=catalog.vendor_roles[role].access,
-            actions=catalog.vendor_roles[role].actions,
-            role=role,
+        _created_group(
+            catalog.vendor_roles[role],
+            vendor_group_id(vendor.id, role),
+            vendor.name,
             vendor=vendor.id,
-            predefined=True,
         )
         for role in VENDOR_ROLES
     ]
+
+
+def _created_group(
+    template: RoleTemplate,
+    group_id: str,
+    owner_name: str,
+    *,
+    company: str | None = None,
+    vendor: str | None = None,
+) -> Group:
+    """A group created with its company or vendor, from its template; it cannot be edited."""
+    return Group(
+        id=group_id,
+        name=f"{owner_name} {template.name}",
+        kind=template.kind,
+        access=template.access,
+        actions=template.actions,
+        role=template.id,
+        company=company,
+        vendor=vendor,
+        predefined=True,
+    )
 
 
 def normalize_role(value: Any, path: str) -> str:

@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -48,6 +48,7 @@ from groupgate.store.ops import Client, Graphs, pairs, text
 from groupgate.store.writes import Writer, decode, entity_key
 
 log = logging.getLogger("groupgate.store")
+T = TypeVar("T")
 
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 RESOLVE_CHUNK = 500
@@ -385,7 +386,7 @@ class GraphService:
             self._settings[raw] = settings
         return settings
 
-    async def _guard(self, call: Any) -> Any:
+    async def _guard(self, call: Awaitable[T]) -> T:
         """Await a store call; a store error fails closed."""
         try:
             result = await call
@@ -489,8 +490,7 @@ class GraphService:
         return int(meta[0])
 
     async def tenants(self) -> list[str]:
-        result: list[str] = await self._guard(self.graphs.tenants())
-        return result
+        return await self._guard(self.graphs.tenants())
 
     async def ready(self) -> bool:
         try:
@@ -515,43 +515,43 @@ class GraphService:
     # ------------------------------------------------------------------ admin (writes)
 
     async def import_graph(self, tenant: str | None, document: Any) -> int:
-        return await self._guard(self.writer.import_graph(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.import_graph(tenant, document))
 
     async def put_subject(self, tenant: str, document: Any) -> int:
-        return await self._guard(self.writer.put_subject(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.put_subject(tenant, document))
 
     async def delete_subject(self, tenant: str, subject: str) -> int:
-        return await self._guard(self.writer.delete_subject(tenant, subject))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.delete_subject(tenant, subject))
 
     async def put_group(self, tenant: str, document: Any) -> int:
-        return await self._guard(self.writer.put_group(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.put_group(tenant, document))
 
     async def delete_group(self, tenant: str, group: str) -> int:
-        return await self._guard(self.writer.delete_group(tenant, group))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.delete_group(tenant, group))
 
     async def put_company(self, tenant: str, document: Any) -> int:
-        return await self._guard(self.writer.put_company(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.put_company(tenant, document))
 
     async def delete_company(self, tenant: str, company: str) -> int:
-        return await self._guard(self.writer.delete_company(tenant, company))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.delete_company(tenant, company))
 
     async def put_vendor(self, tenant: str, document: Any) -> int:
-        return await self._guard(self.writer.put_vendor(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.put_vendor(tenant, document))
 
     async def delete_vendor(self, tenant: str, vendor: str) -> int:
-        return await self._guard(self.writer.delete_vendor(tenant, vendor))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.delete_vendor(tenant, vendor))
 
     async def add_membership(self, tenant: str, subject: str, document: Any) -> int:
-        return await self._guard(self.writer.add_membership(tenant, subject, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.add_membership(tenant, subject, document))
 
     async def remove_membership(self, tenant: str, subject: str, group: str) -> int:
-        return await self._guard(self.writer.remove_membership(tenant, subject, group))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.remove_membership(tenant, subject, group))
 
     async def put_settings(self, tenant: str, document: Any) -> int:
-        return await self._guard(self.writer.put_settings(tenant, document))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.put_settings(tenant, document))
 
     async def delete_tenant(self, tenant: str) -> int:
-        return await self._guard(self.writer.delete_tenant(tenant))  # type: ignore[no-any-return]
+        return await self._guard(self.writer.delete_tenant(tenant))
 
     async def get_entity(self, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
         g0 = keys.Gen(tenant, 0)
