@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 EMPTY: frozenset[str] = frozenset()
 K = TypeVar("K")
@@ -30,6 +30,10 @@ V = TypeVar("V")
 def frozen_map(data: Mapping[K, V] | None = None) -> Mapping[K, V]:
     """Return a read-only view of a copy of `data`."""
     return MappingProxyType(dict(data or {}))
+
+
+#: The properties of a resource that has none (read-only, so it can be shared).
+NO_PROPERTIES: Mapping[str, Any] = MappingProxyType({})
 
 
 class Level(enum.IntEnum):
@@ -275,9 +279,13 @@ class Graph:
 # --------------------------------------------------------------------------- questions
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """The entity a check is about, with the attributes the caller knows."""
+class Resource(NamedTuple):
+    """The entity a check is about, with the attributes the caller knows.
+
+    A named tuple rather than a frozen dataclass: every check builds one, and a tuple is
+    built about three times faster (a frozen dataclass sets each field through
+    `object.__setattr__`). Immutable all the same.
+    """
 
     type: str
     id: str | None = None
@@ -286,7 +294,7 @@ class Resource:
     vendor: str | None = None
     owner: str | None = None
     customer: str | None = None
-    properties: Mapping[str, Any] = field(default_factory=frozen_map)
+    properties: Mapping[str, Any] = NO_PROPERTIES
 
     def attribute(self, path: str) -> Any:
         """Return the attribute at dotted `path` (`company`, `properties.ownerID`), or None."""

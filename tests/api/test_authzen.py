@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.api.conftest import API_KEY
+from groupgate.api import authzen
+from groupgate.api.app import valid_actions
+from groupgate.errors import InvalidInput
+from groupgate.policy import load_policy
+from tests.api.conftest import API_KEY, POLICIES
 
 Client = TestClient[Any, Any]
 PEP = {"Authorization": API_KEY}
@@ -221,3 +229,122 @@ async def test_route_resource_without_match_is_denied(todo: Client) -> None:
     response = await todo.post("/access/v1/evaluation", json=body, headers=PEP)
     decision = await response.json()
     assert decision["decision"] is False and "no route" in decision["context"]["reason"]
+
+
+# --------------------------------------------------------------------------- the fast path
+
+ACTIONS = valid_actions(load_policy(POLICIES))
+BASE: dict[str, Any] = {
+    "subject": {"type": "user", "id": "emp1", "properties": {}},
+    "action": {"name": "read"},
+    "resource": {
+        "type": "orders",
+        "id": "o1",
+        "properties": {
+            "company": "c1",
+            "vendor": "v1",
+            "owner": "a@b",
+            "customer": "cust1",
+            "restrictions": ["DE"],
+            "ownerID": "a@b",
+        },
+    },
+    "context": {},
+}
+PLACES = [
+    ("subject",),
+    ("subject", "id"),
+    ("subject", "type"),
+    ("subject", "properties"),
+    ("action",),
+    ("action", "name"),
+    ("resource",),
+    ("resource", "type"),
+    ("resource", "id"),
+    ("resource", "properties"),
+    *(("resource", "properties", a) for a in ("company", "vendor", "owner", "customer")),
+    ("resource", "properties", "restrictions"),
+    ("context",),
+]
+ABSENT = object()
+# Every value each place may meet at the edges of the rules, valid or not.
+EDGES = [
+    ABSENT,
+    None,
+    "",
+    "x" * 256,
+    "x" * 257,
+    "z" * 1024,
+    "z" * 1025,
+    7,
+    True,
+    [],
+    ["DE", "DE"],
+    ["DE", 1],
+    ["x"] * 256,
+    ["x"] * 257,
+    {},
+    {"a": 1},
+    "publish",
+    "approve",
+    "route",
+    "purchase",
+    "todo",
+]
+
+
+def mutated(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
+    """`BASE` with each `(place, value)` applied (ABSENT deletes); places that vanished skip."""
+    raw = copy.deepcopy(BASE)
+    for place, value in changes:
+        node: Any = raw
+        for key in place[:-1]:
+            node = node.get(key) if type(node) is dict else None
+        if type(node) is not dict:
+            continue
+        if value is ABSENT:
+            node.pop(place[-1], None)
+        else:
+            node[place[-1]] = copy.deepcopy(value)
+    return raw
+
+
+def assert_same_item(raw: dict[str, Any]) -> None:
+    fast = authzen._plain_check(ACTIONS, raw)
+    try:
+        precise: authzen.Item | Exception = authzen._parse_item(ACTIONS, raw, "evaluations[0]")
+    except InvalidInput as exc:
+        precise = exc
+    if fast is None:
+        # Left to the precise path: it must be something other than a valid plain check.
+        assert isinstance(precise, Exception) or precise.kind != "check", raw
+    else:
+        assert fast == precise, raw
+
+
+@pytest.mark.parametrize("place", PLACES, ids="/".join)
+def test_fast_path_agrees_at_every_edge(place: tuple[str, ...]) -> None:
+    for value in EDGES:
+        assert_same_item(mutated([(place, value)]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PLACES), st.sampled_from(EDGES)), max_size=4))
+def test_fast_path_agrees_on_mixed_changes(changes: list[tuple[tuple[str, ...], Any]]) -> None:
+    assert_same_item(mutated(changes))
+
+
+def test_fast_path_takes_the_common_shape() -> None:
+    raw = {
+        "subject": {"type": "user", "id": "emp1"},
+        "action": {"name": "read"},
+        "resource": {
+            "type": "orders",
+            "id": "o1",
+            "properties": {"company": "c1", "restrictions": ["DE", "DE"]},
+        },
+    }
+    item = authzen._plain_check(ACTIONS, raw)
+    assert item == authzen._parse_item(ACTIONS, raw, "")
+    assert item is not None and item.resource is not None
+    assert item.resource.restrictions == frozenset({"DE"})

@@ -26,6 +26,20 @@ def test_events_evict_subjects_and_group_members() -> None:
     assert cache.tenants["t"].known_rev == 3
 
 
+def test_the_least_recently_used_entry_goes_first() -> None:
+    cache = ProfileCache(2)
+    cache.observe("t", 1, "1", "s1")
+    cache.put("t", "a", entry("a", "g1"), 1)
+    cache.put("t", "b", entry("b", "g1"), 1)
+    assert cache.get("t", "a") is not None  # a is now the most recently used
+    cache.put("t", "c", entry("c", "g2"), 1)
+    assert cache.get("t", "b") is None
+    assert cache.get("t", "a") is not None and cache.get("t", "c") is not None
+    # The group index forgets the evicted subject: a change of g1 evicts a only.
+    cache.apply_event("t", 2, "s2", [], ["g1"], False)
+    assert cache.get("t", "a") is None and cache.get("t", "c") is not None
+
+
 def test_revision_advances_only_through_contiguous_events() -> None:
     cache = ProfileCache(10)
     cache.observe("t", 1, "1", "s1")

@@ -9,7 +9,7 @@ came from a cache younger than the configured staleness bound.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from groupgate.model import (
     Catalog,
@@ -21,8 +21,9 @@ from groupgate.model import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
+    """A check's answer (a named tuple: batches make hundreds per request)."""
+
     decision: Decision
     revision: int
     stale: bool = False

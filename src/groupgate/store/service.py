@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Collection
 from typing import Any, TypeVar
 
 import orjson
@@ -297,23 +297,21 @@ class GraphService:
         return found[subject]
 
     async def _entries(
-        self, tenant: str, subjects: Iterable[str], min_revision: int | None
+        self, tenant: str, subjects: Collection[str], min_revision: int | None
     ) -> dict[str, tuple[Entry, int, bool]]:
         out: dict[str, tuple[Entry, int, bool]] = {}
-        missing: list[str] = []
         state = self.cache.tenants.get(tenant)
-        fresh_enough = state is not None and (
-            min_revision is None or state.known_rev >= min_revision
-        )
-        age = time.monotonic() - self._last_ok
-        for sid in subjects:
-            entry = (
-                self.cache.get(tenant, sid) if fresh_enough and age <= self.stale_after else None
-            )
-            if entry is not None and state is not None:
-                out[sid] = (entry, state.known_rev, False)
-            else:
-                missing.append(sid)
+        if (
+            state is not None
+            and (min_revision is None or state.known_rev >= min_revision)
+            and time.monotonic() - self._last_ok <= self.stale_after
+        ):
+            rev = state.known_rev
+            for sid, entry in self.cache.get_many(tenant, subjects).items():
+                out[sid] = (entry, rev, False)
+            missing = [sid for sid in subjects if sid not in out]
+        else:
+            missing = list(subjects)
         for i in range(0, len(missing), RESOLVE_CHUNK):
             out.update(await self._resolve(tenant, missing[i : i + RESOLVE_CHUNK], min_revision))
         return out
