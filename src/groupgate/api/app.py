@@ -27,7 +27,7 @@ from groupgate import log
 from groupgate.api.problems import errors
 from groupgate.auth import Authenticator, Caller, JwtVerifier
 from groupgate.config import Config, ConfigError
-from groupgate.errors import Forbidden, NotFound
+from groupgate.errors import Forbidden, NotFound, StoreUnavailable
 from groupgate.model import Catalog
 from groupgate.policy import RouteTable
 from groupgate.store.contract import Admin, Decider
@@ -42,7 +42,8 @@ class Tenants:
 
     A credential bound to a tenant never decides in another one (403). The list of loaded
     tenants, needed only when no default is configured, is cached for `ttl` seconds and
-    dropped after admin writes that create or delete tenants.
+    dropped after admin writes that create or delete tenants; while the store is unreachable
+    the last list read stays in use.
     """
 
     def __init__(self, service: Decider, default: str | None, ttl: float = 1.0) -> None:
@@ -64,8 +65,14 @@ class Tenants:
             return self.default
         now = time.monotonic()
         if now - self._at > self.ttl:
-            self._known = await self.service.tenants()
-            self._at = now
+            try:
+                self._known = await self.service.tenants()
+                self._at = now
+            except StoreUnavailable:
+                # Redis is down: keep the list last read, if any. The decision that follows
+                # enforces the staleness bound itself (flagged answers, then 503).
+                if not self._known:
+                    raise
         if len(self._known) == 1:
             return self._known[0]
         raise NotFound(
