@@ -178,6 +178,8 @@ def resources(types: list[str]) -> st.SearchStrategy[Resource]:
         vendor=st.sampled_from([None, *VENDORS]),
         owner=st.sampled_from([None, *EMAILS, "emp", "cust", "vu"]),
         customer=st.sampled_from([None, "cust", "emp", "vu", "other"]),
+        id=st.sampled_from([None, "r1"]),
+        properties=st.just({}),
     )
 
 
@@ -206,7 +208,9 @@ GUARDS = {
 def test_compiled_profile_and_reference_evaluator_agree() -> None:
     reached: set[str] = set()
 
-    @SETTINGS
+    # Derandomized: whether random graphs reach every kind of guard (asserted below) must
+    # not depend on the run's seed; unseeded, "ownership" was missed in about 1 run in 8.
+    @settings(SETTINGS, derandomize=True)
     @given(doc=documents(), questions=checks)
     def agree(doc: dict[str, Any], questions: list[tuple[str, Resource]]) -> None:
         g = graph(doc)
