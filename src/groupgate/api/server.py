@@ -3,11 +3,19 @@
 `groupgate serve --workers N` starts N processes that each call `run(config, reuse_port=True)`;
 the kernel spreads connections across them (SO_REUSEPORT). aiohttp's own signal handling
 turns SIGTERM and SIGINT into a graceful shutdown (in-flight requests finish, cleanup runs).
+
+The garbage collector runs its youngest generation every 50,000 allocations instead of 700
+(`GC_THRESHOLDS`). With the default, a collection happens in the middle of nearly every
+request, promotes that request's live objects to the oldest generation, and every few
+hundred requests those promotions trigger a full collection that walks the whole cache of
+compiled profiles (100-300 ms with 10,000 subjects). Measured with `python -m benchmarks http`
+(AuthZEN batches of 100, c=32): p99 236-274 ms with the default, 52 ms with these thresholds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 from aiohttp import web
@@ -16,6 +24,12 @@ from groupgate.api.app import build_app
 from groupgate.config import Config
 
 SHUTDOWN_TIMEOUT = 10.0
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Collect young objects less often (see the module docstring)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -34,6 +48,7 @@ def run(
     on_ready: Callable[[web.Application], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; `on_ready` runs once the app has started."""
+    tune_gc()
 
     async def factory() -> web.Application:
         app = await build_app(config)
