@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from groupgate.api import authzen
+from groupgate.api import authzen, parsing
 from groupgate.api.app import valid_actions
+from groupgate.api.problems import InvalidJson
 from groupgate.errors import InvalidInput
 from groupgate.policy import load_policy
 from tests.api.conftest import API_KEY, POLICIES
@@ -293,9 +295,11 @@ EDGES = [
 ]
 
 
-def mutated(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-    """`BASE` with each `(place, value)` applied (ABSENT deletes); places that vanished skip."""
-    raw = copy.deepcopy(BASE)
+def mutated(
+    changes: list[tuple[tuple[str, ...], Any]], base: dict[str, Any] = BASE
+) -> dict[str, Any]:
+    """`base` with each `(place, value)` applied (ABSENT deletes); places that vanished skip."""
+    raw = copy.deepcopy(base)
     for place, value in changes:
         node: Any = raw
         for key in place[:-1]:
@@ -310,7 +314,8 @@ def mutated(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
 
 
 def assert_same_item(raw: dict[str, Any]) -> None:
-    fast = authzen._plain_check(ACTIONS, raw)
+    plain = authzen._plain_check(ACTIONS, raw)
+    fast = None if plain is None else plain[0]
     try:
         precise: authzen.Item | Exception = authzen._parse_item(ACTIONS, raw, "evaluations[0]")
     except InvalidInput as exc:
@@ -320,6 +325,11 @@ def assert_same_item(raw: dict[str, Any]) -> None:
         assert isinstance(precise, Exception) or precise.kind != "check", raw
     else:
         assert fast == precise, raw
+        assert plain is not None
+        if plain[1] >= 0:
+            # Sealed: the key count is exact, there are no numbers, and the item is at most
+            # four levels deep (six from a batch's root, which holds it at level 2).
+            assert parsing.inspect(raw, authzen.SEALED_DEPTH - 2) == plain[1], raw
 
 
 @pytest.mark.parametrize("place", PLACES, ids="/".join)
@@ -344,7 +354,99 @@ def test_fast_path_takes_the_common_shape() -> None:
             "properties": {"company": "c1", "restrictions": ["DE", "DE"]},
         },
     }
-    item = authzen._plain_check(ACTIONS, raw)
+    plain = authzen._plain_check(ACTIONS, raw)
+    assert plain is not None and plain[1] == 11  # sealed: 4 + subject 2 + resource 3 + 2
+    item = plain[0]
     assert item == authzen._parse_item(ACTIONS, raw, "")
     assert item is not None and item.resource is not None
     assert item.resource.restrictions == frozenset({"DE"})
+
+
+# --------------------------------------------------------------------------- sealed batches
+
+NUMBERS = [2**63, -(2**63), 2**63 - 1, 1e300, 0.5, 1]
+BATCH_EDGES = [*EDGES, *NUMBERS, [[["deep"]]], {"a": {"b": {"c": {"d": 1}}}}]
+EXTRA = [(), ("ownerID",), ("extra",)]  # places for keys the fast path does not read
+STATE = type("State", (), {"actions": ACTIONS})()
+
+
+def outcome(read: Any) -> Any:
+    """The items a batch body yields, or the class and message of the error it raises."""
+    try:
+        return read()
+    except InvalidInput as exc:
+        return type(exc), str(exc)
+
+
+def reference(body: bytes, depth: int) -> Any:
+    """The plain way: the full safety pass, then every item parsed."""
+    value = parsing.expect_object(parsing.loads(body, depth))
+    return authzen.parse_items(STATE, value, [])
+
+
+def fused(body: bytes, depth: int) -> Any:
+    value, sealed = authzen.read_batch(ACTIONS, body, parsing.decode(body), depth, 1000)
+    return authzen.parse_items(STATE, value, sealed)
+
+
+def batch_item(changes: list[tuple[tuple[str, ...], Any]], extra: tuple[str, ...]) -> Any:
+    """`BASE` without what keeps an item from being sealed, then `changes`; `extra` adds a
+    property the fast path does not read."""
+    raw = copy.deepcopy(BASE)
+    del raw["context"], raw["subject"]["properties"], raw["resource"]["properties"]["ownerID"]
+    raw = mutated(changes, raw)
+    resource = raw.get("resource")
+    if extra and type(resource) is dict and type(resource.get("properties")) is dict:
+        resource["properties"][extra[0]] = 7
+    return raw
+
+
+changes_ = st.lists(st.tuples(st.sampled_from(PLACES), st.sampled_from(BATCH_EDGES)), max_size=2)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    items=st.lists(st.tuples(changes_, st.sampled_from(EXTRA)), min_size=1, max_size=6),
+    depth=st.sampled_from([4, 5, 6, 7, 32]),
+    top=st.sampled_from(
+        [
+            {},
+            {"options": {"evaluations_semantic": "execute_all"}},
+            {"options": [[[[[1]]]]]},
+            {"action": {"name": "read"}},
+        ]
+    ),
+    duplicate=st.booleans(),
+)
+def test_sealed_items_skip_the_safety_pass_with_the_same_verdicts(
+    items: list[tuple[list[tuple[tuple[str, ...], Any]], tuple[str, ...]]],
+    depth: int,
+    top: dict[str, Any],
+    duplicate: bool,
+) -> None:
+    body = orjson.dumps({**top, "evaluations": [batch_item(c, e) for c, e in items]})
+    if duplicate:  # repeat the first subject id inside the first subject object
+        body = body.replace(b'"id":', b'"id":"dup","id":', 1)
+    assert outcome(lambda: fused(body, depth)) == outcome(lambda: reference(body, depth))
+
+
+def test_generated_batches_hold_sealed_and_unsealed_items() -> None:
+    # The property test above is only worth something if both kinds occur.
+    kinds = set()
+    for changes, extra in [([], ()), ([], ("ownerID",)), ([(("resource", "id"), 7)], ())]:
+        plain = authzen._plain_check(ACTIONS, batch_item(changes, extra))
+        kinds.add("precise" if plain is None else "sealed" if plain[1] >= 0 else "unsealed")
+    assert kinds == {"sealed", "unsealed", "precise"}
+
+
+def test_a_batch_of_plain_checks_is_sealed_whole() -> None:
+    raw = copy.deepcopy(BASE)
+    del raw["context"], raw["subject"]["properties"], raw["resource"]["properties"]["ownerID"]
+    body = orjson.dumps({"evaluations": [raw] * 3})
+    value, sealed = authzen.read_batch(ACTIONS, body, parsing.decode(body), 32, 1000)
+    assert all(item is not None for item in sealed) and len(sealed) == 3
+    assert value == orjson.loads(body)
+    # A duplicate key inside a sealed item is still found in the raw text.
+    doubled = body.replace(b'"type":"orders"', b'"type":"orders","type":"orders"', 1)
+    with pytest.raises(InvalidJson, match="duplicate key 'type'"):
+        authzen.read_batch(ACTIONS, doubled, parsing.decode(doubled), 32, 1000)

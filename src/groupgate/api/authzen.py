@@ -43,6 +43,9 @@ TENANT_HEADER = "X-Groupgate-Tenant"
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
+#: How deep a sealed item reaches, counted as `parsing.inspect` does from a batch's root (0):
+#: the array 1, the item 2, its resource 3, the properties 4, the restrictions 5.
+SEALED_DEPTH = 6
 
 
 class Item(NamedTuple):
@@ -79,9 +82,9 @@ def parse_item(state: State, raw: dict[str, Any], index: int | None = None) -> I
     messages name the field. Both accept the same items and build the same `Item`
     (tests/api/test_authzen.py holds them to it).
     """
-    item = _plain_check(state.actions, raw)
-    if item is not None:
-        return item
+    plain = _plain_check(state.actions, raw)
+    if plain is not None:
+        return plain[0]
     return _parse_item(state.actions, raw, "" if index is None else f"evaluations[{index}]")
 
 
@@ -90,8 +93,16 @@ def _short(value: Any, limit: int) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= limit
 
 
-def _plain_check(actions: dict[str, frozenset[str]], raw: dict[str, Any]) -> Item | None:
-    """The fast path of `parse_item`: a valid plain check, or None to take the precise path."""
+def _plain_check(
+    actions: dict[str, frozenset[str]], raw: dict[str, Any]
+) -> tuple[Item, int] | None:
+    """The fast path of `parse_item`: a valid plain check, or None to take the precise path.
+
+    With the item comes how many object keys it holds when it is *sealed*, else -1. A sealed
+    item holds nothing but the fields read and type-checked here (no context, no subject
+    properties, no other keys, no nulls): only strings and lists of strings, so no numbers,
+    and at most `SEALED_DEPTH` levels deep from a batch's root (see `read_batch`).
+    """
     subject = raw.get("subject")
     action_body = raw.get("action")
     body = raw.get("resource")
@@ -119,15 +130,21 @@ def _plain_check(actions: dict[str, frozenset[str]], raw: dict[str, Any]) -> Ite
     props = body.get("properties")
     if props is None:
         props = {}
+        read = 1 + (rid is not None)  # keys read in the resource object
     elif type(props) is not dict:
         return None
+    else:
+        read = 2 + (rid is not None)
     company = props.get("company")
     vendor = props.get("vendor")
     owner = props.get("owner")
     customer = props.get("customer")
+    attributes = 0
     for value in (company, vendor, owner, customer):
-        if value is not None and not _short(value, parsing.MAX_TEXT):
-            return None
+        if value is not None:
+            if not _short(value, parsing.MAX_TEXT):
+                return None
+            attributes += 1
     restrictions = props.get("restrictions")
     if restrictions is None:
         restrictions = EMPTY
@@ -136,10 +153,58 @@ def _plain_check(actions: dict[str, frozenset[str]], raw: dict[str, Any]) -> Ite
             if type(value) is not str:
                 return None
         restrictions = frozenset(restrictions) or EMPTY
+        attributes += 1
     else:
         return None
     resource = Resource(type_id, rid, company, restrictions, vendor, owner, customer, props)
-    return Item("check", sid, action, resource)
+    item = Item("check", sid, action, resource)
+    subject_keys = 1 + (subject_type is not None)
+    if (
+        len(raw) == 3
+        and len(action_body) == 1
+        and len(subject) == subject_keys
+        and len(body) == read
+        and len(props) == attributes
+    ):
+        return item, 4 + subject_keys + read + attributes
+    return item, -1
+
+
+def read_batch(
+    actions: dict[str, frozenset[str]], body: bytes, value: Any, max_depth: int, max_batch: int
+) -> tuple[dict[str, Any], list[Item | None]]:
+    """The safety pass over a decoded `/access/v1/evaluations` body, plus its sealed items.
+
+    Items that `_plain_check` accepts and finds sealed are proven free of numbers and deep
+    nesting already, so `parsing.check` walks the rest of the document only, with their keys
+    counted in: the same verdicts and messages as `parsing.loads` (tests/api/test_authzen.py
+    compares them on generated batches), for about half the cost of a batch's safety pass
+    and validation. Returns the body and, per item, its `Item` when sealed, else None.
+    """
+    sealed: list[Item | None] = []
+    known = 0
+    shadow = value
+    raw_items = value.get("evaluations") if type(value) is dict else None
+    if (
+        type(raw_items) is list
+        and 0 < len(raw_items) <= max_batch
+        and max_depth >= SEALED_DEPTH
+        and not any(key in value for key in ITEM_KEYS)  # no defaults to merge
+    ):
+        rest: list[Any] = []
+        for raw in raw_items:
+            plain = _plain_check(actions, raw) if type(raw) is dict else None
+            if plain is None or plain[1] < 0:
+                sealed.append(None)
+                rest.append(raw)
+            else:
+                sealed.append(plain[0])
+                known += plain[1]
+                rest.append(None)
+        if known:
+            shadow = {**value, "evaluations": rest}
+    parsing.check(body, shadow, max_depth, known)
+    return parsing.expect_object(value), sealed
 
 
 def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: str) -> Item:
@@ -321,7 +386,8 @@ async def evaluations(request: web.Request) -> web.Response:
     state = request.app[STATE]
     limits = state.config.limits
     caller = await caller_of(state, request)
-    body = await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
+    raw, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
+    body, sealed = read_batch(state.actions, raw, value, limits.max_json_depth, limits.max_batch)
     tenant = await tenant_of(state, request, caller)
     min_rev = parsing.revision(None, request.headers.get(MIN_REVISION))
     raw_items = body.get("evaluations")
@@ -335,12 +401,7 @@ async def evaluations(request: web.Request) -> web.Response:
     if len(raw_items) > limits.max_batch:
         raise TooLarge(f"evaluations: {len(raw_items)} items, the limit is {limits.max_batch}")
     semantic = _semantic(body.get("options"))
-    defaults = {k: body[k] for k in ITEM_KEYS if k in body}
-    items = []
-    for i, raw in enumerate(raw_items):
-        if type(raw) is not dict:
-            parsing.obj(raw, f"evaluations[{i}]")  # raises, naming the item
-        items.append(parse_item(state, {**defaults, **raw} if defaults else raw, i))
+    items = parse_items(state, body, sealed)
     decisions = await decide(state, tenant, items, min_rev)
     if semantic != "execute_all":
         stop_on = semantic == "permit_on_first_permit"
@@ -350,6 +411,20 @@ async def evaluations(request: web.Request) -> web.Response:
                 break
     _observe(state, "authzen", decisions, started)
     return _respond(request, {"evaluations": decisions})
+
+
+def parse_items(state: State, body: dict[str, Any], sealed: list[Item | None]) -> list[Item]:
+    """The items of a batch, defaults merged; `sealed` holds those already parsed."""
+    defaults = {k: body[k] for k in ITEM_KEYS if k in body}
+    items = []
+    for i, raw in enumerate(body["evaluations"]):
+        item = sealed[i] if sealed else None
+        if item is None:
+            if type(raw) is not dict:
+                parsing.obj(raw, f"evaluations[{i}]")  # raises, naming the item
+            item = parse_item(state, {**defaults, **raw} if defaults else raw, i)
+        items.append(item)
+    return items
 
 
 def _semantic(options: Any) -> str:
