@@ -35,6 +35,11 @@ def frozen_map(data: Mapping[K, V] | None = None) -> Mapping[K, V]:
 #: The properties of a resource that has none (read-only, so it can be shared).
 NO_PROPERTIES: Mapping[str, Any] = MappingProxyType({})
 
+#: Build a named tuple from *all* its fields, in order: `new_tuple(Resource, (type, id, ...))`.
+#: A named tuple's own constructor is a generated Python function; this is the C constructor
+#: it calls, twice as fast (about 0.2 µs saved), for the per-item paths of batches.
+new_tuple = tuple.__new__
+
 
 class Level(enum.IntEnum):
     """Access levels, ordered: `manage` includes `read`."""

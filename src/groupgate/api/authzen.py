@@ -36,7 +36,7 @@ from groupgate.api.native import MIN_REVISION, caller_of, json_response
 from groupgate.api.problems import TooLarge, Unprocessable
 from groupgate.auth import Caller
 from groupgate.errors import InvalidInput, NotFound
-from groupgate.model import EMPTY, Decision, Money, Resource
+from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
 from groupgate.store.contract import Answer
 
 TENANT_HEADER = "X-Groupgate-Tenant"
@@ -156,8 +156,10 @@ def _plain_check(
         attributes += 1
     else:
         return None
-    resource = Resource(type_id, rid, company, restrictions, vendor, owner, customer, props)
-    item = Item("check", sid, action, resource)
+    resource = new_tuple(
+        Resource, (type_id, rid, company, restrictions, vendor, owner, customer, props)
+    )
+    item = new_tuple(Item, ("check", sid, action, resource, None, None, None))
     subject_keys = 1 + (subject_type is not None)
     if (
         len(raw) == 3

@@ -39,6 +39,7 @@ from groupgate.model import (
     Money,
     Resource,
     Settings,
+    new_tuple,
     predefined_group_id,
 )
 from groupgate.store import codec, keys
@@ -198,7 +199,7 @@ class GraphService:
                 decision = Decision(False, f"unknown subject {sid!r}")
             else:
                 decision = decide(entry.profile, action, resource)
-            answers.append(Answer(decision, rev, stale))
+            answers.append(new_tuple(Answer, (decision, rev, stale)))
         return answers
 
     async def some(
