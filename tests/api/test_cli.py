@@ -193,6 +193,67 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert b"curl -s" in out and b"DEMO MODE" in out
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:`port` or 0.0.0.0:`port` (Linux /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes `serve` started (not multiprocessing's resource tracker)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    found = []
+    for child in map(int, text.split()):
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            found.append(child)
+    return found
+
+
+def gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or b"zombie" in status.read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_serve_with_workers_shares_one_port_and_stops_together() -> None:
+    port = free_port()
+    env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        deadline = time.monotonic() + 30
+        while listening_sockets(port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Two workers, each with its own listening socket on the one port (SO_REUSEPORT).
+        assert listening_sockets(port) == 2
+        workers = workers_of(process.pid)
+        assert len(workers) == 2
+        url = f"http://127.0.0.1:{port}/readyz"
+        for _ in range(20):  # a new connection each: the kernel spreads them over both
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out.count(b"DEMO MODE") == 1  # the banner is printed once, by the first worker
+    for worker in workers:
+        assert (
+            not Path(f"/proc/{worker}").exists()
+            or b"zombie" in Path(f"/proc/{worker}/status").read_bytes()
+        )
+
+
 def test_serve_refuses_bad_settings() -> None:
     env = {**os.environ, "GROUPGATE_MAX_BATCH": "lots"}
     result = subprocess.run(
