@@ -206,11 +206,18 @@ def listening_sockets(port: int) -> int:
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes `serve` started (not multiprocessing's resource tracker)."""
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     found = []
-    for child in map(int, text.split()):
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-            found.append(child)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
     return found
 
 
