@@ -86,7 +86,10 @@ class KeyRing:
     """Configured API keys, compared in constant time."""
 
     def __init__(self, keys: Sequence[Any]) -> None:
-        self._keys = [(_digest(k.key), k) for k in keys]
+        self._keys = [
+            (_digest(k.key), Caller(f"key#{index}", k.tenant, k.admin))
+            for index, k in enumerate(keys)
+        ]
 
     def __bool__(self) -> bool:
         return bool(self._keys)
@@ -95,9 +98,9 @@ class KeyRing:
         """Return the caller for `presented`, comparing it with every key (no early exit)."""
         digest = _digest(presented)
         found: Caller | None = None
-        for index, (expected, key) in enumerate(self._keys):
+        for expected, caller in self._keys:
             if hmac.compare_digest(digest, expected) and found is None:
-                found = Caller(f"key#{index}", key.tenant, key.admin)
+                found = caller
         return found
 
 
@@ -288,6 +291,14 @@ class Authenticator:
 
     async def caller(self, authorization: str | None, key_header: str | None = None) -> Caller:
         """Return the caller of a decision endpoint; raise `AuthError` when one is required."""
+        found = self.key_caller(authorization, key_header)
+        if found is not None:
+            return found
+        return await self._token_caller(key_header or credential(authorization) or "")
+
+    def key_caller(self, authorization: str | None, key_header: str | None = None) -> Caller | None:
+        """`caller` without awaiting: None when a service token must be verified (await
+        `caller` then); raise `AuthError` when a credential is required and none is valid."""
         presented = key_header or credential(authorization)
         if presented is None:
             if self.open:
@@ -297,7 +308,7 @@ class Authenticator:
         if found is not None:
             return found
         if self.caller_tokens and presented.count(".") == 2:
-            return await self._token_caller(presented)
+            return None
         if self.open:
             # Open mode (no keys configured): a header meant for someone else is not ours.
             return ANONYMOUS

@@ -108,6 +108,10 @@ async def test_service_jwt_as_caller_credential(make_client: MakeClient) -> None
     }
     response = await client.post("/v1/check", json=check)
     assert response.status == 401
+    forged = mint_token("another-secret-0123456789abcdefghij", "svc-orders", tenant="demo")
+    for bad in (forged, "a.b.c", "not-a-token"):
+        response = await client.post("/v1/check", json=check, headers={"Authorization": bad})
+        assert response.status == 401, bad
     service = mint_token(secret, "svc-orders", tenant="demo")
     headers = {"Authorization": f"Bearer {service}"}
     response = await client.post("/v1/check", json=check, headers=headers)

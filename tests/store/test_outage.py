@@ -24,6 +24,7 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
         await service.import_graph(None, acme("outage"))
         fresh = await service.check("outage", "emp-1", "update", ORDER)
         assert fresh.decision.allow and not fresh.stale
+        assert service.check_cached("outage", "emp-1", "update", ORDER) == fresh
         await service.client.save()  # so that the restarted server has the same graph
         redis_process.stop()
         started = time.monotonic()
@@ -31,6 +32,8 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
 
         stale = await service.check("outage", "emp-1", "update", ORDER)
         assert stale.decision.allow and stale.stale
+        assert service.check_cached("outage", "emp-1", "update", ORDER) == stale
+        assert service.check_cached("outage", "emp-2", "read", ORDER) is None
         with pytest.raises(StoreUnavailable):  # not cached: nothing to serve
             await service.check("outage", "emp-2", "read", ORDER)
         reached = await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
@@ -41,6 +44,8 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
         await asyncio.sleep(max(0.0, service.max_staleness + 0.3 - (time.monotonic() - started)))
         with pytest.raises(StoreUnavailable, match="failing closed"):
             await service.check("outage", "emp-1", "update", ORDER)
+        with pytest.raises(StoreUnavailable, match="failing closed"):
+            service.check_cached("outage", "emp-1", "update", ORDER)
 
         redis_process.restart()
         for _ in range(200):

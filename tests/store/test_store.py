@@ -46,6 +46,24 @@ async def test_import_then_decide(open_service: Opener, tenant: str) -> None:
     assert await service.revision(tenant) == 1
 
 
+async def test_check_cached_answers_only_from_the_cache(open_service: Opener, tenant: str) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    assert service.check_cached(tenant, "emp-1", "update", DE_ORDER) is None  # not resolved yet
+    for subject, resource in (("emp-1", DE_ORDER), ("emp-1", US_ORDER), ("nobody", DE_ORDER)):
+        answer = await service.check(tenant, subject, "update", resource)
+        assert service.check_cached(tenant, subject, "update", resource) == answer
+    assert service.check_cached("t-unknown", "emp-1", "update", DE_ORDER) is None
+    await service.put_subject(tenant, {"id": "emp-1", "kind": "employee"})  # drops its entry
+    await eventually(
+        lambda: _true(service.check_cached(tenant, "emp-1", "update", DE_ORDER) is None)
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_unknown_tenant_is_not_found(open_service: Opener, tenant: str) -> None:
     service = await open_service()
     with pytest.raises(NotFound):

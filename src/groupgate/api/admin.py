@@ -30,7 +30,7 @@ from aiohttp import web
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.native import json_response
-from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia
+from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia, guarded
 from groupgate.auth import Caller
 from groupgate.errors import Conflict, Forbidden, NotFound
 
@@ -194,21 +194,23 @@ def setup(app: web.Application) -> None:
     base = "/v1/admin/tenants"
     kinds = "{kind:subjects|groups|companies|vendors}"
     router = app.router
-    router.add_get(base, list_tenants, name="admin.tenants")
-    router.add_post(base, create_tenant, name="admin.create_tenant")
-    router.add_delete(base + "/{tenant}", delete_tenant, name="admin.delete_tenant")
-    router.add_post(base + "/{tenant}/import", import_graph, name="admin.import_graph")
-    router.add_put(base + "/{tenant}/settings", put_settings, name="admin.settings")
+    router.add_get(base, guarded(list_tenants), name="admin.tenants")
+    router.add_post(base, guarded(create_tenant), name="admin.create_tenant")
+    router.add_delete(base + "/{tenant}", guarded(delete_tenant), name="admin.delete_tenant")
+    router.add_post(base + "/{tenant}/import", guarded(import_graph), name="admin.import_graph")
+    router.add_put(base + "/{tenant}/settings", guarded(put_settings), name="admin.settings")
     router.add_post(
-        base + "/{tenant}/subjects/{id}/memberships", add_membership, name="admin.add_membership"
+        base + "/{tenant}/subjects/{id}/memberships",
+        guarded(add_membership),
+        name="admin.add_membership",
     )
     router.add_delete(
         base + "/{tenant}/subjects/{id}/memberships/{group:.+}",
-        remove_membership,
+        guarded(remove_membership),
         name="admin.remove_membership",
     )
     # Predefined and vendor group ids contain '/': the id is the rest of the path.
     entity = f"{base}/{{tenant}}/{kinds}/{{id:.+}}"
-    router.add_put(entity, put_entity, name="admin.put")
-    router.add_get(entity, get_entity, name="admin.get")
-    router.add_delete(entity, delete_entity, name="admin.delete")
+    router.add_put(entity, guarded(put_entity), name="admin.put")
+    router.add_get(entity, guarded(get_entity), name="admin.get")
+    router.add_delete(entity, guarded(delete_entity), name="admin.delete")

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from groupgate import log
-from groupgate.api.problems import errors
+from groupgate.api import problems
 from groupgate.auth import Authenticator, Caller, JwtVerifier
 from groupgate.config import Config, ConfigError
 from groupgate.errors import Forbidden, NotFound, StoreUnavailable
@@ -54,15 +54,9 @@ class Tenants:
         self._at = float("-inf")
 
     async def resolve(self, requested: str | None, caller: Caller) -> str:
-        bound = caller.tenant
-        if bound is not None:
-            if requested is not None and requested != bound:
-                raise Forbidden(f"this credential is bound to tenant {bound!r}")
-            return bound
-        if requested is not None:
-            return requested
-        if self.default is not None:
-            return self.default
+        found = self.known(requested, caller)
+        if found is not None:
+            return found
         now = time.monotonic()
         if now - self._at > self.ttl:
             try:
@@ -79,6 +73,17 @@ class Tenants:
             "no tenant given, no default tenant configured, and "
             f"{len(self._known)} tenants are loaded: name one"
         )
+
+    def known(self, requested: str | None, caller: Caller) -> str | None:
+        """`resolve` without awaiting: None when the tenant list must be read (await `resolve`)."""
+        bound = caller.tenant
+        if bound is not None:
+            if requested is not None and requested != bound:
+                raise Forbidden(f"this credential is bound to tenant {bound!r}")
+            return bound
+        if requested is not None:
+            return requested
+        return self.default
 
     def forget(self) -> None:
         self._at = float("-inf")
@@ -143,7 +148,6 @@ def create_app(config: Config, service: Service) -> web.Application:
 
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
-        middlewares=[errors],
         handler_args={"max_field_size": 16384, "max_line_size": 16384},
     )
     session_holder: dict[str, aiohttp.ClientSession] = {}
@@ -187,6 +191,10 @@ def create_app(config: Config, service: Service) -> web.Application:
     gateway.setup(app)
     admin.setup(app)
     ops.setup(app)
+    problems.add_unmatched(app)
+    for route in app.router.routes():
+        if not problems.is_guarded(route.handler):
+            raise RuntimeError(f"route {route.method} {route.resource} is not guarded")
     return app
 
 

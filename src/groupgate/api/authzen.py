@@ -33,7 +33,7 @@ from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.native import MIN_REVISION, caller_of, json_response
-from groupgate.api.problems import TooLarge, Unprocessable
+from groupgate.api.problems import TooLarge, Unprocessable, guarded
 from groupgate.auth import Caller
 from groupgate.errors import InvalidInput, NotFound
 from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
@@ -460,9 +460,9 @@ async def configuration(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     from groupgate.api import search
 
-    app.router.add_post("/access/v1/evaluation", evaluation, name="authzen.evaluation")
-    app.router.add_post("/access/v1/evaluations", evaluations, name="authzen.evaluations")
+    app.router.add_post("/access/v1/evaluation", guarded(evaluation), name="authzen.evaluation")
+    app.router.add_post("/access/v1/evaluations", guarded(evaluations), name="authzen.evaluations")
     app.router.add_get(
-        "/.well-known/authzen-configuration", configuration, name="authzen.configuration"
+        "/.well-known/authzen-configuration", guarded(configuration), name="authzen.configuration"
     )
     search.setup(app)

@@ -35,6 +35,7 @@ from aiohttp import web
 from groupgate import log
 from groupgate.api.app import STATE, State
 from groupgate.api.native import MIN_REVISION
+from groupgate.api.problems import guarded
 from groupgate.auth import ANONYMOUS, Caller, credential
 from groupgate.errors import AuthError, GroupgateError, StoreUnavailable
 
@@ -154,6 +155,6 @@ async def _answer(
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_route("*", "/v1/gateway/auth", forward_auth, name="gateway.auth")
-    app.router.add_route("*", "/auth", forward_auth, name="gateway.auth_short")
-    app.router.add_route("*", ENVOY_PREFIX + "/{path:.*}", envoy, name="gateway.envoy")
+    app.router.add_route("*", "/v1/gateway/auth", guarded(forward_auth), name="gateway.auth")
+    app.router.add_route("*", "/auth", guarded(forward_auth), name="gateway.auth_short")
+    app.router.add_route("*", ENVOY_PREFIX + "/{path:.*}", guarded(envoy), name="gateway.envoy")

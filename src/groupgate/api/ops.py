@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from groupgate.api.app import STATE
 from groupgate.api.native import json_response
-from groupgate.api.problems import problem
+from groupgate.api.problems import guarded, problem
 
 SURFACES = ("check", "checks", "filter", "purchase", "authzen", "gateway")
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
@@ -160,7 +160,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, name="ops.healthz")
-    app.router.add_get("/readyz", readyz, name="ops.readyz")
-    app.router.add_get("/metrics", metrics, name="ops.metrics")
-    app.router.add_get("/openapi.json", openapi, name="ops.openapi")
+    app.router.add_get("/healthz", guarded(healthz), name="ops.healthz")
+    app.router.add_get("/readyz", guarded(readyz), name="ops.readyz")
+    app.router.add_get("/metrics", guarded(metrics), name="ops.metrics")
+    app.router.add_get("/openapi.json", guarded(openapi), name="ops.openapi")

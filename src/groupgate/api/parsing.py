@@ -64,9 +64,16 @@ def check_json_type(request: web.Request) -> None:
 
 async def read_json(request: web.Request, limit: int, max_depth: int) -> dict[str, Any]:
     """Read a JSON object body under the limits; raise 4xx problems otherwise."""
-    body, value = await read_unchecked_json(request, limit)
+    admit(request, limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
+    value = decode(body)
     check(body, value, max_depth)
-    return expect_object(value)
+    if type(value) is not dict:
+        raise InvalidJson(f"expected a JSON object, got {kind(value)}")
+    return value
 
 
 async def read_unchecked_json(request: web.Request, limit: int) -> tuple[bytes, Any]:
@@ -75,14 +82,20 @@ async def read_unchecked_json(request: web.Request, limit: int) -> tuple[bytes, 
     The caller must pass the result to `check` before using it; only the AuthZEN batch does
     this, to leave out the items its fast path has proven safe (see `authzen.read_batch`).
     """
-    check_json_type(request)
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
+    admit(request, limit)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
     return body, decode(body)
+
+
+def admit(request: web.Request, limit: int) -> None:
+    """Before reading: a JSON content type (415) and a declared length within `limit` (413)."""
+    check_json_type(request)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLarge(f"body of {length} bytes exceeds the limit of {limit}")
 
 
 def expect_object(value: Any) -> dict[str, Any]:

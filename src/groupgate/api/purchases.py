@@ -16,7 +16,7 @@ from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE
 from groupgate.api.native import MIN_REVISION, caller_of, json_response, subject_id, tenant_field
-from groupgate.api.problems import Unprocessable
+from groupgate.api.problems import Unprocessable, guarded
 from groupgate.store.contract import PurchaseAnswer
 
 PURCHASE_FIELDS = frozenset(
@@ -77,4 +77,4 @@ async def evaluate(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/purchases/evaluate", evaluate, name="purchases.evaluate")
+    app.router.add_post("/v1/purchases/evaluate", guarded(evaluate), name="purchases.evaluate")

@@ -31,7 +31,7 @@ from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.authzen import RESOURCE_ATTRIBUTES, tenant_of
 from groupgate.api.native import MIN_REVISION, caller_of, json_response
-from groupgate.api.problems import Unprocessable
+from groupgate.api.problems import Unprocessable, guarded
 from groupgate.model import EMPTY, Resource
 
 SCAN_PAGES = 10
@@ -216,8 +216,12 @@ async def search_action(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/access/v1/search/subject", search_subject, name="authzen.search_subject")
     app.router.add_post(
-        "/access/v1/search/resource", search_resource, name="authzen.search_resource"
+        "/access/v1/search/subject", guarded(search_subject), name="authzen.search_subject"
     )
-    app.router.add_post("/access/v1/search/action", search_action, name="authzen.search_action")
+    app.router.add_post(
+        "/access/v1/search/resource", guarded(search_resource), name="authzen.search_resource"
+    )
+    app.router.add_post(
+        "/access/v1/search/action", guarded(search_action), name="authzen.search_action"
+    )

@@ -74,6 +74,16 @@ class Decider(Protocol):
         """
         ...
 
+    def check_cached(
+        self, tenant: str, subject: str, action: str, resource: Resource
+    ) -> Answer | None:
+        """`check` (no explain, no consistency token) answered from the in-process cache alone.
+
+        Returns None when the answer needs the store; the caller then awaits `check`. Raises
+        as `check` does when the cache may no longer be used (fail closed).
+        """
+        ...
+
     async def check_many(
         self,
         tenant: str,

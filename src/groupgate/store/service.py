@@ -180,6 +180,17 @@ class GraphService:
             return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
         return Answer(decide(entry.profile, action, resource), rev, stale)
 
+    def check_cached(
+        self, tenant: str, subject: str, action: str, resource: Resource
+    ) -> Answer | None:
+        cached = self._cached(tenant, subject, None)
+        if cached is None:
+            return None
+        entry, rev, stale = cached
+        if entry.subject is None:
+            return new_tuple(Answer, (Decision(False, f"unknown subject {subject!r}"), rev, stale))
+        return new_tuple(Answer, (decide(entry.profile, action, resource), rev, stale))
+
     async def check_many(
         self,
         tenant: str,
@@ -281,21 +292,31 @@ class GraphService:
     async def _entry(
         self, tenant: str, subject: str, min_revision: int | None
     ) -> tuple[Entry, int, bool]:
-        state = self.cache.tenants.get(tenant)
-        if state is not None and (min_revision is None or state.known_rev >= min_revision):
-            entry = self.cache.get(tenant, subject)
-            if entry is not None:
-                age = time.monotonic() - self._last_ok
-                if age <= self.stale_after:
-                    return entry, state.known_rev, False
-                if age > self.max_staleness:
-                    raise StoreUnavailable(
-                        f"store unreachable for {age:.0f}s "
-                        f"(bound {self.max_staleness:.0f}s): failing closed"
-                    )
-                return entry, state.known_rev, True
+        cached = self._cached(tenant, subject, min_revision)
+        if cached is not None:
+            return cached
         found = await self._entries(tenant, {subject}, min_revision)
         return found[subject]
+
+    def _cached(
+        self, tenant: str, subject: str, min_revision: int | None
+    ) -> tuple[Entry, int, bool] | None:
+        """The cached entry with its revision and staleness flag, or None: ask the store."""
+        state = self.cache.tenants.get(tenant)
+        if state is None or (min_revision is not None and state.known_rev < min_revision):
+            return None
+        entry = self.cache.get(tenant, subject)
+        if entry is None:
+            return None
+        age = time.monotonic() - self._last_ok
+        if age <= self.stale_after:
+            return entry, state.known_rev, False
+        if age > self.max_staleness:
+            raise StoreUnavailable(
+                f"store unreachable for {age:.0f}s "
+                f"(bound {self.max_staleness:.0f}s): failing closed"
+            )
+        return entry, state.known_rev, True
 
     async def _entries(
         self, tenant: str, subjects: Collection[str], min_revision: int | None
