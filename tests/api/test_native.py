@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import orjson
+import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from groupgate.api import native, parsing
+from groupgate.api.app import valid_actions
+from groupgate.api.problems import InvalidJson
+from groupgate.errors import InvalidInput
+from groupgate.policy import load_policy
+from tests.api.conftest import POLICIES
 
 Client = TestClient[Any, Any]
 
@@ -192,3 +204,173 @@ async def test_named_action_must_exist_on_type(demo: Client) -> None:
         {"subject": {"id": "emp-catalog"}, "action": "read", "resource": {"type": "media"}},
     )
     assert status == 200 and body["allow"] is True
+
+
+# --------------------------------------------------------------------------- sealed bodies
+
+ACTIONS = valid_actions(load_policy(POLICIES))
+STATE: Any = type("State", (), {"actions": ACTIONS})()
+SEALED: dict[str, Any] = {
+    "tenant": "t1",
+    "subject": {"id": "emp1", "type": "user"},
+    "action": "read",
+    "resource": {
+        "type": "orders",
+        "id": "o1",
+        "company": "c1",
+        "vendor": "v1",
+        "owner": "a@b",
+        "customer": "cust1",
+        "restrictions": ["DE"],
+    },
+    "explain": False,
+    "min_revision": 3,
+}
+PLACES = [
+    ("tenant",),
+    ("subject",),
+    ("subject", "id"),
+    ("subject", "type"),
+    ("subject", "properties"),
+    ("action",),
+    ("resource",),
+    *(("resource", f) for f in ("type", "id", "company", "vendor", "owner", "customer")),
+    ("resource", "restrictions"),
+    ("resource", "properties"),
+    ("resource", "extra"),
+    ("context",),
+    ("explain",),
+    ("min_revision",),
+    ("extra",),
+]
+ABSENT = object()
+# Values at the edges of the rules, valid or not, for any place.
+EDGES = [
+    ABSENT,
+    None,
+    "",
+    "emp2",
+    "x" * 128,
+    "x" * 129,
+    "x" * 256,
+    "x" * 257,
+    "t1\n",
+    "bad id",
+    0,
+    -1,
+    7,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    1e300,
+    0.5,
+    True,
+    False,
+    [],
+    ["DE", "DE"],
+    ["DE", 1],
+    ["x"] * 256,
+    ["x"] * 257,
+    [[["deep"]]],
+    {},
+    {"id": "emp3"},
+    {"a": {"b": {"c": {"d": 1}}}},
+    "update",
+    "approve",
+    "publish",
+    "carts",
+    "products",
+]
+HEADERS = [None, "5", "x", "-1", "9" * 19]
+
+
+def mutated(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
+    """`SEALED` with each `(place, value)` applied (ABSENT deletes); vanished places skip."""
+    raw = copy.deepcopy(SEALED)
+    for place, value in changes:
+        node: Any = raw
+        for key in place[:-1]:
+            node = node.get(key) if type(node) is dict else None
+        if type(node) is not dict:
+            continue
+        if value is ABSENT:
+            node.pop(place[-1], None)
+        else:
+            node[place[-1]] = copy.deepcopy(value)
+    return raw
+
+
+def outcome(read: Any) -> Any:
+    try:
+        return read()
+    except InvalidInput as exc:
+        return type(exc), str(exc)
+
+
+def reference(body: bytes, depth: int, header: str | None) -> Any:
+    """The plain way, step by step: safety pass, fields, question, flags, tenant."""
+    item = parsing.expect_object(parsing.loads(body, depth))
+    parsing.only(item, native.CHECK_FIELDS, "")
+    subject, action, resource = native.question(STATE, item, "")
+    explain = parsing.boolean(item.get("explain"), "explain")
+    min_rev = parsing.revision(item.get("min_revision"), header)
+    tenant = native.tenant_field(item.get("tenant"))
+    return native.CheckQuestion(subject, action, resource, explain, min_rev, tenant)
+
+
+def same_verdict(body: bytes, depth: int = 32, header: str | None = None) -> bool:
+    """Assert `read_check` answers `body` as the reference does; True when it was sealed."""
+    value = parsing.decode(body)
+    fast = outcome(lambda: native.read_check(STATE, body, value, depth, header))
+    assert fast == outcome(lambda: reference(body, depth, header)), body
+    sealed = native._sealed(ACTIONS, value)
+    return sealed is not None and parsing.raw_keys(body) == sealed[1]
+
+
+@pytest.mark.parametrize("place", PLACES, ids="/".join)
+def test_read_check_agrees_at_every_edge(place: tuple[str, ...]) -> None:
+    for value in EDGES:
+        same_verdict(orjson.dumps(mutated([(place, value)])))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    changes=st.lists(st.tuples(st.sampled_from(PLACES), st.sampled_from(EDGES)), max_size=4),
+    depth=st.sampled_from([4, 5, 32]),
+    header=st.sampled_from(HEADERS),
+    duplicate=st.sampled_from([None, b'"id":', b'"type":', b'"action":', b'"tenant":']),
+    spaced=st.booleans(),
+)
+def test_read_check_agrees_on_mixed_changes(
+    changes: list[tuple[tuple[str, ...], Any]],
+    depth: int,
+    header: str | None,
+    duplicate: bytes | None,
+    spaced: bool,
+) -> None:
+    body = orjson.dumps(mutated(changes), option=orjson.OPT_INDENT_2 if spaced else 0)
+    if duplicate is not None and not spaced:  # repeat a key with a string value
+        body = body.replace(duplicate, duplicate + b'"dup",' + duplicate, 1)
+    same_verdict(body, depth, header)
+
+
+def test_the_common_shapes_are_sealed() -> None:
+    assert same_verdict(orjson.dumps(SEALED))
+    assert same_verdict(orjson.dumps(SEALED), header="9")
+    bare = {"subject": "emp1", "action": "read", "resource": {"type": "orders"}}
+    assert same_verdict(orjson.dumps(bare))
+    found = native.read_check(STATE, orjson.dumps(SEALED), SEALED, 32, None)
+    assert found.resource.restrictions == frozenset({"DE"}) and found.min_revision == 3
+    # Not sealed, so walked and precise: a context, properties, a null.
+    for changes in (
+        [(("context",), {})],
+        [(("resource", "properties"), {})],
+        [(("tenant",), None)],
+    ):
+        assert not same_verdict(orjson.dumps(mutated(changes)))
+
+
+def test_a_duplicate_key_in_a_sealed_body_is_found() -> None:
+    body = orjson.dumps(SEALED).replace(b'"type":"orders"', b'"type":"orders","type":"orders"')
+    with pytest.raises(InvalidJson, match="duplicate key 'type'"):
+        native.read_check(STATE, body, parsing.decode(body), 32, None)

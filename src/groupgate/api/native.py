@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 from aiohttp import web
@@ -23,7 +23,7 @@ from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.problems import TooLarge, Unprocessable, guarded
 from groupgate.auth import Caller
-from groupgate.model import Decision, FilterResult, Resource
+from groupgate.model import EMPTY, Decision, FilterResult, Resource, new_tuple
 from groupgate.store.contract import Answer
 
 CHECK_FIELDS = frozenset(
@@ -73,6 +73,134 @@ def question(state: State, item: dict[str, Any], path: str) -> tuple[str, str, R
     return subject, action, resource
 
 
+class CheckQuestion(NamedTuple):
+    """A validated `/v1/check` body."""
+
+    subject: str
+    action: str
+    resource: Resource
+    explain: bool
+    min_revision: int | None
+    tenant: str | None
+
+
+#: A sealed body's containers sit at levels 0 (the body), 1 (subject, resource) and 2
+#: (restrictions): any `max_json_depth` of at least 3 admits it.
+SEALED_DEPTH = 3
+
+
+def read_check(
+    state: State, body: bytes, value: Any, max_depth: int, header: str | None
+) -> CheckQuestion:
+    """The question of a `/v1/check` body (`value`, decoded from `body`), or a 4xx problem.
+
+    `header` is the `X-Groupgate-Min-Revision` value. A *sealed* body (see `_sealed`) needs
+    no safety walk: its only number is `min_revision`, range-checked there, it is three
+    levels deep, and its keys are counted there for the duplicate-key test. Every other body
+    takes the precise path, whose messages name the field at fault; tests/api/test_native.py
+    holds both paths to the same answers and errors.
+    """
+    sealed = _sealed(state.actions, value) if max_depth >= SEALED_DEPTH else None
+    if sealed is not None and parsing.raw_keys(body) == sealed[1]:
+        found = sealed[0]
+        if header is None:
+            return found
+        return found._replace(min_revision=parsing.revision(found.min_revision, header))
+    parsing.check(body, value, max_depth)
+    item = parsing.expect_object(value)
+    parsing.only(item, CHECK_FIELDS, "")
+    subject, action, resource = question(state, item, "")
+    explain = parsing.boolean(item.get("explain"), "explain")
+    min_rev = parsing.revision(item.get("min_revision"), header)
+    return new_tuple(
+        CheckQuestion,
+        (subject, action, resource, explain, min_rev, tenant_field(item.get("tenant"))),
+    )
+
+
+def _short(value: Any, limit: int) -> TypeGuard[str]:
+    return type(value) is str and 0 < len(value) <= limit
+
+
+def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuestion, int] | None:
+    """A valid check holding only plain fields, with its key count; else None.
+
+    Plain fields: `subject` a string or `{"id"[, "type"]}` of strings, `action`, `resource`
+    without `properties` whose values are strings and a list of strings, and optionally
+    `explain` (a boolean), `min_revision` (an integer below 2**63) and `tenant` (an id). No
+    `context`, no nulls, no other key.
+    """
+    if type(value) is not dict:
+        return None
+    subject = value.get("subject")
+    action = value.get("action")
+    raw = value.get("resource")
+    keys = len(value)
+    if type(subject) is dict:
+        kind = subject.get("type")
+        if len(subject) != (1 if kind is None else 2) or not (kind is None or type(kind) is str):
+            return None
+        keys += len(subject)
+        subject = subject.get("id")
+    if not (_short(subject, 256) and _short(action, 128) and type(raw) is dict):
+        return None
+    type_id = raw.get("type")
+    if not _short(type_id, 128):
+        return None
+    allowed = actions.get(type_id)
+    if allowed is None or action not in allowed:
+        return None
+    rid = raw.get("id")
+    company = raw.get("company")
+    vendor = raw.get("vendor")
+    owner = raw.get("owner")
+    customer = raw.get("customer")
+    read = 1
+    for field in (rid, company, vendor, owner, customer):
+        if field is not None:
+            if type(field) is not str:
+                return None
+            read += 1
+    restrictions = raw.get("restrictions")
+    if restrictions is None:
+        restrictions = EMPTY
+    elif type(restrictions) is list and len(restrictions) <= parsing.MAX_LIST:
+        for code in restrictions:
+            if type(code) is not str:
+                return None
+        restrictions = frozenset(restrictions)
+        read += 1
+    else:
+        return None
+    if len(raw) != read:  # properties, a null or an unknown field
+        return None
+    plain = 3
+    explain = value.get("explain")
+    if explain is None:
+        explain = False
+    elif type(explain) is bool:
+        plain += 1
+    else:
+        return None
+    min_rev = value.get("min_revision")
+    if min_rev is not None:
+        if type(min_rev) is not int or not 0 <= min_rev < parsing.NUMBER_LIMIT:
+            return None
+        plain += 1
+    tenant = value.get("tenant")
+    if tenant is not None:
+        if not (_short(tenant, 128) and parsing.ID.match(tenant)):
+            return None
+        plain += 1
+    if len(value) != plain:  # context, a null or an unknown field
+        return None
+    resource = new_tuple(
+        Resource, (type_id, rid, company, restrictions, vendor, owner, customer, {})
+    )
+    found = new_tuple(CheckQuestion, (subject, action, resource, explain, min_rev, tenant))
+    return found, keys + read
+
+
 def answer_body(answer: Answer, explain: bool) -> dict[str, Any]:
     decision: Decision = answer.decision
     body: dict[str, Any] = {
@@ -107,12 +235,10 @@ async def check(request: web.Request) -> web.Response:
     if caller is None:
         caller = await caller_of(state, request)
     limits = state.config.limits
-    body = await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
-    parsing.only(body, CHECK_FIELDS, "")
-    subject, action, resource = question(state, body, "")
-    explain = parsing.boolean(body.get("explain"), "explain")
-    min_rev = parsing.revision(body.get("min_revision"), headers.get(MIN_REVISION))
-    requested = tenant_field(body.get("tenant"))
+    body, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
+    subject, action, resource, explain, min_rev, requested = read_check(
+        state, body, value, limits.max_json_depth, headers.get(MIN_REVISION)
+    )
     tenant = state.tenants.known(requested, caller) or await state.tenants.resolve(
         requested, caller
     )

@@ -128,11 +128,11 @@ def check(body: bytes, value: Any, max_depth: int, known_keys: int = 0) -> None:
     checked those parts itself (they still count against the raw text's keys).
     """
     keys = inspect(value, max_depth) + known_keys
-    if keys and _raw_keys(body) != keys:
+    if keys and raw_keys(body) != keys:
         find_duplicate(body)
 
 
-def _raw_keys(body: bytes) -> int:
+def raw_keys(body: bytes) -> int:
     """Count `"` + `:` pairs: at least one per key in the raw text (see the module docstring).
 
     When every colon directly follows a quote, no key has whitespace before its colon and
