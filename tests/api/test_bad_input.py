@@ -161,6 +161,7 @@ PURCHASES: list[tuple[dict[str, Any], int, str]] = [
     ({"amount": "-5"}, 422, "amount"),
     ({"amount": "NaN"}, 422, "amount"),
     ({"currency": "eur"}, 422, "currency"),
+    ({"currency": "EUR\n"}, 422, "currency"),
     ({"currency": "USD"}, 422, "USD"),
     ({"company": "c-nowhere"}, 404, "c-nowhere"),
     ({"company": None}, 422, "company"),

@@ -374,3 +374,9 @@ def test_a_duplicate_key_in_a_sealed_body_is_found() -> None:
     body = orjson.dumps(SEALED).replace(b'"type":"orders"', b'"type":"orders","type":"orders"')
     with pytest.raises(InvalidJson, match="duplicate key 'type'"):
         native.read_check(STATE, body, parsing.decode(body), 32, None)
+
+
+async def test_an_id_with_a_trailing_newline_is_refused(demo: Client) -> None:
+    body = {"tenant": "demo\n", "subject": "emp-de", "action": "read", "resource": order()}
+    status, problem = await check(demo, body)
+    assert status == 422 and "invalid id" in problem["detail"]

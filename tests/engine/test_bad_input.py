@@ -283,6 +283,7 @@ BAD_GRAPHS: list[tuple[str, Any, str, str]] = [
     ("unknown top-level field", {"colour": "red"}, "colour", "unknown field"),
     ("missing tenant", {"tenant": None}, "tenant", "non-empty string"),
     ("bad tenant id", {"tenant": "a b"}, "tenant", "invalid id"),
+    ("tenant id ending in a newline", {"tenant": "acme\n"}, "tenant", "invalid id"),
     (
         "propagation",
         {"settings": {"company_contact_propagation": "SIDEWAYS"}},
@@ -348,6 +349,7 @@ BAD_GRAPHS: list[tuple[str, Any, str, str]] = [
     ("NaN amount", limit("NaN"), "companies[0].account_limit.amount", "finite"),
     ("lower-case currency", limit("1", "eur"), "companies[0].account_limit.currency", "ISO 4217"),
     ("long currency", limit("1", "EURO"), "companies[0].account_limit.currency", "ISO 4217"),
+    ("currency and newline", limit("1", "EUR\n"), "companies[0].account_limit.currency", "ISO"),
     (
         "missing currency",
         limit("1", None),

@@ -29,8 +29,8 @@ from groupgate.api.problems import InvalidJson, TooLarge, Unprocessable, Unsuppo
 from groupgate.model import EMPTY, Money, Resource
 
 KEY_END = re.compile(rb'"[ \t\r\n]*:')
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}\Z")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 NUMBER_LIMIT = 2**63
 MAX_TEXT = 1024
 MAX_LIST = 256

@@ -45,8 +45,8 @@ from groupgate.model import (
     vendor_group_id,
 )
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$")
-CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}\Z")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}\Z")
 LINK_PERMISSIONS = frozenset({"ro", "rw", "same_customer"})
 MAX_RESTRICTIONS = 256
 
