@@ -1,8 +1,10 @@
 """Native decision API (SPEC section 4): `/v1/check`, `/v1/checks`, `/v1/filter`.
 
-`/v1/check` is the hot path: one `orjson.loads` (plus the cheap safety pass of
-`parsing.loads`), a few dict reads, one `Decider.check`, one `orjson.dumps`. Nothing is
-compiled or formatted per request; the decision log costs one boolean test when off.
+`/v1/check` is the hot path: one `orjson.loads`, one pass over the fields that also proves
+a plain body safe (`read_check`; other bodies get the full safety walk), a few dict reads,
+one `Decider.check_cached`, one `orjson.dumps`. For an API-key caller asking about a cached
+subject nothing awaits but the body read. Nothing is compiled or formatted per request; the
+decision log costs one boolean test when off.
 
 Unknown fields, unknown resource types and actions the type does not have are 422s: a typo
 must not turn into a silent deny or, worse, look like a policy answer. An unknown subject is a
