@@ -294,11 +294,12 @@ class Authenticator:
         found = self.key_caller(authorization, key_header)
         if found is not None:
             return found
-        return await self._token_caller(key_header or credential(authorization) or "")
+        return await self.token_caller(authorization, key_header)
 
     def key_caller(self, authorization: str | None, key_header: str | None = None) -> Caller | None:
         """`caller` without awaiting: None when a service token must be verified (await
-        `caller` then); raise `AuthError` when a credential is required and none is valid."""
+        `token_caller` then); raise `AuthError` when a credential is required and none is
+        valid."""
         presented = key_header or credential(authorization)
         if presented is None:
             if self.open:
@@ -332,8 +333,11 @@ class Authenticator:
             raise Forbidden("this credential is not an admin credential")
         return caller
 
-    async def _token_caller(self, token: str) -> Caller:
-        identity = await self.verifier.verify(token)
+    async def token_caller(
+        self, authorization: str | None, key_header: str | None = None
+    ) -> Caller:
+        """The caller a service token names (after `key_caller` answered None)."""
+        identity = await self.verifier.verify(key_header or credential(authorization) or "")
         raw = identity.claims.get("scope", identity.claims.get("scp", ""))
         scopes = raw.split() if isinstance(raw, str) else [s for s in raw if isinstance(s, str)]
         admin = self.verifier.settings.admin_scope in scopes

@@ -233,9 +233,10 @@ async def check(request: web.Request) -> web.Response:
     started = perf_counter()
     state = request.app[STATE]
     headers = request.headers
-    caller = state.auth.key_caller(headers.get(AUTHORIZATION), headers.get(KEY_HEADER))
+    authorization, key = headers.get(AUTHORIZATION), headers.get(KEY_HEADER)
+    caller = state.auth.key_caller(authorization, key)
     if caller is None:
-        caller = await caller_of(state, request)
+        caller = await state.auth.token_caller(authorization, key)
     limits = state.config.limits
     body, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
     subject, action, resource, explain, min_rev, requested = read_check(
