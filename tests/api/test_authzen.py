@@ -16,6 +16,7 @@ from groupgate.api.app import valid_actions
 from groupgate.api.problems import InvalidJson
 from groupgate.errors import InvalidInput
 from groupgate.policy import load_policy
+from tests.api import mutations
 from tests.api.conftest import API_KEY, POLICIES
 
 Client = TestClient[Any, Any]
@@ -268,10 +269,9 @@ PLACES = [
     ("resource", "properties", "restrictions"),
     ("context",),
 ]
-ABSENT = object()
 # Every value each place may meet at the edges of the rules, valid or not.
 EDGES = [
-    ABSENT,
+    mutations.ABSENT,
     None,
     "",
     "x" * 256,
@@ -298,19 +298,7 @@ EDGES = [
 def mutated(
     changes: list[tuple[tuple[str, ...], Any]], base: dict[str, Any] = BASE
 ) -> dict[str, Any]:
-    """`base` with each `(place, value)` applied (ABSENT deletes); places that vanished skip."""
-    raw = copy.deepcopy(base)
-    for place, value in changes:
-        node: Any = raw
-        for key in place[:-1]:
-            node = node.get(key) if type(node) is dict else None
-        if type(node) is not dict:
-            continue
-        if value is ABSENT:
-            node.pop(place[-1], None)
-        else:
-            node[place[-1]] = copy.deepcopy(value)
-    return raw
+    return mutations.mutated(changes, base)
 
 
 def assert_same_item(raw: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -16,6 +15,7 @@ from groupgate.api.app import valid_actions
 from groupgate.api.problems import InvalidJson
 from groupgate.errors import InvalidInput
 from groupgate.policy import load_policy
+from tests.api import mutations
 from tests.api.conftest import POLICIES
 
 Client = TestClient[Any, Any]
@@ -243,10 +243,9 @@ PLACES = [
     ("min_revision",),
     ("extra",),
 ]
-ABSENT = object()
 # Values at the edges of the rules, valid or not, for any place.
 EDGES = [
-    ABSENT,
+    mutations.ABSENT,
     None,
     "",
     "emp2",
@@ -285,19 +284,7 @@ HEADERS = [None, "5", "x", "-1", "9" * 19]
 
 
 def mutated(changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-    """`SEALED` with each `(place, value)` applied (ABSENT deletes); vanished places skip."""
-    raw = copy.deepcopy(SEALED)
-    for place, value in changes:
-        node: Any = raw
-        for key in place[:-1]:
-            node = node.get(key) if type(node) is dict else None
-        if type(node) is not dict:
-            continue
-        if value is ABSENT:
-            node.pop(place[-1], None)
-        else:
-            node[place[-1]] = copy.deepcopy(value)
-    return raw
+    return mutations.mutated(changes, SEALED)
 
 
 def outcome(read: Any) -> Any:

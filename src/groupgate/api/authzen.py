@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple, TypeGuard, cast
+from typing import Any, NamedTuple, cast
 
 from aiohttp import web
 
@@ -88,11 +88,6 @@ def parse_item(state: State, raw: dict[str, Any], index: int | None = None) -> I
     return _parse_item(state.actions, raw, "" if index is None else f"evaluations[{index}]")
 
 
-def _short(value: Any, limit: int) -> TypeGuard[str]:
-    """A non-empty string of at most `limit` characters."""
-    return type(value) is str and 0 < len(value) <= limit
-
-
 def _plain_check(
     actions: dict[str, frozenset[str]], raw: dict[str, Any]
 ) -> tuple[Item, int] | None:
@@ -111,7 +106,7 @@ def _plain_check(
     sid = subject.get("id")
     action = action_body.get("name")
     type_id = body.get("type")
-    if not (_short(sid, 256) and _short(action, 256) and _short(type_id, 256)):
+    if not (parsing.short(sid, 256) and parsing.short(action, 256) and parsing.short(type_id, 256)):
         return None
     allowed = actions.get(type_id)
     if allowed is None or action not in allowed:
@@ -122,7 +117,7 @@ def _plain_check(
     context = raw.get("context")
     if (
         (rid is not None and type(rid) is not str)
-        or (subject_type is not None and not _short(subject_type, 256))
+        or (subject_type is not None and not parsing.short(subject_type, 256))
         or (subject_props is not None and type(subject_props) is not dict)
         or (context is not None and type(context) is not dict)
     ):
@@ -142,20 +137,14 @@ def _plain_check(
     attributes = 0
     for value in (company, vendor, owner, customer):
         if value is not None:
-            if not _short(value, parsing.MAX_TEXT):
+            if not parsing.short(value, parsing.MAX_TEXT):
                 return None
             attributes += 1
-    restrictions = props.get("restrictions")
+    codes = props.get("restrictions")
+    restrictions = EMPTY if codes is None else parsing.plain_set(codes)
     if restrictions is None:
-        restrictions = EMPTY
-    elif type(restrictions) is list and len(restrictions) <= parsing.MAX_LIST:
-        for value in restrictions:
-            if type(value) is not str:
-                return None
-        restrictions = frozenset(restrictions) or EMPTY
-        attributes += 1
-    else:
         return None
+    attributes += codes is not None
     resource = new_tuple(
         Resource, (type_id, rid, company, restrictions, vendor, owner, customer, props)
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from time import perf_counter
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -120,10 +120,6 @@ def read_check(
     )
 
 
-def _short(value: Any, limit: int) -> TypeGuard[str]:
-    return type(value) is str and 0 < len(value) <= limit
-
-
 def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuestion, int] | None:
     """A valid check holding only plain fields, with its key count; else None.
 
@@ -144,10 +140,10 @@ def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuesti
             return None
         keys += len(subject)
         subject = subject.get("id")
-    if not (_short(subject, 256) and _short(action, 128) and type(raw) is dict):
+    if not (parsing.short(subject, 256) and parsing.short(action, 128) and type(raw) is dict):
         return None
     type_id = raw.get("type")
-    if not _short(type_id, 128):
+    if not parsing.short(type_id, 128):
         return None
     allowed = actions.get(type_id)
     if allowed is None or action not in allowed:
@@ -163,17 +159,11 @@ def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuesti
             if type(field) is not str:
                 return None
             read += 1
-    restrictions = raw.get("restrictions")
+    codes = raw.get("restrictions")
+    restrictions = EMPTY if codes is None else parsing.plain_set(codes)
     if restrictions is None:
-        restrictions = EMPTY
-    elif type(restrictions) is list and len(restrictions) <= parsing.MAX_LIST:
-        for code in restrictions:
-            if type(code) is not str:
-                return None
-        restrictions = frozenset(restrictions)
-        read += 1
-    else:
         return None
+    read += codes is not None
     if len(raw) != read:  # properties, a null or an unknown field
         return None
     plain = 3
@@ -191,7 +181,7 @@ def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuesti
         plain += 1
     tenant = value.get("tenant")
     if tenant is not None:
-        if not (_short(tenant, 128) and parsing.ID.match(tenant)):
+        if not (parsing.short(tenant, 128) and parsing.ID.match(tenant)):
             return None
         plain += 1
     if len(value) != plain:  # context, a null or an unknown field
