@@ -50,10 +50,13 @@ async def test_check_cached_answers_only_from_the_cache(open_service: Opener, te
     service = await open_service()
     await service.import_graph(None, acme(tenant))
     assert service.check_cached(tenant, "emp-1", "update", DE_ORDER) is None  # not resolved yet
+    assert (service.cache.hits, service.cache.misses) == (0, 0)  # the `check` after counts
     for subject, resource in (("emp-1", DE_ORDER), ("emp-1", US_ORDER), ("nobody", DE_ORDER)):
         answer = await service.check(tenant, subject, "update", resource)
         assert service.check_cached(tenant, subject, "update", resource) == answer
     assert service.check_cached("t-unknown", "emp-1", "update", DE_ORDER) is None
+    # The first check of each subject missed; every later look-up hit, each counted once.
+    assert (service.cache.hits, service.cache.misses) == (4, 2)
     await service.put_subject(tenant, {"id": "emp-1", "kind": "employee"})  # drops its entry
     await eventually(
         lambda: _true(service.check_cached(tenant, "emp-1", "update", DE_ORDER) is None)

@@ -64,11 +64,14 @@ class ProfileCache:
 
     # ----------------------------------------------------------------- entries
 
-    def get(self, tenant: str, subject: str) -> Entry | None:
+    def get(self, tenant: str, subject: str, count_miss: bool = True) -> Entry | None:
+        """The entry, made the most recently used; `count_miss=False` for a probe that the
+        caller follows with a counted look-up when it misses."""
         key = (tenant, subject)
         entry = self.entries.get(key)
         if entry is None:
-            self.misses += 1
+            if count_miss:
+                self.misses += 1
         else:
             self.hits += 1
             self.entries.move_to_end(key)  # least recently used goes first

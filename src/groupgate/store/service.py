@@ -183,7 +183,8 @@ class GraphService:
     def check_cached(
         self, tenant: str, subject: str, action: str, resource: Resource
     ) -> Answer | None:
-        cached = self._cached(tenant, subject, None)
+        # A miss is counted by the `check` that follows it, not here.
+        cached = self._cached(tenant, subject, None, count_miss=False)
         if cached is None:
             return None
         entry, rev, stale = cached
@@ -299,13 +300,13 @@ class GraphService:
         return found[subject]
 
     def _cached(
-        self, tenant: str, subject: str, min_revision: int | None
+        self, tenant: str, subject: str, min_revision: int | None, count_miss: bool = True
     ) -> tuple[Entry, int, bool] | None:
         """The cached entry with its revision and staleness flag, or None: ask the store."""
         state = self.cache.tenants.get(tenant)
         if state is None or (min_revision is not None and state.known_rev < min_revision):
             return None
-        entry = self.cache.get(tenant, subject)
+        entry = self.cache.get(tenant, subject, count_miss)
         if entry is None:
             return None
         age = time.monotonic() - self._last_ok
