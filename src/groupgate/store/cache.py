@@ -58,21 +58,19 @@ class ProfileCache:
         self._by_group: dict[tuple[str, str], set[str]] = {}
         self.tenants: dict[str, TenantState] = {}
         self.hits = 0
+        #: Subjects resolved from the store: counted by `GraphService._resolve`.
         self.misses = 0
         self.evictions = 0
         self.flushes = 0
 
     # ----------------------------------------------------------------- entries
 
-    def get(self, tenant: str, subject: str, count_miss: bool = True) -> Entry | None:
-        """The entry, made the most recently used; `count_miss=False` for a probe that the
-        caller follows with a counted look-up when it misses."""
+    def get(self, tenant: str, subject: str) -> Entry | None:
+        """The entry, made the most recently used (a miss is counted where the subject is then
+        resolved from the store, so that a probe followed by a look-up counts once)."""
         key = (tenant, subject)
         entry = self.entries.get(key)
-        if entry is None:
-            if count_miss:
-                self.misses += 1
-        else:
+        if entry is not None:
             self.hits += 1
             self.entries.move_to_end(key)  # least recently used goes first
         return entry
@@ -82,16 +80,13 @@ class ProfileCache:
         entries = self.entries
         touch = entries.move_to_end
         found: dict[str, Entry] = {}
-        asked = 0
         for subject in subjects:
-            asked += 1
             key = (tenant, subject)
             entry = entries.get(key)
             if entry is not None:
                 touch(key)
                 found[subject] = entry
         self.hits += len(found)
-        self.misses += asked - len(found)
         return found
 
     def put(self, tenant: str, subject: str, entry: Entry, rev: int) -> bool:

@@ -55,6 +55,13 @@ STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 RESOLVE_CHUNK = 500
 
 
+def _decide(entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
+    """The decision of a check on `entry`, the cache entry of `subject` (absent: a deny)."""
+    if entry.subject is None:
+        return Decision(False, f"unknown subject {subject!r}")
+    return decide(entry.profile, action, resource)
+
+
 class GraphService:
     """Decisions and admin writes over one Redis (or Cluster, or the embedded fakeredis)."""
 
@@ -176,21 +183,16 @@ class GraphService:
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
         if explain:
             return Answer(self._explain(entry, subject, action, resource), rev, stale)
-        if entry.subject is None:
-            return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
-        return Answer(decide(entry.profile, action, resource), rev, stale)
+        return Answer(_decide(entry, subject, action, resource), rev, stale)
 
     def check_cached(
         self, tenant: str, subject: str, action: str, resource: Resource
     ) -> Answer | None:
-        # A miss is counted by the `check` that follows it, not here.
-        cached = self._cached(tenant, subject, None, count_miss=False)
+        cached = self._cached(tenant, subject, None)
         if cached is None:
             return None
         entry, rev, stale = cached
-        if entry.subject is None:
-            return new_tuple(Answer, (Decision(False, f"unknown subject {subject!r}"), rev, stale))
-        return new_tuple(Answer, (decide(entry.profile, action, resource), rev, stale))
+        return new_tuple(Answer, (_decide(entry, subject, action, resource), rev, stale))
 
     async def check_many(
         self,
@@ -207,10 +209,8 @@ class GraphService:
             entry, rev, stale = entries[sid]
             if explain:
                 decision = self._explain(entry, sid, action, resource)
-            elif entry.subject is None:
-                decision = Decision(False, f"unknown subject {sid!r}")
             else:
-                decision = decide(entry.profile, action, resource)
+                decision = _decide(entry, sid, action, resource)
             answers.append(new_tuple(Answer, (decision, rev, stale)))
         return answers
 
@@ -296,17 +296,17 @@ class GraphService:
         cached = self._cached(tenant, subject, min_revision)
         if cached is not None:
             return cached
-        found = await self._entries(tenant, {subject}, min_revision)
+        found = await self._resolve(tenant, [subject], min_revision)
         return found[subject]
 
     def _cached(
-        self, tenant: str, subject: str, min_revision: int | None, count_miss: bool = True
+        self, tenant: str, subject: str, min_revision: int | None
     ) -> tuple[Entry, int, bool] | None:
         """The cached entry with its revision and staleness flag, or None: ask the store."""
         state = self.cache.tenants.get(tenant)
         if state is None or (min_revision is not None and state.known_rev < min_revision):
             return None
-        entry = self.cache.get(tenant, subject, count_miss)
+        entry = self.cache.get(tenant, subject)
         if entry is None:
             return None
         age = time.monotonic() - self._last_ok
@@ -342,6 +342,7 @@ class GraphService:
     async def _resolve(
         self, tenant: str, subjects: list[str], min_revision: int | None
     ) -> dict[str, tuple[Entry, int, bool]]:
+        self.cache.misses += len(subjects)
         try:
             found = await self.graphs.resolve(tenant, subjects)
         except STORE_ERRORS as exc:
