@@ -46,7 +46,7 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 async def caller_of(state: State, request: web.Request) -> Caller:
     headers = request.headers
-    return await state.auth.caller(headers.get("Authorization"), headers.get("X-Groupgate-Key"))
+    return await state.auth.caller(headers.get(AUTHORIZATION), headers.get(KEY_HEADER))
 
 
 def subject_id(raw: Any, path: str) -> str:

@@ -76,20 +76,15 @@ async def read_unchecked_json(request: web.Request, limit: int) -> tuple[bytes, 
     AuthZEN batch leaves out the items its fast path has proven safe (`authzen.read_batch`),
     `/v1/check` skips the walk for sealed bodies (`native.read_check`).
     """
-    admit(request, limit)
+    check_json_type(request)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLarge(f"body of {length} bytes exceeds the limit of {limit}")
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
     return body, decode(body)
-
-
-def admit(request: web.Request, limit: int) -> None:
-    """Before reading: a JSON content type (415) and a declared length within `limit` (413)."""
-    check_json_type(request)
-    length = request.content_length
-    if length is not None and length > limit:
-        raise TooLarge(f"body of {length} bytes exceeds the limit of {limit}")
 
 
 def expect_object(value: Any) -> dict[str, Any]:
