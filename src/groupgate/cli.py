@@ -1,7 +1,7 @@
 """The `groupgate` command: serve, check, load, lint, token.
 
-    groupgate serve [--host H] [--port P] [--workers N] [--redis URL] [--policies DIR]
-                    [--data FILE ...] [--config FILE]
+    groupgate serve [--host H] [--port P] [--decision-port P] [--workers N] [--redis URL]
+                    [--policies DIR] [--data FILE ...] [--config FILE]
     groupgate check --subject ID --action A --type T [--id ID] [--company C]
                     [--restriction R ...] [--vendor V] [--owner O] [--customer C]
                     [--tenant T] [--data FILE ...] [--policies DIR] [--redis URL] [--explain]
@@ -18,6 +18,8 @@ demo mode also opens the admin API (no admin keys are configured) and says so in
 With `--workers N` a supervisor starts N worker processes on one port (SO_REUSEPORT) and
 forwards SIGTERM/SIGINT to them; with the embedded store each worker has its *own* copy of the
 graph, so admin writes reach one worker only: use `--redis` for more than one worker.
+`--decision-port P` also serves `POST /v1/check` on port P through the decision listener
+(`groupgate.api.decisions`), for API gateways that ask it on every request.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def demo_data(config: Config) -> tuple[Path, ...]:
 def banner(config: Config, demo: bool) -> str:
     base = f"http://{config.host}:{config.port}"
     lines = [f"groupgate listening on {base} ({config.workers} worker(s))"]
+    if config.decision_port is not None:
+        lines.append(
+            f"  decision listener: http://{config.host}:{config.decision_port}/v1/check (POST only)"
+        )
     lines.append(f"  store: {config.redis_url or 'embedded (in-process, not persisted)'}")
     lines.append(f"  policies: {config.policies}")
     for path in config.data:
@@ -99,6 +105,7 @@ def serve_config(args: argparse.Namespace) -> tuple[Config, bool]:
     overrides = {
         "host": args.host,
         "port": args.port,
+        "decision_port": args.decision_port,
         "workers": args.workers,
         "redis_url": args.redis,
         "policies": args.policies,
@@ -333,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the sidecar")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--decision-port", type=int, metavar="P")
     p.add_argument("--workers", type=int)
     p.add_argument("--redis", metavar="URL")
     p.add_argument("--policies", metavar="DIR")

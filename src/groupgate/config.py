@@ -30,6 +30,7 @@ import groupgate
 from groupgate.errors import GroupgateError
 
 MIB = 1024 * 1024
+DEFAULT_PORT = 8181
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -97,7 +98,8 @@ class Config:
     """The validated settings of one process."""
 
     host: str = "127.0.0.1"
-    port: int = 8181
+    port: int = DEFAULT_PORT
+    decision_port: int | None = None
     workers: int = 1
     redis_url: str | None = None
     policies: Path = field(default_factory=lambda: default_policies())
@@ -193,6 +195,7 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": _text,
     "port": _int(0, 65535),
+    "decision_port": _int(1, 65535),
     "workers": _int(1, 256),
     "redis_url": _text,
     "policies": _text,
@@ -312,6 +315,8 @@ def build(values: Mapping[str, Any]) -> Config:
     limits = Limits(**{f: values[f] for f in Limits.__dataclass_fields__ if f in values})
     if limits.search_page_size > limits.max_search_page:
         raise ConfigError("search_page_size: larger than max_search_page")
+    if values.get("decision_port", -1) == values.get("port", DEFAULT_PORT):
+        raise ConfigError("decision_port: must differ from port")
     plain = {
         f: values[f]
         for f in Config.__dataclass_fields__

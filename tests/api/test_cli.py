@@ -163,34 +163,37 @@ def test_load_into_redis(capsys: pytest.CaptureFixture[str], redis_process: Any)
 
 
 def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
+    port, decision_port = free_port(), free_port()
     env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
+    command = ["serve", "--port", str(port), "--decision-port", str(decision_port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "groupgate.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
     try:
         wait_for_port(port, timeout=20)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/check",
-            data=json.dumps(
-                {
-                    "subject": {"id": "emp-de"},
-                    "action": "update",
-                    "resource": {"type": "orders", "restrictions": ["DE"]},
-                }
-            ).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            assert json.loads(response.read())["allow"] is True
+        for listening in (port, decision_port):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{listening}/v1/check",
+                data=json.dumps(
+                    {
+                        "subject": {"id": "emp-de"},
+                        "action": "update",
+                        "resource": {"type": "orders", "restrictions": ["DE"]},
+                    }
+                ).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                assert json.loads(response.read())["allow"] is True
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert b"curl -s" in out and b"DEMO MODE" in out
+    assert f"decision listener: http://127.0.0.1:{decision_port}/v1/check".encode() in out
 
 
 def listening_sockets(port: int) -> int:
@@ -228,10 +231,11 @@ def gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_serve_with_workers_shares_one_port_and_stops_together() -> None:
-    port = free_port()
+    port, decision_port = free_port(), free_port()
     env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
+    command = ["serve", "--port", str(port), "--decision-port", str(decision_port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "groupgate.cli", *command, "--workers", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -239,10 +243,12 @@ def test_serve_with_workers_shares_one_port_and_stops_together() -> None:
     try:
         wait_for_port(port, timeout=30)
         deadline = time.monotonic() + 30
-        while listening_sockets(port) < 2 and time.monotonic() < deadline:
+        while listening_sockets(decision_port) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        # Two workers, each with its own listening socket on the one port (SO_REUSEPORT).
+        # Two workers, each with its own listening socket on the one port (SO_REUSEPORT), and
+        # likewise on the decision port.
         assert listening_sockets(port) == 2
+        assert listening_sockets(decision_port) == 2
         workers = workers_of(process.pid)
         assert len(workers) == 2
         url = f"http://127.0.0.1:{port}/readyz"

@@ -107,6 +107,8 @@ class State:
 
 
 STATE = web.AppKey("groupgate_state", State)
+#: Seconds in-flight requests get to finish on shutdown (each listener).
+SHUTDOWN_TIMEOUT = 10.0
 
 
 def valid_actions(catalog: Catalog) -> dict[str, frozenset[str]]:
@@ -143,7 +145,7 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, gateway, native, ops, purchases
+    from groupgate.api import admin, authzen, decisions, gateway, native, ops, purchases
     from groupgate.api.ops import Metrics
 
     app = web.Application(
@@ -186,6 +188,7 @@ def create_app(config: Config, service: Service) -> web.Application:
 
     app.cleanup_ctx.append(jwks_client)
     native.setup(app)
+    decisions.setup(app)
     purchases.setup(app)
     authzen.setup(app)
     gateway.setup(app)

@@ -14,6 +14,7 @@ deny with a reason (the store says so), never an error.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -214,12 +215,7 @@ def tenant_field(value: Any) -> str | None:
 
 
 async def check(request: web.Request) -> web.Response:
-    """POST /v1/check: one decision.
-
-    The hot path: for an API-key caller with a bound tenant asking about a cached subject,
-    nothing here awaits but the body read (`key_caller`, `Tenants.known`, `check_cached`);
-    the awaiting forms run only when those answer None.
-    """
+    """POST /v1/check: one decision (the decision listener answers the same with `answer`)."""
     started = perf_counter()
     state = request.app[STATE]
     headers = request.headers
@@ -227,40 +223,86 @@ async def check(request: web.Request) -> web.Response:
     caller = state.auth.key_caller(authorization, key)
     if caller is None:
         caller = await state.auth.token_caller(authorization, key)
-    limits = state.config.limits
-    body, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
-    subject, action, resource, explain, min_rev, requested = read_check(
-        state, body, value, limits.max_json_depth, headers.get(MIN_REVISION)
+    body, value = await parsing.read_unchecked_json(request, state.config.limits.max_body_bytes)
+    found = answer(state, caller, body, value, headers.get(MIN_REVISION), started)
+    if not isinstance(found, bytes):
+        found = await found
+    return web.Response(body=found, content_type="application/json")
+
+
+def answer(
+    state: State, caller: Caller, body: bytes, value: Any, header: str | None, started: float
+) -> bytes | Awaitable[bytes]:
+    """The JSON answer to a `/v1/check` body (`value`, decoded from `body`) asked by `caller`.
+
+    The hot path: for a caller with a bound or default tenant asking about a cached subject,
+    without `explain` or a consistency token, the answer is returned at once
+    (`Tenants.known`, `Decider.check_cached`); otherwise an awaitable of it. `header` is the
+    `X-Groupgate-Min-Revision` value, `started` the `perf_counter` at arrival (for metrics).
+    """
+    question = read_check(state, body, value, state.config.limits.max_json_depth, header)
+    tenant = state.tenants.known(question.tenant, caller)
+    if tenant is None:
+        return _answer_later(state, caller, question, None, started)
+    found = _cached(state, question, tenant)
+    if found is not None:
+        return _answered(state, caller, question, tenant, found, started)
+    return _answer_later(state, caller, question, tenant, started)
+
+
+def _cached(state: State, question: CheckQuestion, tenant: str) -> Answer | None:
+    """The answer from cache alone; None when it needs the store (or a token or explain)."""
+    if question.explain or question.min_revision is not None:
+        return None
+    return state.service.check_cached(tenant, question.subject, question.action, question.resource)
+
+
+async def _answer_later(
+    state: State, caller: Caller, question: CheckQuestion, tenant: str | None, started: float
+) -> bytes:
+    """`answer` for what needs the store: a tenant list to read (then the cache may do), an
+    uncached subject, a consistency token or an explanation."""
+    if tenant is None:
+        tenant = await state.tenants.resolve(question.tenant, caller)
+        found = _cached(state, question, tenant)
+        if found is not None:
+            return _answered(state, caller, question, tenant, found, started)
+    found = await state.service.check(
+        tenant,
+        question.subject,
+        question.action,
+        question.resource,
+        min_revision=question.min_revision,
+        explain=question.explain,
     )
-    tenant = state.tenants.known(requested, caller) or await state.tenants.resolve(
-        requested, caller
-    )
-    service = state.service
-    answer = (
-        None
-        if explain or min_rev is not None
-        else service.check_cached(tenant, subject, action, resource)
-    )
-    if answer is None:
-        answer = await service.check(
-            tenant, subject, action, resource, min_revision=min_rev, explain=explain
-        )
-    allowed = answer.decision.allow
+    return _answered(state, caller, question, tenant, found, started)
+
+
+def _answered(
+    state: State,
+    caller: Caller,
+    question: CheckQuestion,
+    tenant: str,
+    found: Answer,
+    started: float,
+) -> bytes:
+    """Count, log (when the decision log is on) and serialise one answer."""
+    allowed = found.decision.allow
     state.metrics.observe("check", allowed, perf_counter() - started)
     if state.decision_log:
         log.decision(
             "check",
             tenant=tenant,
-            subject=subject,
-            action=action,
-            type=resource.type,
-            id=resource.id,
+            subject=question.subject,
+            action=question.action,
+            type=question.resource.type,
+            id=question.resource.id,
             allow=allowed,
-            reason=answer.decision.reason,
-            revision=answer.revision,
+            reason=found.decision.reason,
+            revision=found.revision,
             caller=caller.name,
         )
-    return json_response(answer_body(answer, explain))
+    return orjson.dumps(answer_body(found, question.explain))
 
 
 async def checks(request: web.Request) -> web.Response:

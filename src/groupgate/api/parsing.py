@@ -57,7 +57,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 def check_json_type(request: web.Request) -> None:
     """Accept JSON (or no content type: curl users); refuse others, e.g. form posts (415)."""
-    ctype = request.content_type
+    check_media_type(request.content_type)
+
+
+def check_media_type(ctype: str) -> None:
+    """`check_json_type` for a media type without parameters, lower-cased."""
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise UnsupportedMedia(f"expected application/json, got {ctype}")
 

@@ -90,12 +90,21 @@ def slug_of(error: GroupgateError) -> str:
     return "internal"
 
 
+CHALLENGE = 'Bearer realm="groupgate"'
+
+
+def problem_json(status: int, title: str, detail: str, slug: str) -> bytes:
+    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`)."""
+    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    return orjson.dumps(body)
+
+
 def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
     """Return a problem+json response."""
-    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
-    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM)
+    body = problem_json(status, title, detail, slug)
+    response = web.Response(status=status, body=body, content_type=PROBLEM)
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="groupgate"'
+        response.headers["WWW-Authenticate"] = CHALLENGE
     return response
 
 

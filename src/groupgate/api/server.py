@@ -20,10 +20,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from groupgate.api.app import build_app
+from groupgate.api.app import SHUTDOWN_TIMEOUT, build_app
 from groupgate.config import Config
 
-SHUTDOWN_TIMEOUT = 10.0
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
