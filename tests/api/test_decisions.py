@@ -20,6 +20,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from groupgate.api import decisions
 from groupgate.api.app import STATE
 from groupgate.api.decisions import LISTENER, DecisionListener
 from groupgate.auth import mint_token
@@ -469,3 +470,50 @@ def test_the_decision_port_must_differ_from_the_port() -> None:
     with pytest.raises(ConfigError, match="decision_port"):
         load_config(env={"GROUPGATE_DECISION_PORT": "0"})
     assert load_config(env={"GROUPGATE_DECISION_PORT": "8182"}).decision_port == 8182
+
+
+class FakeTransport:
+    """Records what the protocol does to its transport."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.paused = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_reading_pauses_while_queued_bodies_exceed_the_limit(
+    pair: tuple[Client, int],
+) -> None:
+    client, _ = pair
+    listener = DecisionListener(client.app[STATE])
+    protocol = decisions.DecisionProtocol(listener)
+    transport = FakeTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.busy = True  # as while an answer awaits the store
+    padded = {**CHECK, "resource": {**CHECK["resource"], "id": "o" * 1500}}
+    protocol.data_received(request(padded) * 2)  # 2 x ~1.6 KB: under the 4 KB limit
+    assert not transport.paused and len(protocol.queue) == 2
+    protocol.data_received(request(padded))  # now over it
+    assert transport.paused and protocol.queued_bytes > 4096
+    protocol.busy = False  # the awaited answer went out: the queue drains in order
+    protocol._drain()
+    while protocol.task is not None:  # the first answer awaits the store (a cold cache)
+        await protocol.task
+    assert not transport.paused and not protocol.queue and protocol.queued_bytes == 0
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 3
+    protocol.connection_lost(None)

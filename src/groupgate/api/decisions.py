@@ -23,10 +23,12 @@ What differs:
 HTTP/1.1 as clients use it: keep-alive (HTTP/1.0 keeps the connection only when asked),
 `Connection: close`, chunked bodies, `Expect: 100-continue`, and pipelining: answers go out in
 request order; a request that must wait for the store (uncached subject, consistency token,
-`explain`, a service JWT) holds the ones behind it, and more than `MAX_QUEUED` waiting requests
-pause reading. Malformed HTTP (llhttp refuses conflicting Content-Length and Transfer-Encoding,
-bare LF line ends and the like), an over-long URL (414) or header section (431), an oversized
-body (413) and protocol upgrades (400) get a problem+json answer and the connection is closed.
+`explain`, a service JWT) holds the ones behind it; reading pauses while `MAX_QUEUED`
+requests, or more than `max_body_bytes` of their bodies, wait, and while the client does not
+read its answers. Malformed HTTP (llhttp refuses conflicting Content-Length and
+Transfer-Encoding, bare LF line ends and the like), an over-long URL (414) or header section
+(431), an oversized body (413) and protocol upgrades (400) get a problem+json answer and the
+connection is closed.
 A connection idle for `KEEPALIVE_TIMEOUT`, or taking longer than `REQUEST_TIMEOUT` to send
 one request, is closed (the latter with a 408). On shutdown the listener stops accepting,
 closes idle connections, lets requests in progress finish for up to the shutdown timeout, then
@@ -211,6 +213,7 @@ class DecisionProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.current: Asked | None = None
         self.queue: deque[Asked] = deque()
+        self.queued_bytes = 0  # the body bytes held in `queue`
         self.busy = False  # an answer that awaits the store is in flight (`task`)
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # answer what was read, then close
@@ -232,6 +235,7 @@ class DecisionProtocol(asyncio.Protocol):
         self.listener.forget(self)
         self.closing = True
         self.queue.clear()
+        self.queued_bytes = 0
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.stopped:
@@ -321,7 +325,8 @@ class DecisionProtocol(asyncio.Protocol):
         asked.keep_alive = self.parser.should_keep_alive()
         if self.busy or self.queue:
             self.queue.append(asked)
-            if len(self.queue) >= MAX_QUEUED:
+            self.queued_bytes += asked.size
+            if len(self.queue) >= MAX_QUEUED or self.queued_bytes > self.listener.limit:
                 self._pause()
         else:
             self._serve(asked)
@@ -395,7 +400,9 @@ class DecisionProtocol(asyncio.Protocol):
     def _drain(self) -> None:
         """Answer the queued requests in order, until one must await or the queue is empty."""
         while self.queue and not self.busy:
-            self._serve(self.queue.popleft())
+            asked = self.queue.popleft()
+            self.queued_bytes -= asked.size
+            self._serve(asked)
         if not self.busy:
             self._resume()
             self._idle()
@@ -460,6 +467,7 @@ class DecisionProtocol(asyncio.Protocol):
         else:
             self.closing = True
             self.queue.clear()
+            self.queued_bytes = 0
             transport.close()
 
     # ----------------------------------------------------------------- flow and lifetime
@@ -495,6 +503,7 @@ class DecisionProtocol(asyncio.Protocol):
             not self.reading
             and self.writable
             and len(self.queue) < MAX_QUEUED
+            and self.queued_bytes <= self.listener.limit
             and self.transport is not None
             and not self.transport.is_closing()
         ):

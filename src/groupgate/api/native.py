@@ -4,7 +4,8 @@
 a plain body safe (`read_check`; other bodies get the full safety walk), a few dict reads,
 one `Decider.check_cached`, one `orjson.dumps`. For an API-key caller asking about a cached
 subject nothing awaits but the body read. Nothing is compiled or formatted per request; the
-decision log costs one boolean test when off.
+decision log costs one boolean test when off. `answer` is that path without the transport:
+the aiohttp handler `check` and the decision listener (`groupgate.api.decisions`) both call it.
 
 Unknown fields, unknown resource types and actions the type does not have are 422s: a typo
 must not turn into a silent deny or, worse, look like a policy answer. An unknown subject is a
