@@ -15,7 +15,9 @@ RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --no-create-home groupgate
 
 USER 10001
-EXPOSE 8181
+# 8181: the API. 8182: the decision listener, when started with GROUPGATE_DECISION_PORT=8182
+# (or --decision-port 8182): POST /v1/check for gateways.
+EXPOSE 8181 8182
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8181/healthz', timeout=2)"]
 ENTRYPOINT ["groupgate"]
