@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import random
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -24,7 +26,8 @@ from groupgate.api import decisions
 from groupgate.api.app import STATE
 from groupgate.api.decisions import LISTENER, DecisionListener
 from groupgate.auth import mint_token
-from groupgate.config import ConfigError, load_config
+from groupgate.config import MIB, ConfigError, load_config
+from groupgate.model import Resource
 from tests.api.conftest import DEMO, MakeClient, document
 
 Client = TestClient[Any, Any]
@@ -517,3 +520,70 @@ async def test_reading_pauses_while_queued_bodies_exceed_the_limit(
     assert not transport.paused and not protocol.queue and protocol.queued_bytes == 0
     assert transport.written.count(b"HTTP/1.1 200 OK") == 3
     protocol.connection_lost(None)
+
+
+DATE = re.compile(rb"Date: [^\r]*\r\n")
+
+
+def feed(listener: DecisionListener, pieces: list[bytes]) -> bytes:
+    """What the protocol writes when the stream arrives in `pieces` (date lines removed)."""
+    protocol = decisions.DecisionProtocol(listener)
+    transport = FakeTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    for piece in pieces:
+        protocol.data_received(piece)
+    assert protocol.task is None  # every answer here comes from the cache
+    protocol.connection_lost(None)
+    return DATE.sub(b"", bytes(transport.written))
+
+
+async def test_answers_do_not_depend_on_how_the_stream_is_split(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(api_keys=f"{KEY_A}:demo")
+    listener = DecisionListener(client.app[STATE])
+    await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
+    stream = (
+        request(CHECK)
+        + request(b'{"subject": "emp-de", "action": 1}')
+        + request(path="/elsewhere")
+        + request({**CHECK, "resource": {"type": "orders", "restrictions": ["US"]}})
+        + request(b"x" * (MIB + 1))  # 413, and the connection closes
+        + request(CHECK)  # so this one is not answered
+    )
+    whole = feed(listener, [stream])
+    statuses = [int(code) for code in re.findall(rb"HTTP/1.1 (\d{3}) ", whole)]
+    assert statuses == [200, 422, 404, 200, 413]
+    rng = random.Random(7)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert feed(listener, pieces) == whole, cuts
+
+
+async def test_any_bytes_get_a_problem_or_nothing_never_an_exception(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(api_keys=f"{KEY_A}:demo")
+    listener = DecisionListener(client.app[STATE])
+    await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
+    valid = request(CHECK)
+    rng = random.Random(11)
+    for _ in range(500):
+        if rng.random() < 0.5:  # noise
+            stream = rng.randbytes(rng.randint(0, 300))
+        else:  # a valid request with a few bytes changed, dropped or repeated
+            stream = bytearray(valid)
+            for _ in range(rng.randint(1, 4)):
+                at = rng.randrange(len(stream))
+                choice = rng.random()
+                if choice < 0.4:
+                    stream[at] = rng.randrange(256)
+                elif choice < 0.7:
+                    del stream[at]
+                else:
+                    stream[at:at] = stream[at : at + rng.randint(1, 8)]
+            stream = bytes(stream)
+        written = feed(listener, [stream])
+        for status in re.findall(rb"HTTP/1.1 (\d{3}) ", written):
+            assert int(status) in {200, 400, 401, 404, 405, 413, 414, 415, 417, 422, 431}
