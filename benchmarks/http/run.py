@@ -207,11 +207,7 @@ def warm_and_verify(
                 status, raw = _send(conn, HttpRequest("POST", "/v1/check", body), caller)
                 if status != 200:
                     raise WrongAnswerError(f"warm-up check for {sid}: {status} {raw[:300]!r}")
-        for i, request in enumerate(files.check_requests):
-            status, raw = _send(conn, request, caller)
-            got = status == 200 and orjson.loads(raw)["allow"]
-            if status != 200 or got != work.expected[i]:
-                wrong.append(f"/v1/check #{i}: {status} {raw[:200]!r}, engine {work.expected[i]}")
+        wrong += _wrong_checks(conn, work, files, caller)
         if cold:
             return _verdict(wrong, {"checks": len(files.check_requests)})
         for b, request in enumerate(files.evaluation_requests[:20]):
@@ -256,17 +252,24 @@ def warm_and_verify(
 def verify_checks(port: int, work: Workload, files: Files) -> dict[str, Any]:
     """Check every timed `/v1/check` answer of the decision listener against the engine."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    caller = workload.caller_headers()
-    wrong: list[str] = []
     try:
-        for i, request in enumerate(files.check_requests):
-            status, raw = _send(conn, request, caller)
-            got = status == 200 and orjson.loads(raw)["allow"]
-            if status != 200 or got != work.expected[i]:
-                wrong.append(f"/v1/check #{i}: {status} {raw[:200]!r}, engine {work.expected[i]}")
+        wrong = _wrong_checks(conn, work, files, workload.caller_headers())
     finally:
         conn.close()
     return _verdict(wrong, {"checks": len(files.check_requests)})
+
+
+def _wrong_checks(
+    conn: http.client.HTTPConnection, work: Workload, files: Files, caller: dict[str, str]
+) -> list[str]:
+    """Ask every timed `/v1/check`; describe each answer that differs from the engine's."""
+    wrong = []
+    for i, request in enumerate(files.check_requests):
+        status, raw = _send(conn, request, caller)
+        got = status == 200 and orjson.loads(raw)["allow"]
+        if status != 200 or got != work.expected[i]:
+            wrong.append(f"/v1/check #{i}: {status} {raw[:200]!r}, engine {work.expected[i]}")
+    return wrong
 
 
 def _verdict(wrong: list[str], facts: dict[str, Any]) -> dict[str, Any]:

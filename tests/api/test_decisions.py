@@ -537,12 +537,15 @@ def feed(listener: DecisionListener, pieces: list[bytes]) -> bytes:
     return DATE.sub(b"", bytes(transport.written))
 
 
-async def test_answers_do_not_depend_on_how_the_stream_is_split(
-    make_client: MakeClient,
-) -> None:
+@pytest.fixture
+async def warm(make_client: MakeClient) -> DecisionListener:
+    """A listener (not started) on the demo graph, KEY_A bound to it, emp-de cached."""
     client = await make_client(api_keys=f"{KEY_A}:demo")
-    listener = DecisionListener(client.app[STATE])
     await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
+    return DecisionListener(client.app[STATE])
+
+
+async def test_answers_do_not_depend_on_how_the_stream_is_split(warm: DecisionListener) -> None:
     stream = (
         request(CHECK)
         + request(b'{"subject": "emp-de", "action": 1}')
@@ -551,22 +554,19 @@ async def test_answers_do_not_depend_on_how_the_stream_is_split(
         + request(b"x" * (MIB + 1))  # 413, and the connection closes
         + request(CHECK)  # so this one is not answered
     )
-    whole = feed(listener, [stream])
+    whole = feed(warm, [stream])
     statuses = [int(code) for code in re.findall(rb"HTTP/1.1 (\d{3}) ", whole)]
     assert statuses == [200, 422, 404, 200, 413]
     rng = random.Random(7)
     for _ in range(200):
         cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
         pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-        assert feed(listener, pieces) == whole, cuts
+        assert feed(warm, pieces) == whole, cuts
 
 
 async def test_any_bytes_get_a_problem_or_nothing_never_an_exception(
-    make_client: MakeClient,
+    warm: DecisionListener,
 ) -> None:
-    client = await make_client(api_keys=f"{KEY_A}:demo")
-    listener = DecisionListener(client.app[STATE])
-    await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
     valid = request(CHECK)
     rng = random.Random(11)
     for _ in range(500):
@@ -584,6 +584,6 @@ async def test_any_bytes_get_a_problem_or_nothing_never_an_exception(
                 else:
                     stream[at:at] = stream[at : at + rng.randint(1, 8)]
             stream = bytes(stream)
-        written = feed(listener, [stream])
+        written = feed(warm, [stream])
         for status in re.findall(rb"HTTP/1.1 (\d{3}) ", written):
             assert int(status) in {200, 400, 401, 404, 405, 413, 414, 415, 417, 422, 431}
