@@ -197,7 +197,6 @@ def warm_and_verify(
     """Ask every subject once (the cache is hot afterwards); check every timed answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     caller = workload.caller_headers()
-    wrong: list[str] = []
     try:
         if not cold:
             for sid in work.graph.subjects:
@@ -207,7 +206,7 @@ def warm_and_verify(
                 status, raw = _send(conn, HttpRequest("POST", "/v1/check", body), caller)
                 if status != 200:
                     raise WrongAnswerError(f"warm-up check for {sid}: {status} {raw[:300]!r}")
-        wrong += _wrong_checks(conn, work, files, caller)
+        wrong = _wrong_checks(conn, work, files, caller)
         if cold:
             return _verdict(wrong, {"checks": len(files.check_requests)})
         for b, request in enumerate(files.evaluation_requests[:20]):
