@@ -5,7 +5,8 @@ environment, command-line flags. Everything is validated here, at start-up: a ba
 the process with a message naming the setting and what is wrong (`ConfigError`).
 
 The file uses the environment names without the prefix, lower-cased (`max_batch: 500`); the
-sections `jwt:` and `limits:` may group their keys (`jwt: {secret: ...}` is `jwt_secret`).
+sections `jwt:`, `limits:` and `http:` may group their keys (`jwt: {secret: ...}` is
+`jwt_secret`, `http: {max_connections: ...}` is `http_max_connections`).
 
 Credentials:
 - `api_keys` / `GROUPGATE_API_KEYS`: comma-separated caller keys; `key:tenant` binds a key to
@@ -94,6 +95,40 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The HTTP front's limits, shared by every listener (main port and decision port).
+
+    Each is `http_<name>` in a file's flat form and `GROUPGATE_HTTP_<NAME>` in the
+    environment. A request past a size limit gets a 4xx problem (414, 431, 413) and the
+    connection is closed; a connection past `max_connections` (per worker process) gets a 503
+    with `Retry-After` and is closed.
+    """
+
+    #: The request target (path and query), bytes.
+    max_url_bytes: int = 8192
+    #: One header line (name and value), bytes.
+    max_field_bytes: int = 8190
+    #: The whole header section (names and values), bytes.
+    max_header_bytes: int = 65536
+    #: Header fields in one request.
+    max_headers: int = 100
+    #: Seconds an idle keep-alive connection stays open.
+    keepalive_timeout: float = 75.0
+    #: Seconds a client has to send one whole request (headers and body) once it began: past
+    #: it the answer is a 408 and the connection is closed.
+    request_timeout: float = 60.0
+    #: Open connections per worker process and listener; more are refused with a 503.
+    max_connections: int = 1024
+    #: Requests read ahead of their answers on one connection (pipelining).
+    max_pipelined: int = 32
+    #: Seconds in-flight requests get to finish on shutdown.
+    shutdown_grace: float = 10.0
+
+
+GATEWAY_KINDS = ("nginx", "caddy", "traefik", "haproxy", "envoy")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The validated settings of one process."""
 
@@ -109,6 +144,10 @@ class Config:
     admin_open: bool = False
     jwt: JwtSettings = field(default_factory=JwtSettings)
     limits: Limits = field(default_factory=Limits)
+    http: HttpLimits = field(default_factory=HttpLimits)
+    #: Which gateway calls forward-auth: it decides which headers carry the original
+    #: request (see `groupgate.api.gateway`).
+    gateway_kind: str = "nginx"
     cache_size: int = 100_000
     max_staleness: float = 30.0
     poll_interval: float = 1.0
@@ -220,6 +259,16 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_json_depth": _int(4, 512),
     "search_page_size": _int(1, 100_000),
     "max_search_page": _int(1, 100_000),
+    "http_max_url_bytes": _int(256, 1 * MIB),
+    "http_max_field_bytes": _int(256, 1 * MIB),
+    "http_max_header_bytes": _int(1024, 16 * MIB),
+    "http_max_headers": _int(8, 10_000),
+    "http_keepalive_timeout": _seconds,
+    "http_request_timeout": _seconds,
+    "http_max_connections": _int(1, 1_000_000),
+    "http_max_pipelined": _int(1, 10_000),
+    "http_shutdown_grace": _seconds,
+    "gateway_kind": _choice(*GATEWAY_KINDS),
     "jwt_algorithms": _list,
     "jwt_secret": _text,
     "jwt_public_keys": _list,
@@ -235,7 +284,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwt_caller_tokens": _bool,
     "jwt_admin_scope": _text,
 }
-SECTIONS = {"jwt": "jwt_", "limits": ""}
+SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -313,6 +362,11 @@ def build(values: Mapping[str, Any]) -> Config:
     keys = [*_keys(values.get("api_keys", ()), admin=False, name="api_keys")]
     keys += _keys(values.get("admin_keys", ()), admin=True, name="admin_keys")
     limits = Limits(**{f: values[f] for f in Limits.__dataclass_fields__ if f in values})
+    http = HttpLimits(
+        **{f: values["http_" + f] for f in HttpLimits.__dataclass_fields__ if "http_" + f in values}
+    )
+    if http.max_field_bytes > http.max_header_bytes:
+        raise ConfigError("http_max_field_bytes: larger than http_max_header_bytes")
     if limits.search_page_size > limits.max_search_page:
         raise ConfigError("search_page_size: larger than max_search_page")
     if values.get("decision_port", -1) == values.get("port", DEFAULT_PORT):
@@ -320,7 +374,7 @@ def build(values: Mapping[str, Any]) -> Config:
     plain = {
         f: values[f]
         for f in Config.__dataclass_fields__
-        if f in values and f not in {"policies", "data", "api_keys", "jwt", "limits"}
+        if f in values and f not in {"policies", "data", "api_keys", "jwt", "limits", "http"}
     }
     return Config(
         **plain,
@@ -329,6 +383,7 @@ def build(values: Mapping[str, Any]) -> Config:
         api_keys=tuple(keys),
         jwt=_jwt(values),
         limits=limits,
+        http=http,
     )
 
 
