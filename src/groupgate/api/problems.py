@@ -12,6 +12,7 @@ This module adds the transport-level members of the tree, all `InvalidInput`:
      +-- Unprocessable      422  well-formed JSON with a wrong field, type or unknown name
      +-- TooLarge           413  body or batch over its configured limit
      +-- UnsupportedMedia   415  a content type that is not JSON (nor YAML for imports)
+     +-- DuplicateHeader    400  a header that must appear once (credentials, consistency token)
 """
 
 from __future__ import annotations
@@ -67,11 +68,19 @@ class UnsupportedMedia(InvalidInput):
     title = "Unsupported media type"
 
 
+class DuplicateHeader(InvalidInput):
+    """A header that decides who asks or how fresh the answer must be came more than once:
+    a proxy that appends instead of replacing would otherwise let a client's copy win."""
+
+    title = "Duplicate header"
+
+
 _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (InvalidJson, "invalid-json"),
     (Unprocessable, "unprocessable"),
     (TooLarge, "too-large"),
     (UnsupportedMedia, "unsupported-media-type"),
+    (DuplicateHeader, "duplicate-header"),
     (GraphError, "graph-rule"),
     (NotFound, "not-found"),
     (Conflict, "conflict"),
