@@ -22,9 +22,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from groupgate.api import decisions
 from groupgate.api.app import STATE
-from groupgate.api.decisions import LISTENER, DecisionListener
+from groupgate.api.decisions import LISTENER, Decisions, limits_of
+from groupgate.api.http11 import Connection, Listener
 from groupgate.auth import mint_token
 from groupgate.config import MIB, ConfigError, load_config
 from groupgate.model import Resource
@@ -398,18 +398,22 @@ async def test_a_refusal_waits_for_the_answers_before_it(
 
 
 @pytest.fixture
-async def quick(make_client: MakeClient) -> AsyncIterator[tuple[Client, DecisionListener, int]]:
+async def quick(make_client: MakeClient) -> AsyncIterator[tuple[Client, Listener, int]]:
     """A second listener on the same app with short timeouts."""
     client = await make_client(api_keys=f"{KEY_A}")
-    listener = DecisionListener(client.app[STATE], keepalive_timeout=0.3, request_timeout=0.3)
+    state = client.app[STATE]
+    limits = limits_of(state)._replace(
+        keepalive_timeout=0.3, request_timeout=0.3, shutdown_grace=1.0
+    )
+    listener = Listener(Decisions(state), limits)
     port = free_port()
     await listener.start("127.0.0.1", port)
     yield client, listener, port
-    await listener.stop(1.0)
+    await listener.stop()
 
 
 async def test_idle_and_slow_connections_are_closed(
-    quick: tuple[Client, DecisionListener, int], connect: Connect
+    quick: tuple[Client, Listener, int], connect: Connect
 ) -> None:
     _, listener, port = quick
     reader, writer = await connect(port)
@@ -425,7 +429,7 @@ async def test_idle_and_slow_connections_are_closed(
 
 
 async def test_stop_lets_an_answer_in_progress_finish(
-    quick: tuple[Client, DecisionListener, int], monkeypatch: pytest.MonkeyPatch, connect: Connect
+    quick: tuple[Client, Listener, int], monkeypatch: pytest.MonkeyPatch, connect: Connect
 ) -> None:
     client, listener, port = quick
     service = client.app[STATE].service
@@ -440,7 +444,7 @@ async def test_stop_lets_an_answer_in_progress_finish(
     idle_reader, _ = await connect(port)
     busy_writer.write(request({**CHECK, "explain": True}))
     await asyncio.sleep(0.05)
-    stopping = asyncio.create_task(listener.stop(5.0))
+    stopping = asyncio.create_task(listener.stop())
     assert await closed(idle_reader)
     answer = await read_answer(busy_reader)
     assert answer.status == 200 and answer.headers["connection"] == "close"
@@ -475,6 +479,11 @@ def test_the_decision_port_must_differ_from_the_port() -> None:
     assert load_config(env={"GROUPGATE_DECISION_PORT": "8182"}).decision_port == 8182
 
 
+def new_listener(state: Any) -> Listener:
+    """A listener of the decision endpoints (not started)."""
+    return Listener(Decisions(state), limits_of(state))
+
+
 class FakeTransport:
     """Records what the protocol does to its transport."""
 
@@ -503,8 +512,8 @@ async def test_reading_pauses_while_queued_bodies_exceed_the_limit(
     pair: tuple[Client, int],
 ) -> None:
     client, _ = pair
-    listener = DecisionListener(client.app[STATE])
-    protocol = decisions.DecisionProtocol(listener)
+    listener = new_listener(client.app[STATE])
+    protocol = Connection(listener)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.busy = True  # as while an answer awaits the store
@@ -525,9 +534,9 @@ async def test_reading_pauses_while_queued_bodies_exceed_the_limit(
 DATE = re.compile(rb"Date: [^\r]*\r\n")
 
 
-def feed(listener: DecisionListener, pieces: list[bytes]) -> bytes:
+def feed(listener: Listener, pieces: list[bytes]) -> bytes:
     """What the protocol writes when the stream arrives in `pieces` (date lines removed)."""
-    protocol = decisions.DecisionProtocol(listener)
+    protocol = Connection(listener)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     for piece in pieces:
@@ -538,14 +547,14 @@ def feed(listener: DecisionListener, pieces: list[bytes]) -> bytes:
 
 
 @pytest.fixture
-async def warm(make_client: MakeClient) -> DecisionListener:
+async def warm(make_client: MakeClient) -> Listener:
     """A listener (not started) on the demo graph, KEY_A bound to it, emp-de cached."""
     client = await make_client(api_keys=f"{KEY_A}:demo")
     await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
-    return DecisionListener(client.app[STATE])
+    return new_listener(client.app[STATE])
 
 
-async def test_answers_do_not_depend_on_how_the_stream_is_split(warm: DecisionListener) -> None:
+async def test_answers_do_not_depend_on_how_the_stream_is_split(warm: Listener) -> None:
     stream = (
         request(CHECK)
         + request(b'{"subject": "emp-de", "action": 1}')
@@ -565,7 +574,7 @@ async def test_answers_do_not_depend_on_how_the_stream_is_split(warm: DecisionLi
 
 
 async def test_any_bytes_get_a_problem_or_nothing_never_an_exception(
-    warm: DecisionListener,
+    warm: Listener,
 ) -> None:
     valid = request(CHECK)
     rng = random.Random(11)

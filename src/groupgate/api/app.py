@@ -107,8 +107,6 @@ class State:
 
 
 STATE = web.AppKey("groupgate_state", State)
-#: Seconds in-flight requests get to finish on shutdown (each listener).
-SHUTDOWN_TIMEOUT = 10.0
 
 
 def valid_actions(catalog: Catalog) -> dict[str, frozenset[str]]:
@@ -145,13 +143,10 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, decisions, gateway, native, ops, purchases
+    from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
     from groupgate.api.ops import Metrics
 
-    app = web.Application(
-        client_max_size=config.limits.max_body_bytes,
-        handler_args={"max_field_size": 16384, "max_line_size": 16384},
-    )
+    app = front.application(config.http, config.limits.max_body_bytes)
     session_holder: dict[str, aiohttp.ClientSession] = {}
 
     async def fetch(url: str) -> bytes:

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
+import orjson
 from aiohttp import web
 
 from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.native import MIN_REVISION, caller_of, json_response
-from groupgate.api.problems import TooLarge, Unprocessable, guarded
+from groupgate.api.problems import DuplicateHeader, TooLarge, Unprocessable, guarded
 from groupgate.auth import Caller
 from groupgate.errors import InvalidInput, NotFound
 from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
@@ -357,18 +358,15 @@ def _observe(state: State, surface: str, decisions: list[dict[str, Any]], starte
 
 
 async def evaluation(request: web.Request) -> web.Response:
-    """POST /access/v1/evaluation."""
-    started = time.perf_counter()
+    """POST /access/v1/evaluation (the decision listener answers the same with
+    `answer_evaluation`)."""
     state = request.app[STATE]
-    limits = state.config.limits
-    caller = await caller_of(state, request)
-    body = await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
-    tenant = await tenant_of(state, request, caller)
-    item = parse_item(state, body)
-    min_rev = parsing.revision(None, request.headers.get(MIN_REVISION))
-    [decision] = await decide(state, tenant, [item], min_rev)
-    _observe(state, "authzen", [decision], started)
-    return _respond(request, decision)
+    raw = await parsing.read_body(request, state.config.limits.max_body_bytes)
+    body, request_id = await answer_evaluation(state, request.headers, raw)
+    response = web.Response(body=body, content_type="application/json")
+    if request_id is not None:
+        response.headers["X-Request-ID"] = request_id
+    return response
 
 
 async def evaluations(request: web.Request) -> web.Response:
@@ -455,3 +453,43 @@ def setup(app: web.Application) -> None:
         "/.well-known/authzen-configuration", guarded(configuration), name="authzen.configuration"
     )
     search.setup(app)
+
+
+class Headers(Protocol):
+    """Request headers as multidict's `CIMultiDictProxy` offers them (case-insensitive)."""
+
+    def getall(self, key: str, default: list[str]) -> list[str]: ...
+
+
+def single(headers: Headers, name: str) -> str | None:
+    """The one value of header `name`, or None; a second copy is a 400 (`DuplicateHeader`)."""
+    values = headers.getall(name, [])
+    if len(values) > 1:
+        raise DuplicateHeader(f"{name}: sent more than once")
+    return values[0] if values else None
+
+
+async def answer_evaluation(
+    state: State, headers: Headers, body: bytes
+) -> tuple[bytes, str | None]:
+    """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
+    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit."""
+    started = time.perf_counter()
+    limits = state.config.limits
+    caller = await state.auth.caller(
+        single(headers, "Authorization"), single(headers, "X-Groupgate-Key")
+    )
+    media = headers.getall("Content-Type", [])
+    parsing.check_media_type(parsing.media_type(media[0] if media else None))
+    item = parse_item(state, parsing.loads_object(body, limits.max_json_depth))
+    requested = single(headers, TENANT_HEADER)
+    if requested is not None:
+        requested = parsing.ident(requested, TENANT_HEADER)
+    tenant = await state.tenants.resolve(requested, caller)
+    min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+    [decision] = await decide(state, tenant, [item], min_rev)
+    _observe(state, "authzen", [decision], started)
+    request_id = single(headers, "X-Request-ID")
+    if request_id is not None and len(request_id) > 256:
+        request_id = None
+    return orjson.dumps(decision), request_id

@@ -35,6 +35,8 @@ NUMBER_LIMIT = 2**63
 MAX_TEXT = 1024
 MAX_LIST = 256
 JSON_TYPES = ("application/json", "application/octet-stream", "")
+#: The media type of a request without `Content-Type` (what aiohttp reports).
+DEFAULT_MEDIA = "application/octet-stream"
 
 
 # --------------------------------------------------------------------------- bodies
@@ -57,7 +59,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 def check_json_type(request: web.Request) -> None:
     """Accept JSON (or no content type: curl users); refuse others, e.g. form posts (415)."""
-    check_media_type(request.content_type)
+    check_media_type(media_type(request.headers.get("Content-Type")))
+
+
+def media_type(header: str | None) -> str:
+    """The media type of a `Content-Type` value, lower-cased, without parameters (every
+    listener reads it so: aiohttp's own parsing differs on malformed values)."""
+    if header is None:
+        return DEFAULT_MEDIA
+    return header.split(";", 1)[0].strip().lower()
 
 
 def check_media_type(ctype: str) -> None:
@@ -95,6 +105,11 @@ def expect_object(value: Any) -> dict[str, Any]:
     if type(value) is not dict:
         raise InvalidJson(f"expected a JSON object, got {kind(value)}")
     return value
+
+
+def loads_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    """`loads` of a body that must be a JSON object."""
+    return expect_object(loads(body, max_depth))
 
 
 def loads(body: bytes, max_depth: int) -> Any:

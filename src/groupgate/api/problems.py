@@ -18,11 +18,13 @@ This module adds the transport-level members of the tree, all `InvalidInput`:
 from __future__ import annotations
 
 import functools
+import http
 import weakref
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from groupgate import log
 from groupgate.errors import (
@@ -164,6 +166,14 @@ def to_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
         if exc.status >= 500:
             log.api.warning("%s %s: %s", request.method, request.path, exc.detail)
         return from_error(exc)
+    if isinstance(exc, HttpProcessingError):
+        # The body could not be read: malformed framing, a request timeout, a half-close.
+        status = exc.code if 400 <= exc.code < 500 else 400
+        slug = {408: "timeout"}.get(status, "invalid-http")
+        detail = exc.message if isinstance(exc.message, str) else "malformed request body"
+        response = problem(status, http.HTTPStatus(status).phrase, detail, slug)
+        response.force_close()
+        return response
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from groupgate.api.app import SHUTDOWN_TIMEOUT, build_app
+from groupgate.api.app import build_app
 from groupgate.config import Config
 
 GC_THRESHOLDS = (50_000, 20, 10)
@@ -66,6 +66,6 @@ def run(
         reuse_port=reuse_port or None,
         print=None,
         access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        shutdown_timeout=config.http.shutdown_grace,
         loop=new_loop(),
     )
