@@ -340,7 +340,7 @@ async def test_short_path(make_client: MakeClient) -> None:
 
 async def test_decide_is_transport_free(make_client: MakeClient) -> None:
     client = await kind_client(make_client, "envoy")
-    state = client.server.app[STATE]
+    state = client.app[STATE]
     headers = CIMultiDict([bearer("emp-viewer")])
     answer = await decide(state, "GET", "/v1/gateway/envoy/api/orders?x=1", headers)
     assert answer == GatewayAnswer(
