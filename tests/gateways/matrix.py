@@ -280,6 +280,14 @@ async def run_matrix(proxy: str, port: int, backend: Backend) -> list[str]:
     return problems
 
 
+async def fails_closed(port: int, backend: Backend) -> list[str]:
+    """With groupgate unreachable, an otherwise allowed request must not reach the backend."""
+    status, _ = await send(port, "GET", "/api/orders", (bearer("emp-viewer"),))
+    if status < 400 or backend.seen:
+        return [f"groupgate down: got {status}, {len(backend.seen)} request(s) at the backend"]
+    return []
+
+
 def _passed(case: Case, status: int, reached: list[Seen]) -> list[str]:
     if status != 200 or len(reached) != 1:
         return [

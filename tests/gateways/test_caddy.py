@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.gateways.conftest import StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, run_matrix
+from tests.gateways.matrix import Backend, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 
@@ -26,3 +26,13 @@ async def test_caddy_recipe(
     caddy = caddy_factory(recipe("Caddyfile", substitutions), front)
     problems = await run_matrix("caddy", front, backend)
     assert not problems, "\n".join(problems) + "\n" + caddy.log()
+
+
+async def test_caddy_recipe_fails_closed(
+    backend: Backend, caddy_factory: Callable[..., Any]
+) -> None:
+    front = free_port()
+    substitutions = addresses(front, free_port(), backend.port)
+    substitutions["admin localhost:2019"] = f"admin 127.0.0.1:{free_port()}"
+    caddy_factory(recipe("Caddyfile", substitutions), front)
+    assert not await fails_closed(front, backend)

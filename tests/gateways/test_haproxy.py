@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.gateways.conftest import RECIPES, StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, run_matrix
+from tests.gateways.matrix import Backend, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 
@@ -28,3 +28,14 @@ async def test_haproxy_recipe(
     haproxy = haproxy_factory(recipe("haproxy.cfg", substitutions), front, {"groupgate.lua": lua})
     problems = await run_matrix("haproxy", front, backend)
     assert not problems, "\n".join(problems) + "\n" + haproxy.log()
+
+
+async def test_haproxy_recipe_fails_closed(
+    backend: Backend, haproxy_factory: Callable[..., Any]
+) -> None:
+    front = free_port()
+    substitutions = addresses(front, free_port(), backend.port)
+    substitutions["/etc/haproxy/groupgate.lua"] = "groupgate.lua"
+    lua = (RECIPES / "groupgate.lua").read_text()
+    haproxy_factory(recipe("haproxy.cfg", substitutions), front, {"groupgate.lua": lua})
+    assert not await fails_closed(front, backend)

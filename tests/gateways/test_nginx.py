@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.gateways.conftest import StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, run_matrix
+from tests.gateways.matrix import Backend, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.nginx
@@ -30,3 +30,12 @@ async def test_nginx_recipe(
     nginx = nginx_factory("http {\n" + server_block + "\n}\n", front)
     problems = await run_matrix("nginx", front, backend)
     assert not problems, "\n".join(problems) + "\n" + nginx.error_log()
+
+
+async def test_nginx_recipe_fails_closed(
+    backend: Backend, nginx_factory: Callable[..., Any]
+) -> None:
+    front = free_port()
+    server_block = recipe("nginx.conf", addresses(front, free_port(), backend.port))
+    nginx_factory("http {\n" + server_block + "\n}\n", front)
+    assert not await fails_closed(front, backend)

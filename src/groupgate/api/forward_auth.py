@@ -15,8 +15,9 @@ Endpoints (by the target's path; anything else is a 404):
 
 Trust model: the original request is read only from what the configured kind's proxy writes
 itself; the proxies of the other kinds pass some client headers through, so a header the
-configured proxy does not write may come from the client. Every one of these is refused with
-a 403, logged at info with its reason and recorded as a denial, before any token is read:
+configured proxy does not write may come from the client. These are refused with a 403,
+logged at info with their reason (named in parentheses) and recorded as a denial, before any
+token is read, so no decision is ever made on a spoofed value:
 
 - a request to the endpoint of another kind (`wrong-endpoint`): the envoy prefix while the
   kind is a header kind, or `/v1/gateway/auth` while it is `envoy`;
@@ -45,7 +46,8 @@ refused rather than sent); 401 no or bad token (with `WWW-Authenticate`); 403 fo
 no route (unknown routes are denied), a tenant the caller may not use, or a denial; 503 when
 the store is down past the staleness bound (fail closed). A caller key is not required here
 (the token authenticates), but one sent in `X-Groupgate-Key` must be valid and its tenant
-binding applies.
+binding applies. Every answer but a 404, 401s and 503s included, is recorded through
+`groupgate.api.record.record` (surface `gateway`, the method and path as extras).
 """
 
 from __future__ import annotations
@@ -76,8 +78,6 @@ ORIGINAL = ("X-Original-Method", "X-Original-URI")
 FORWARDED = ("X-Forwarded-Method", "X-Forwarded-Uri")
 #: The header family each header kind's proxy writes itself (envoy writes none).
 FAMILIES = {"nginx": ORIGINAL, "haproxy": ORIGINAL, "caddy": FORWARDED, "traefik": FORWARDED}
-#: Headers that must come at most once, whatever the kind.
-SINGLE = (AUTHORIZATION, KEY, MIN_REVISION, *ORIGINAL, *FORWARDED)
 CHALLENGE = 'Bearer realm="groupgate"'
 MAX_URI = 8192
 _FORBIDDEN_ESCAPES = ("%2f", "%5c", "%00", "%2e")
