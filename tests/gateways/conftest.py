@@ -81,3 +81,23 @@ async def backend() -> AsyncIterator[Backend]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def headerless_auth() -> AsyncIterator[int]:
+    """A stand-in for groupgate that allows everything and sends no identity headers: what
+    a proxy does then shows whether a client's identity headers could ever get through."""
+
+    async def allow(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", allow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()

@@ -288,6 +288,23 @@ async def fails_closed(port: int, backend: Backend) -> list[str]:
     return []
 
 
+async def client_identity_kept_out(port: int, backend: Backend) -> list[str]:
+    """Behind an auth answer without identity headers, the client's copies never arrive."""
+    spoofed: Headers = (
+        bearer("emp-viewer"),
+        ("X-Groupgate-Subject", "emp-admin"),
+        ("X-Groupgate-Tenant", "other"),
+    )
+    await send(port, "GET", "/api/orders", spoofed)
+    leaked = [
+        value
+        for seen in backend.seen
+        for value in seen.values("X-Groupgate-Subject") + seen.values("X-Groupgate-Tenant")
+        if value in ("emp-admin", "other")
+    ]
+    return [f"the client's identity headers reached the backend: {leaked}"] if leaked else []
+
+
 def _passed(case: Case, status: int, reached: list[Seen]) -> list[str]:
     if status != 200 or len(reached) != 1:
         return [

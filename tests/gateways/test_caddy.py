@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.gateways.conftest import StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, fails_closed, run_matrix
+from tests.gateways.matrix import Backend, client_identity_kept_out, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 
@@ -36,3 +36,16 @@ async def test_caddy_recipe_fails_closed(
     substitutions["admin localhost:2019"] = f"admin 127.0.0.1:{free_port()}"
     caddy_factory(recipe("Caddyfile", substitutions), front)
     assert not await fails_closed(front, backend)
+
+
+async def test_caddy_recipe_never_passes_client_identity(
+    backend: Backend, headerless_auth: int, caddy_factory: Callable[..., Any]
+) -> None:
+    """The auth answer lacks the identity headers: the client's copies were removed before
+    forward_auth (Caddy 2.6.2 then sends its unexpanded placeholder, later versions nothing)."""
+    front = free_port()
+    substitutions = addresses(front, headerless_auth, backend.port)
+    substitutions["admin localhost:2019"] = f"admin 127.0.0.1:{free_port()}"
+    caddy_factory(recipe("Caddyfile", substitutions), front)
+    assert not await client_identity_kept_out(front, backend)
+    assert len(backend.seen) == 1

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.gateways.conftest import RECIPES, StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, fails_closed, run_matrix
+from tests.gateways.matrix import Backend, client_identity_kept_out, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 
@@ -39,3 +39,16 @@ async def test_haproxy_recipe_fails_closed(
     lua = (RECIPES / "groupgate.lua").read_text()
     haproxy_factory(recipe("haproxy.cfg", substitutions), front, {"groupgate.lua": lua})
     assert not await fails_closed(front, backend)
+
+
+async def test_haproxy_recipe_never_passes_client_identity(
+    backend: Backend, headerless_auth: int, haproxy_factory: Callable[..., Any]
+) -> None:
+    """The auth answer lacks the identity headers: the Lua action denies the request."""
+    front = free_port()
+    substitutions = addresses(front, headerless_auth, backend.port)
+    substitutions["/etc/haproxy/groupgate.lua"] = "groupgate.lua"
+    lua = (RECIPES / "groupgate.lua").read_text()
+    haproxy_factory(recipe("haproxy.cfg", substitutions), front, {"groupgate.lua": lua})
+    assert not await client_identity_kept_out(front, backend)
+    assert backend.seen == []

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.gateways.conftest import StartSidecar, addresses, recipe
-from tests.gateways.matrix import Backend, fails_closed, run_matrix
+from tests.gateways.matrix import Backend, client_identity_kept_out, fails_closed, run_matrix
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.nginx
@@ -39,3 +39,14 @@ async def test_nginx_recipe_fails_closed(
     server_block = recipe("nginx.conf", addresses(front, free_port(), backend.port))
     nginx_factory("http {\n" + server_block + "\n}\n", front)
     assert not await fails_closed(front, backend)
+
+
+async def test_nginx_recipe_never_passes_client_identity(
+    backend: Backend, headerless_auth: int, nginx_factory: Callable[..., Any]
+) -> None:
+    """The auth answer lacks the identity headers: nginx sends none (empty values)."""
+    front = free_port()
+    server_block = recipe("nginx.conf", addresses(front, headerless_auth, backend.port))
+    nginx_factory("http {\n" + server_block + "\n}\n", front)
+    assert not await client_identity_kept_out(front, backend)
+    assert [s.values("X-Groupgate-Subject") for s in backend.seen] == [[]]
