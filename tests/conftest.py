@@ -1,18 +1,20 @@
-"""Shared fixtures: real Redis servers, a local Redis Cluster and nginx (tests/support).
+"""Shared fixtures: real Redis servers, a local Redis Cluster, nginx, Caddy and HAProxy
+(tests/support).
 
-A fixture whose server is missing skips its tests, or fails them when GROUPGATE_REQUIRE_REDIS=1
-or GROUPGATE_REQUIRE_NGINX=1 is set, as `scripts/check` (and so CI) does.
+A fixture whose server is missing skips its tests, or fails them when GROUPGATE_REQUIRE_REDIS=1,
+GROUPGATE_REQUIRE_NGINX=1 or (Caddy, HAProxy) GROUPGATE_REQUIRE_PROXIES=1 is set, as
+`scripts/check` (and so CI) does.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 import redis
 
-from tests.support.servers import Nginx, RedisCluster, RedisProcess
+from tests.support.servers import Caddy, HAProxy, Nginx, RedisCluster, RedisProcess
 
 REAL_REDIS = "redis://127.0.0.1:6379/0"
 SCRATCH_DB = 15
@@ -76,6 +78,37 @@ def nginx_factory() -> Iterator[Callable[[str, int], Nginx]]:
 
     def start(conf: str, port: int) -> Nginx:
         server = Nginx(conf, port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def caddy_factory() -> Iterator[Callable[[str, int], Caddy]]:
+    """Yield `start(caddyfile, port) -> Caddy`; every Caddy started is stopped at teardown."""
+    started: list[Caddy] = []
+
+    def start(caddyfile: str, port: int) -> Caddy:
+        server = Caddy(caddyfile, port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def haproxy_factory() -> Iterator[Callable[[str, int, Mapping[str, str]], HAProxy]]:
+    """Yield `start(config, port, files) -> HAProxy` (`files`: name -> text, written beside
+    the config); every HAProxy started is stopped at teardown."""
+    started: list[HAProxy] = []
+
+    def start(config: str, port: int, files: Mapping[str, str]) -> HAProxy:
+        server = HAProxy(config, port, files)
         started.append(server)
         return server
 

@@ -14,7 +14,10 @@ input or an error; errors are one line on stderr, never a traceback.
 
 `serve` with no `--redis` runs the embedded in-process store. With no `--data` it loads the
 policy directory's `demo.json` (or `data.json`, as in `policies/examples/authzen-todo`); that
-demo mode also opens the admin API (no admin keys are configured) and says so in its banner.
+demo mode also opens the admin API (no admin keys are configured) and, when no `jwt_*` setting
+is configured, verifies gateway subject tokens with a demo-only HS256 secret generated at
+start. The banner says both, and prints the `groupgate token` command and the curl line that
+try the gateway forward-auth with that secret. Outside demo mode no secret is ever invented.
 With `--workers N` a supervisor starts N worker processes on one port (SO_REUSEPORT) and
 forwards SIGTERM/SIGINT to them; with the embedded store each worker has its *own* copy of the
 graph, so admin writes reach one worker only: use `--redis` for more than one worker.
@@ -27,12 +30,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import secrets
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
@@ -63,7 +68,49 @@ def demo_data(config: Config) -> tuple[Path, ...]:
     return ()
 
 
-def banner(config: Config, demo: bool) -> str:
+class Serving(NamedTuple):
+    """What `serve` runs: the settings, whether it is the demo, the demo's token secret."""
+
+    config: Config
+    demo: bool
+    #: The HS256 secret generated for the demo (None when the settings name one, or not demo).
+    demo_secret: str | None = None
+
+
+#: What the banner's gateway curl line sends, per gateway kind: target, method and URI headers.
+GATEWAY_TRY = {
+    "nginx": ("/v1/gateway/auth", "X-Original-Method", "X-Original-URI"),
+    "haproxy": ("/v1/gateway/auth", "X-Original-Method", "X-Original-URI"),
+    "caddy": ("/v1/gateway/auth", "X-Forwarded-Method", "X-Forwarded-Uri"),
+    "traefik": ("/v1/gateway/auth", "X-Forwarded-Method", "X-Forwarded-Uri"),
+}
+
+
+def gateway_lines(config: Config, secret: str) -> list[str]:
+    """How to try forward-auth on the demo: mint a subject token, then ask about a request."""
+    base = f"http://{config.host}:{config.port}"
+    kind = config.gateway_kind
+    command = ["groupgate", "token", "--secret", secret, "--sub", "emp-viewer"]
+    if config.jwt.audience:
+        command += ["--aud", config.jwt.audience[0]]
+    if config.jwt.issuer:
+        command += ["--iss", config.jwt.issuer]
+    if kind in GATEWAY_TRY:
+        path, method, uri = GATEWAY_TRY[kind]
+        asked = f"{base}{path} -H '{method}: GET' -H '{uri}: /api/orders'"
+    else:
+        asked = f"{base}/v1/gateway/envoy/api/orders"
+    return [
+        f"Gateway forward-auth (gateway kind {kind}; recipes in deploy/gateways/):",
+        "  demo-only token secret, generated at start: subject tokens are verified with it "
+        "until this process stops (set GROUPGATE_JWT_SECRET or another jwt_* setting to use "
+        "yours)",
+        f"  TOKEN=$({shlex.join(command)})",
+        f'  curl -si {asked} -H "Authorization: Bearer $TOKEN"',
+    ]
+
+
+def banner(config: Config, demo: bool, demo_secret: str | None = None) -> str:
     base = f"http://{config.host}:{config.port}"
     lines = [f"groupgate listening on {base} ({config.workers} worker(s))"]
     if config.decision_port is not None:
@@ -93,6 +140,13 @@ def banner(config: Config, demo: bool) -> str:
             "  DEMO MODE: the admin API is open to anyone who can reach this port "
             "(set GROUPGATE_ADMIN_KEYS to close it)"
         )
+    if demo_secret is not None and any(p.name == "demo.json" for p in config.data):
+        lines += gateway_lines(config, demo_secret)
+    elif demo_secret is not None:
+        lines.append(
+            "  demo-only token secret, generated at start, for subject tokens: "
+            f"groupgate token --secret {shlex.quote(demo_secret)} --sub <subject>"
+        )
     if config.workers > 1 and config.redis_url is None:
         lines.append(
             "  WARNING: several workers on the embedded store each hold their own copy of the "
@@ -101,7 +155,7 @@ def banner(config: Config, demo: bool) -> str:
     return "\n".join(lines)
 
 
-def serve_config(args: argparse.Namespace) -> tuple[Config, bool]:
+def serve_config(args: argparse.Namespace) -> Serving:
     overrides = {
         "host": args.host,
         "port": args.port,
@@ -113,11 +167,18 @@ def serve_config(args: argparse.Namespace) -> tuple[Config, bool]:
     }
     config = load_config(file=args.config, overrides=overrides)
     demo = not config.data and config.redis_url is None
-    if demo:
-        config = replace(config, data=demo_data(config))
-        if not any(k.admin for k in config.api_keys):
-            config = replace(config, admin_open=True)
-    return config, demo
+    if not demo:
+        return Serving(config, False)
+    config = replace(config, data=demo_data(config))
+    if not any(k.admin for k in config.api_keys):
+        config = replace(config, admin_open=True)
+    if config.jwt.configured:
+        return Serving(config, True)
+    # Only the demo gets a secret nobody configured: without one its gateway answers 401 to
+    # everyone. It is random per start, so nothing minted for one run works on another.
+    secret = secrets.token_hex(32)
+    jwt = replace(config.jwt, algorithms=("HS256",), secret=secret)
+    return Serving(replace(config, jwt=jwt), True, secret)
 
 
 def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
@@ -135,10 +196,10 @@ def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
 def serve(args: argparse.Namespace) -> int:
     from groupgate.api.app import require_c_parser
 
-    config, demo = serve_config(args)
+    config, demo, demo_secret = serve_config(args)
     log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
     require_c_parser(config)
-    text = banner(config, demo)
+    text = banner(config, demo, demo_secret)
     if config.workers == 1:
         _worker(config, False, text)
         return 0

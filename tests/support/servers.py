@@ -1,8 +1,11 @@
-"""Real servers for tests: private redis-server processes, a local Redis Cluster, nginx.
+"""Real servers for tests: private redis-server processes, a local Redis Cluster, and the
+proxies of the gateway recipes (nginx, Caddy, HAProxy).
 
 Each helper starts its processes on free loopback ports in a temporary folder and always
 stops them. When the binary is missing, the test is skipped, or fails when the matching
-GROUPGATE_REQUIRE_* variable is set (as `scripts/check` does), so CI can't skip silently.
+GROUPGATE_REQUIRE_* variable is set (as `scripts/check` does), so CI can't skip silently:
+GROUPGATE_REQUIRE_REDIS (redis-server, redis-cli), GROUPGATE_REQUIRE_NGINX (nginx),
+GROUPGATE_REQUIRE_PROXIES (caddy, haproxy).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -285,3 +289,92 @@ class Nginx:
         """Stop nginx (SIGTERM is its fast shutdown) and remove its folder."""
         _stop(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Process:
+    """A server process started in a private folder, its output in `folder/<name>.log`."""
+
+    name = "server"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.folder = Path(tempfile.mkdtemp(prefix=f"gg-{self.name}-"))
+        self.log_path = self.folder / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _start(self, args: list[str], env: Mapping[str, str] | None, timeout: float) -> None:
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                args,
+                cwd=self.folder,
+                env=None if env is None else dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            wait_for_port(self.port, self.process, timeout)
+        except (RuntimeError, TimeoutError) as error:
+            log = self.log()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {error}\n{log}") from None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def log(self) -> str:
+        """The tail of the server's output (empty once stopped)."""
+        return _tail(self.log_path)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its folder."""
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Caddy(_Process):
+    """`caddy run` with a Caddyfile, HOME and the XDG folders inside a private folder.
+
+    Caddy writes its autosaved config and its storage under those folders, never the user's.
+    The Caddyfile must set its own admin address (`admin 127.0.0.1:<free port>` or `admin
+    off`): Caddy 2.6 ignores CADDY_ADMIN, and its default (localhost:2019) is shared.
+    """
+
+    name = "caddy"
+
+    def __init__(self, caddyfile: str, port: int, *, timeout: float = 15.0) -> None:
+        binary = require("caddy", "GROUPGATE_REQUIRE_PROXIES")
+        super().__init__(port)
+        path = self.folder / "Caddyfile"
+        path.write_text(caddyfile)
+        home = str(self.folder)
+        env = {**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+        self._start([binary, "run", "--config", str(path), "--adapter", "caddyfile"], env, timeout)
+
+
+class HAProxy(_Process):
+    """haproxy in the foreground (`-db`), run in a private folder holding its config and `files`.
+
+    Relative paths in the config (such as `lua-load groupgate.lua`) are read from that folder.
+    """
+
+    name = "haproxy"
+
+    def __init__(
+        self,
+        config: str,
+        port: int,
+        files: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 15.0,
+    ) -> None:
+        binary = require("haproxy", "GROUPGATE_REQUIRE_PROXIES")
+        super().__init__(port)
+        for name, text in (files or {}).items():
+            (self.folder / name).write_text(text)
+        path = self.folder / "haproxy.cfg"
+        path.write_text(config)
+        self._start([binary, "-f", str(path), "-db"], None, timeout)

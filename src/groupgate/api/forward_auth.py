@@ -1,0 +1,310 @@
+"""Gateway forward-auth as a use case: one auth request in, a status and headers out.
+
+`decide(state, method, target, headers)` takes the auth request's own method, its raw
+request target and a case-insensitive view of its headers, and returns a `GatewayAnswer`.
+Nothing here knows the HTTP server: `groupgate.api.gateway` wraps it for aiohttp, and any
+other listener can call it with a `multidict.CIMultiDict` of the request's headers.
+
+Endpoints (by the target's path; anything else is a 404):
+
+| gateway kind (`gateway_kind`) | endpoint | original method | original URI |
+|---|---|---|---|
+| `nginx`, `haproxy` | `/v1/gateway/auth` or `/auth` | `X-Original-Method` | `X-Original-URI` |
+| `caddy`, `traefik` | `/v1/gateway/auth` or `/auth` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
+| `envoy` | `/v1/gateway/envoy/<path>` | the auth request's own | the target after the prefix |
+
+Trust model: the original request is read only from what the configured kind's proxy writes
+itself; the proxies of the other kinds pass some client headers through, so a header the
+configured proxy does not write may come from the client. These are refused with a 403,
+logged at info with their reason (named in parentheses) and recorded as a denial, before any
+token is read, so no decision is ever made on a spoofed value:
+
+- a request to the endpoint of another kind (`wrong-endpoint`): the envoy prefix while the
+  kind is a header kind, or `/v1/gateway/auth` while it is `envoy`;
+- a repeated `Authorization`, `X-Groupgate-Key`, `X-Groupgate-Min-Revision`, or original-request
+  header of either family (`duplicate-header`): a proxy that appends instead of replacing
+  would otherwise let the client's copy decide;
+- both families present and disagreeing on the method or the URI (`families-disagree`): Caddy
+  and Traefik pass a client's `X-Original-*` through, nginx a client's `X-Forwarded-*`;
+- the configured family missing (`no-original-request`), a method that is not an HTTP token
+  (`bad-method`), a non-normalised path (`non-normalised-path`: `..`, `.`, `//`, backslashes,
+  encoded `/`, `\\`, `.` or NUL, which the upstream might read differently), or an
+  `X-Groupgate-Min-Revision` that `parsing.revision` refuses (`bad-min-revision`).
+
+Methods: `HEAD` is decided as `GET` (the route table lists `GET`). `OPTIONS` gets no
+exemption: a CORS preflight carries no credentials, so it is answered 401 like any request
+without a token; answer preflights at the proxy, before the auth step.
+
+Then the subject comes from `Authorization: Bearer <JWT>` (verified per the `jwt_*` settings;
+its tenant claim picks the tenant). The route table maps (method, path) to (type, action) and
+the question is `Decider.some`: may the subject do the action on some entity of that type
+(the service behind checks the entity itself).
+
+Answers, all with empty bodies: 200 allowed, always with `X-Groupgate-Subject` and
+`X-Groupgate-Tenant` for the upstream (a subject or tenant that is not visible ASCII is
+refused rather than sent); 401 no or bad token (with `WWW-Authenticate`); 403 for the above,
+no route (unknown routes are denied), a tenant the caller may not use, or a denial; 503 when
+the store is down past the staleness bound (fail closed). A caller key is not required here
+(the token authenticates), but one sent in `X-Groupgate-Key` must be valid and its tenant
+binding applies. Every answer but a 404, 401s and 503s included, is recorded through
+`groupgate.api.record.record` (surface `gateway`, the method and path as extras).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import unquote
+
+from groupgate import log
+from groupgate.api import parsing
+from groupgate.api.record import record
+from groupgate.auth import ANONYMOUS, credential
+from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
+
+if TYPE_CHECKING:
+    from groupgate.api.app import State
+
+AUTH_PATHS = frozenset({"/v1/gateway/auth", "/auth"})
+ENVOY_PREFIX = "/v1/gateway/envoy"
+AUTHORIZATION = "Authorization"
+KEY = "X-Groupgate-Key"
+MIN_REVISION = "X-Groupgate-Min-Revision"
+SUBJECT = "X-Groupgate-Subject"
+TENANT = "X-Groupgate-Tenant"
+ORIGINAL = ("X-Original-Method", "X-Original-URI")
+FORWARDED = ("X-Forwarded-Method", "X-Forwarded-Uri")
+#: The header family each header kind's proxy writes itself (envoy writes none).
+FAMILIES = {"nginx": ORIGINAL, "haproxy": ORIGINAL, "caddy": FORWARDED, "traefik": FORWARDED}
+CHALLENGE = 'Bearer realm="groupgate"'
+MAX_URI = 8192
+_FORBIDDEN_ESCAPES = ("%2f", "%5c", "%00", "%2e")
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
+_VISIBLE = re.compile(r"[\x21-\x7e]{1,512}\Z")
+
+
+class HeaderView(Protocol):
+    """The request headers, case-insensitive (as multidict's `CIMultiDictProxy`)."""
+
+    def getall(self, key: str, default: list[str]) -> list[str]: ...
+
+
+class GatewayAnswer(NamedTuple):
+    """The status and headers of an answer; the body is always empty."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+
+
+NOT_FOUND = GatewayAnswer(404, ())
+FORBIDDEN = GatewayAnswer(403, ())
+UNAVAILABLE = GatewayAnswer(503, ())
+
+
+class Refused(Exception):
+    """A 403 before any decision: `reason` names the rule, `detail` says what was seen."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Original(NamedTuple):
+    """The proxied request as the configured gateway reports it."""
+
+    method: str
+    uri: str
+    path: str
+
+
+def normalised_path(uri: str) -> str | None:
+    """Return the decoded path of `uri`, or None when it is not in normal form."""
+    if not uri.startswith("/") or len(uri) > MAX_URI:
+        return None
+    path = uri.split("?", 1)[0].split("#", 1)[0]
+    lowered = path.lower()
+    if "//" in path or "\\" in path or any(e in lowered for e in _FORBIDDEN_ESCAPES):
+        return None
+    try:
+        segments = [unquote(s, errors="strict") for s in path.split("/")[1:]]
+    except UnicodeDecodeError:
+        return None
+    for segment in segments:
+        if segment in (".", "..") or any(ord(c) < 0x20 or c == "\x7f" for c in segment):
+            return None
+    return "/" + "/".join(segments)
+
+
+def unauthorized(error: str | None) -> GatewayAnswer:
+    """A 401 with its challenge (`error="invalid_token"` when a token was refused)."""
+    value = CHALLENGE if error is None else f'{CHALLENGE}, error="{error}"'
+    return GatewayAnswer(401, (("WWW-Authenticate", value),))
+
+
+def single(headers: HeaderView, name: str) -> str | None:
+    """The one value of `name`, or None; refuse a repeated header."""
+    values = headers.getall(name, [])
+    if len(values) > 1:
+        raise Refused("duplicate-header", f"{name} sent {len(values)} times")
+    return values[0] if values else None
+
+
+def endpoint(target: str) -> str | None:
+    """`"headers"` or `"envoy"`: which endpoint `target` names; None for neither (404)."""
+    path = target.split("?", 1)[0]
+    if path in AUTH_PATHS:
+        return "headers"
+    if path == ENVOY_PREFIX or path.startswith(ENVOY_PREFIX + "/"):
+        return "envoy"
+    return None
+
+
+def original(kind: str, method: str, target: str, headers: HeaderView) -> Original:
+    """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise."""
+    envoy = endpoint(target) == "envoy"
+    if envoy != (kind == "envoy"):
+        path = target.split("?", 1)[0]
+        raise Refused("wrong-endpoint", f"{path[:64]!r} is not the endpoint of kind {kind}")
+    seen = {name: single(headers, name) for name in (*ORIGINAL, *FORWARDED)}
+    for ours, theirs in zip(ORIGINAL, FORWARDED, strict=True):
+        a, b = seen[ours], seen[theirs]
+        if a is not None and b is not None and a != b:
+            raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
+    if envoy:
+        uri = target[len(ENVOY_PREFIX) :]
+        found_method: str | None = method
+        found_uri: str | None = uri if uri.startswith("/") else "/" + uri
+    else:
+        method_header, uri_header = FAMILIES[kind]
+        found_method, found_uri = seen[method_header], seen[uri_header]
+    if not found_method or not found_uri:
+        raise Refused("no-original-request", f"no {' / '.join(FAMILIES.get(kind, ()))}")
+    if not _METHOD.match(found_method):
+        raise Refused("bad-method", f"method {found_method[:32]!r}")
+    normal = normalised_path(found_uri)
+    if normal is None:
+        raise Refused("non-normalised-path", f"URI {found_uri[:128]!r}")
+    return Original(found_method, found_uri, normal)
+
+
+@dataclass(slots=True)
+class Trace:
+    """What is known of one auth request so far, for the decision record."""
+
+    started: float
+    asked: Original | None = None
+    subject: str | None = None
+    caller: str | None = None
+    tenant: str | None = None
+    action: str | None = None
+    type: str | None = None
+    revision: int | None = None
+
+    def record(self, state: State, reason: str, allow: bool = False) -> None:
+        """Record the answer through `groupgate.api.record` (denials included)."""
+        asked = self.asked
+        record(
+            state,
+            "gateway",
+            self.started,
+            tenant=self.tenant,
+            caller=self.caller,
+            subject=self.subject,
+            action=self.action,
+            type=self.type,
+            id=None,
+            allow=allow,
+            reason=reason,
+            revision=self.revision,
+            extra=None if asked is None else {"method": asked.method, "path": asked.path},
+        )
+
+
+async def decide(state: State, method: str, target: str, headers: HeaderView) -> GatewayAnswer:
+    """Answer one forward-auth request (see the module docstring for every rule).
+
+    `method` and `target` are the auth request's own (`GET`, `/v1/gateway/auth`); a target
+    that names neither endpoint is a 404.
+    """
+    trace = Trace(perf_counter())
+    if endpoint(target) is None:
+        return NOT_FOUND
+    try:
+        trace.asked = original(state.config.gateway_kind, method, target, headers)
+        token = credential(single(headers, AUTHORIZATION))
+        key = single(headers, KEY)
+        min_revision = _min_revision(single(headers, MIN_REVISION))
+    except Refused as refused:
+        log.api.info("gateway: refused (%s): %s", refused.reason, refused.detail)
+        trace.record(state, refused.reason)
+        return FORBIDDEN
+    if token is None:
+        trace.record(state, "no-token")
+        return unauthorized(None)
+    try:
+        return await _decide(state, trace, trace.asked, token, key, min_revision)
+    except Refused as refused:
+        log.api.info("gateway: refused (%s): %s", refused.reason, refused.detail)
+        trace.record(state, refused.reason)
+        return FORBIDDEN
+    except Forbidden as exc:
+        # A valid token for a tenant the caller key may not use.
+        log.auth.info("gateway: %s", exc.detail)
+        trace.record(state, "forbidden")
+        return FORBIDDEN
+    except AuthError as exc:
+        log.auth.info("gateway: %s", exc.detail)
+        trace.record(state, "invalid-credential")
+        return unauthorized("invalid_token")
+    except StoreUnavailable as exc:
+        log.api.warning("gateway: %s", exc.detail)
+        trace.record(state, "store-unavailable")
+        return UNAVAILABLE
+    except GroupgateError as exc:
+        # An unknown tenant, or no tenant named while several are loaded.
+        log.api.info("gateway: %s", exc.detail)
+        trace.record(state, "invalid")
+        return FORBIDDEN
+
+
+def _min_revision(header: str | None) -> int | None:
+    try:
+        return parsing.revision(None, header)
+    except InvalidInput as exc:
+        raise Refused("bad-min-revision", exc.detail) from None
+
+
+async def _decide(
+    state: State,
+    trace: Trace,
+    asked: Original,
+    token: str,
+    key: str | None,
+    min_revision: int | None,
+) -> GatewayAnswer:
+    """Verify the token (and key), resolve the tenant, match the route, ask the store."""
+    identity = await state.auth.verifier.verify(token)
+    trace.subject = identity.subject
+    caller = ANONYMOUS if key is None else await state.auth.caller(None, key)
+    trace.caller = caller.name
+    tenant = await state.tenants.resolve(identity.tenant, caller)
+    trace.tenant = tenant
+    if not (_VISIBLE.match(identity.subject) and _VISIBLE.match(tenant)):
+        raise Refused("unsafe-identity", "the subject or tenant is not visible ASCII")
+    route = state.routes.match("GET" if asked.method == "HEAD" else asked.method, asked.path)
+    if route is None:
+        trace.record(state, "no-route")
+        return FORBIDDEN
+    trace.action, trace.type = route.action, route.resource_type
+    answer = await state.service.some(
+        tenant, identity.subject, route.action, route.resource_type, min_revision=min_revision
+    )
+    trace.revision = answer.revision
+    allowed = answer.decision.allow
+    trace.record(state, answer.decision.reason, allowed)
+    if not allowed:
+        return FORBIDDEN
+    return GatewayAnswer(200, ((SUBJECT, identity.subject), (TENANT, tenant)))
