@@ -221,6 +221,7 @@ class Conversation:
         if not self.sending:
             return
         try:
+            self.sock.settimeout(self.deadline)
             self.sock.sendall(data)
         except OSError as exc:  # the listener closed (or reset) the connection: read on
             self.sending = False
