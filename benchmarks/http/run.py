@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -148,6 +148,7 @@ def groupgate(
     cache_size: int | None = None,
     decision_port: int | None = None,
     rs256_key: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Run `groupgate serve --workers 1` on a free port; yield (port, process)."""
     port = processes.free_port()
@@ -157,7 +158,7 @@ def groupgate(
         command += ["--decision-port", str(decision_port)]
     if data is not None:
         command += ["--data", str(data)]
-    env = groupgate_env(cache_size, rs256_key)
+    env = {**groupgate_env(cache_size, rs256_key), **(extra_env or {})}
     env["GROUPGATE_API_KEYS"] = f"{workload.API_KEY}:{tenant}"
     with processes.server(
         command, port=port, ready_path="/readyz", log=folder / f"{name}.log", env=env, cpus=cpus
@@ -354,6 +355,7 @@ def run_http(
     profile_seconds: float = 0.0,
     profile_out: Path | None = None,
     keep: bool = False,
+    jwt_cache_size: int | None = None,
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Run every HTTP benchmark once; return the figures (see the module docstring)."""
@@ -389,6 +391,7 @@ def run_http(
             ),
             "fixed_rate": False,
             "wrk_threads": wrk_threads,
+            "jwt_cache_size": jwt_cache_size,
         },
     }
     try:
@@ -400,12 +403,16 @@ def run_http(
             pin_redis(url, cpus.load)
             say("http: starting groupgate (import), groupgate cold, bare, cerbos")
             decisions_port = processes.free_port()
+            token_env = {}
+            if jwt_cache_size is not None:
+                token_env["GROUPGATE_JWT_CACHE_SIZE"] = str(jwt_cache_size)
             gg_port, gg_process = stack.enter_context(
                 groupgate(
                     url,
                     work.tenant,
                     folder,
                     name="groupgate",
+                    extra_env=token_env,
                     data=files.graph,
                     cpus=cpus.server,
                     decision_port=decisions_port,
@@ -418,6 +425,7 @@ def run_http(
                     work.tenant,
                     folder,
                     name="groupgate-rs256",
+                    extra_env=token_env,
                     data=None,
                     cpus=cpus.server,
                     decision_port=rs_decisions_port,
