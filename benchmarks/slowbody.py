@@ -7,9 +7,9 @@ started, and this process, on 127.0.0.1 only:
 
 1. sends one ordinary `POST /v1/check` (so the "before" figure is a warmed server) and reads
    the server's resident memory (VmRSS);
-2. opens `connections` connections (at most `open_concurrency` connecting at once), each
-   sending `POST /v1/check` headers with `Content-Length: 100000` and `sent` bytes of the
-   body, then nothing;
+2. opens `connections` connections (at most `open_concurrency` connecting at once, none
+   begun after `open_deadline` seconds), each sending `POST /v1/check` headers with
+   `Content-Length: 100000` and `sent` bytes of the body, then nothing;
 3. holds them for at most `hold` seconds (less when the server has closed them all),
    sampling every 0.1 s the server's RSS, the ESTABLISHED sockets on the listener's port as
    the kernel sees them (`/proc/net/tcp`: accepted or waiting to be) and how many of ours the
@@ -63,6 +63,8 @@ class Settings:
     settle: float = 2.0
     open_concurrency: int = 100
     connect_timeout: float = 5.0
+    #: Longest opening phase, seconds: connections not made by then are not attempted.
+    open_deadline: float = 20.0
     listeners: tuple[str, ...] = LISTENERS
     #: `GROUPGATE_HTTP_MAX_CONNECTIONS` for the server; None leaves its default.
     max_connections: int | None = None
@@ -150,12 +152,25 @@ async def _watch(conn: Slow, reader: asyncio.StreamReader) -> None:
 
 
 async def _open(
-    port: int, payload: bytes, settings: Settings, gate: asyncio.Semaphore, tasks: set[Any]
+    port: int,
+    payload: bytes,
+    settings: Settings,
+    gate: asyncio.Semaphore,
+    tasks: set[Any],
+    deadline: float,
 ) -> Slow | None:
+    """Connect and send the slow request's start; None when the connection was not made.
+
+    A connection the server resets while we send (a connection cap answering and closing
+    at once) counts as opened and closed by the server, with no answer read.
+    """
     async with gate:
+        timeout = min(settings.connect_timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            return None  # the opening phase is over: the load stays bounded in time
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port), settings.connect_timeout
+                asyncio.open_connection("127.0.0.1", port), timeout
             )
         except (TimeoutError, OSError):
             return None
@@ -164,7 +179,8 @@ async def _open(
             await asyncio.wait_for(writer.drain(), settings.connect_timeout)
         except (TimeoutError, OSError):
             writer.close()
-            return None
+            now = time.monotonic()
+            return Slow(now, closed_at=now)
     conn = Slow(time.monotonic(), writer=writer)
     task = asyncio.create_task(_watch(conn, reader))
     tasks.add(task)
@@ -215,8 +231,12 @@ async def hold_slow_connections(pid: int, port: int, settings: Settings) -> dict
     sampler = asyncio.create_task(sample())
     gate = asyncio.Semaphore(settings.open_concurrency)
     payload = slow_head(port, settings)
+    deadline = t0 + settings.open_deadline
     opened = await asyncio.gather(
-        *(_open(port, payload, settings, gate, tasks) for _ in range(settings.connections))
+        *(
+            _open(port, payload, settings, gate, tasks, deadline)
+            for _ in range(settings.connections)
+        )
     )
     conns.extend(c for c in opened if c is not None)
     all_open = time.monotonic()
