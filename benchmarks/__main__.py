@@ -2,7 +2,8 @@
 
 Each suite is one entry in `SUITES`: a function adding its options to a sub-parser and a
 function running it from the parsed options, returning (results, markdown). Suites:
-`engine`, `store`, `http` (groupgate vs Cerbos vs bare aiohttp), and `run` for all of them
+`engine`, `store`, `http` (groupgate vs Cerbos vs bare aiohttp), `slowbody` (slow request
+bodies: connections held and memory, per listener), and `run` for all of them
 (`python -m benchmarks run --quick` for a fast pass). Results land in
 `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
 `<suite>-latest.md`.
@@ -93,6 +94,57 @@ def _http(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, markdown(results)
 
 
+def _slowbody_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="200 connections, 4 s hold: a smoke run in seconds"
+    )
+    parser.add_argument("--connections", type=int, default=None, help="per listener (2,000)")
+    parser.add_argument(
+        "--content-length", type=int, default=100_000, help="announced body bytes (100,000)"
+    )
+    parser.add_argument("--sent", type=int, default=1_000, help="body bytes actually sent (1,000)")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=2.0,
+        help="GROUPGATE_HTTP_REQUEST_TIMEOUT for the server, seconds (2)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="GROUPGATE_HTTP_MAX_CONNECTIONS for the server (default: its own)",
+    )
+    parser.add_argument("--hold", type=float, default=None, help="longest hold, seconds (8)")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds between closing and the last RSS (2)"
+    )
+    parser.add_argument(
+        "--listeners",
+        nargs="+",
+        choices=("main", "decisions"),
+        default=["main", "decisions"],
+        help="which listeners (both)",
+    )
+
+
+def _slowbody(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import slowbody
+
+    settings = slowbody.Settings(
+        connections=args.connections or (200 if args.quick else 2_000),
+        content_length=args.content_length,
+        sent=args.sent,
+        request_timeout=args.request_timeout,
+        hold=args.hold or (4.0 if args.quick else 8.0),
+        settle=args.settle,
+        listeners=tuple(args.listeners),
+        max_connections=args.max_connections,
+    )
+    results = slowbody.run(settings)
+    return results, slowbody.markdown(results)
+
+
 def _all_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the quick form of every suite")
 
@@ -101,7 +153,7 @@ def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run every suite in turn with its defaults (or its quick form)."""
     results: dict[str, Any] = {}
     tables: list[str] = []
-    for name in ("engine", "store", "http"):
+    for name in ("engine", "store", "http", "slowbody"):
         _, add_options, runner = SUITES[name]
         sub = argparse.ArgumentParser()
         add_options(sub)
@@ -129,8 +181,13 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _http_options,
         _http,
     ),
+    "slowbody": (
+        "connections that send headers and part of a body, then nothing: held, RSS",
+        _slowbody_options,
+        _slowbody,
+    ),
     "run": (
-        "every suite in turn: engine, store, http",
+        "every suite in turn: engine, store, http, slowbody",
         _all_options,
         _all,
     ),

@@ -2,19 +2,30 @@
 
 The wrk request lists for a tiny tenant are read back with a small parser of the Lua subset
 they use (tables, strings with escapes, `nil`), which checks their syntax and that every
-body round-trips byte for byte; the bare aiohttp app answers one request.
+body round-trips byte for byte; the bare aiohttp app answers one request. The per-listener
+workloads are probed and verified against two real groupgate apps (HS256 and RS256, each
+with its decision listener), then "timed" with canned figures to check ratios and tables.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
+import jwt
 import orjson
 import pytest
 
-from benchmarks.http import bare, cerbos, workload, wrkrun
+from benchmarks import slowbody
+from benchmarks.http import bare, cerbos, listeners, workload, wrkrun
+from groupgate.api.app import create_app
+from groupgate.config import load_config
+from groupgate.policy import load_policy
+from groupgate.store.service import GraphService
 
 TOKEN = re.compile(
     r"""\s+|--[^\n]*|(?P<string>"(?:[^"\\\n]|\\.)*")|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[{}\[\]=,])"""
@@ -161,3 +172,174 @@ async def test_bare_app_answers(aiohttp_client: Any) -> None:
     response = await client.post(bare.PATH, data=b'{"subject": {"id": "s"}}', headers=workload.JSON)
     assert response.status == 200
     assert await response.json() == {"allow": True, "reason": "bare", "revision": 1}
+
+
+@pytest.fixture(scope="module")
+def rsa_private() -> Any:
+    return workload.rsa_key()
+
+
+def test_forward_auth_lists_cycle_a_few_tokens(work: workload.Workload, rsa_private: Any) -> None:
+    for algorithm, key, verify_with in (
+        ("HS256", workload.JWT_SECRET, workload.JWT_SECRET),
+        ("RS256", rsa_private, workload.public_pem(rsa_private)),
+    ):
+        requests, allowed = workload.gateway_requests(
+            work, count=40, tokens=5, algorithm=algorithm, key=key
+        )
+        assert len(requests) == len(allowed) == 40
+        tokens = {r.headers["Authorization"].removeprefix("Bearer ") for r in requests}
+        assert len(tokens) == 5
+        for token in tokens:
+            claims = jwt.decode(
+                token,
+                verify_with,
+                algorithms=[algorithm],
+                audience=workload.JWT_AUDIENCE,
+                issuer=workload.JWT_ISSUER,
+            )
+            assert claims["tenant"] == work.tenant
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _groupgate(
+    aiohttp_server: Any, work: workload.Workload, services: list[GraphService], **jwt_settings: Any
+) -> dict[str, int]:
+    """A groupgate app on the tiny tenant with its decision listener: its ports by listener."""
+    decisions = _free_port()
+    config = load_config(
+        env={},
+        overrides={
+            "host": "127.0.0.1",
+            "api_keys": f"{workload.API_KEY}:{work.tenant}",
+            "jwt_issuer": workload.JWT_ISSUER,
+            "jwt_audience": workload.JWT_AUDIENCE,
+            "decision_port": decisions,
+            "decision_log": False,
+            **jwt_settings,
+        },
+    )
+    service = await GraphService.open(load_policy(workload.POLICIES), None, poll_interval=0.2)
+    services.append(service)
+    await service.import_graph(None, work.document)
+    server = await aiohttp_server(create_app(config, service), host="127.0.0.1")
+    return {"main": server.port, "decisions": decisions}
+
+
+async def test_listener_workloads_are_probed_verified_and_reported(
+    aiohttp_server: Any, work: workload.Workload, rsa_private: Any, tmp_path: Path
+) -> None:
+    pem = tmp_path / "public.pem"
+    pem.write_bytes(workload.public_pem(rsa_private))
+    services: list[GraphService] = []
+    try:
+        ports = {
+            "hs256": await _groupgate(
+                aiohttp_server, work, services, jwt_secret=workload.JWT_SECRET
+            ),
+            "rs256": await _groupgate(
+                aiohttp_server, work, services, jwt_algorithms="RS256", jwt_public_keys=str(pem)
+            ),
+        }
+        workloads = listeners.build(tmp_path, work, rsa_private, count=60)
+        # The checks use blocking http.client: run them off the loop that serves the apps.
+        checked = await asyncio.to_thread(listeners.prepare, workloads, ports)
+    finally:
+        for service in services:
+            await service.close()
+    names = [wl.name for wl in workloads]
+    assert names == ["check", "evaluation", "forward_auth_hs256", "forward_auth_rs256"]
+    for wl in workloads:
+        assert parse_lua_return(wl.lua.read_text())["requests"], wl.name
+        main = checked[wl.name]["main"]
+        assert main["served"] and main["verified"] == len(wl.expected), wl.name
+        for found in checked[wl.name].values():
+            # The decision listener may or may not serve a path: "not served" is a 404 only.
+            assert found["served"] or found["status"] == 404, (wl.name, found)
+    assert checked["check"]["decisions"]["served"]
+    assert 0 < checked["forward_auth_rs256"]["main"]["expected_deny_share"] < 1
+
+    canned = {
+        "requests": 1000,
+        "rps": 1000.0,
+        "errors": {"connect": 0, "read": 0, "write": 0, "status": 400, "timeout": 0},
+        "latency_us": {"p50": 1000, "p90": 2000, "p99": 3000, "p99.9": 4000},
+    }
+    timed: list[tuple[int, str, bool]] = []
+
+    def load(port: int, lua: Path, non_2xx: bool) -> dict[str, Any]:
+        timed.append((port, lua.name, non_2xx))
+        return {**canned, "rps": 2000.0 if "forward" in lua.name else 1000.0}
+
+    figures = listeners.time_rounds(
+        workloads, ports, checked, rounds=2, load=load, say=lambda text: None
+    )
+    served = sum(found["served"] for by in checked.values() for found in by.values())
+    assert len(timed) == 2 * served
+    ratios = listeners.ratios(figures)
+    assert ratios["main"]["check"] == 1.0 and ratios["main"]["forward_auth_rs256"] == 2.0
+    assert figures["forward_auth_hs256"]["main"]["non_2xx_share"] == 0.4
+    section = {"connections": 32, "figures": figures, "ratios": ratios}
+    table = "\n".join(listeners.markdown(section, listeners.labels(workloads)))
+    assert "| forward-auth GET, Bearer JWT (RS256, 100 tokens) | main | 2,000 |" in table
+    if not checked["evaluation"]["decisions"]["served"]:
+        assert "| AuthZEN /access/v1/evaluation | decisions | not served (404) |" in table
+
+
+@pytest.mark.parametrize("refuse_at_once", [False, True])
+async def test_slow_connections_closed_by_the_server_are_counted(refuse_at_once: bool) -> None:
+    """Against a stand-in server answering 408 once the headers are in (a request timeout),
+    or 503 at once without reading (a connection cap), and closing."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if refuse_at_once:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n")
+        else:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.2)
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = slowbody.Settings(connections=20, hold=5.0, settle=0.05)
+    async with server:
+        figures = await slowbody.hold_slow_connections(os.getpid(), port, settings)
+    assert figures["opened"] == 20 and figures["closed_by_server"] == 20
+    if refuse_at_once:
+        assert set(figures["answers"]) <= {"503", "closed, no answer"}
+    else:
+        assert figures["answers"] == {"408": 20}
+    assert figures["hold_seconds"] < settings.hold  # the hold ends when all are closed
+    assert figures["rss_peak"] > 0 and figures["held_peak"] >= 0
+
+
+def test_slowbody_suite_runs_on_a_real_server() -> None:
+    """The whole suite at a tiny size against `groupgate serve` (one listener, to stay fast)."""
+    settings = slowbody.Settings(
+        connections=10, hold=0.5, settle=0.1, request_timeout=1.0, listeners=("decisions",)
+    )
+    results = slowbody.run(settings, say=lambda text: None)
+    figures = results["listeners"]["decisions"]
+    assert figures["opened"] == 10 and figures["warm_status"] == 200
+    assert figures["server_alive"] and figures["rss_before"] > 0
+    assert figures["probe_during_hold"]["status"] is not None
+    table = slowbody.markdown(results)
+    assert "| decisions | 10 |" in table and "RSS back within 10% of the start" in table
+
+
+def test_established_reads_the_kernel_table(tmp_path: Path) -> None:
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0100007F:1F90 0100007F:D431 01 00000000:00000000\n"
+        "   1: 0100007F:D431 0100007F:1F90 01 00000000:00000000\n"
+        "   2: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n"
+    )
+    assert slowbody.established(8080, str(table)) == 1

@@ -36,6 +36,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile-out", type=Path, default=None, help="speedscope output file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument(
+        "--jwt-cache-size",
+        type=int,
+        default=None,
+        help="GROUPGATE_JWT_CACHE_SIZE of the servers (0: verify every token; default: theirs)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profile_seconds=args.profile,
         profile_out=args.profile_out,
         keep=args.keep,
+        jwt_cache_size=args.jwt_cache_size,
     )
 
 

@@ -6,15 +6,20 @@
    writes the graph document and the wrk request lists into a temporary folder;
 2. installs Cerbos (pinned, npm), writes and compiles the equivalent policy;
 3. starts a private redis-server, groupgate (`groupgate serve --workers 1 --redis URL --data
-   graph.json`, caller API key and HS256 JWT settings in the environment), a second groupgate
+   graph.json --decision-port P`, caller API key and HS256 JWT settings in the environment),
+   a second one verifying RS256 tokens instead (same Redis, its own decision port), a third
    with `GROUPGATE_CACHE_SIZE=1` (every check resolves its subject from Redis), the bare
    handler and `cerbos server`; the servers share one pinned CPU, wrk and Redis the others;
 4. warms groupgate (every subject once) and checks every answer it will be timed on against
-   the in-process engine; asks Cerbos every question and fails on any disagreement;
+   the in-process engine; asks Cerbos every question and fails on any disagreement; probes
+   each listener for each per-listener workload (`listeners`: a 404 is "not served") and
+   checks every answer where it is served;
 5. per connection level, runs wrk on groupgate, Cerbos, bare, groupgate, Cerbos, bare, ...
    (`rounds` times; alternating spreads drift in machine state over all targets), and takes
    medians of requests/s and of each percentile; then the groupgate-only scenarios (AuthZEN
-   batches of 100, purchases, gateway forward-auth with JWTs, cold checks) likewise.
+   batches of 100, purchases, cold checks) likewise; then the per-listener workloads
+   (`/v1/check`, AuthZEN single evaluation, forward-auth with HS256 and RS256 JWTs), each as a
+   ratio to `/v1/check` on the same listener.
 
 Debian's wrk 4.1 has no fixed-rate mode (wrk2's `-R`), so latencies are compared at the same
 connection count (closed loop): a faster server also answers more requests in that time, so
@@ -32,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -43,8 +48,8 @@ import orjson
 import redis
 
 from benchmarks import report
-from benchmarks.http import cerbos, processes, profiling, workload, wrkrun
-from benchmarks.http.workload import HttpRequest, Workload
+from benchmarks.http import cerbos, listeners, processes, profiling, workload, wrkrun
+from benchmarks.http.workload import HttpRequest, Workload, WrongAnswerError
 from benchmarks.store import private_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,26 +75,29 @@ class Files:
     cerbos: Path
     evaluations: Path
     purchases: Path
-    gateway: Path
+    public_key: Path
     check_requests: list[HttpRequest]
     cerbos_requests: list[HttpRequest]
     evaluation_requests: list[HttpRequest]
     purchase_requests: list[HttpRequest]
-    gateway_requests: list[HttpRequest]
-    gateway_allowed: list[bool]
+    listener_workloads: list[listeners.ListenerWorkload]
 
 
-def write_files(folder: Path, work: Workload, translation: cerbos.Translation) -> Files:
-    """Write the graph and every request list into `folder`."""
+def write_files(
+    folder: Path, work: Workload, translation: cerbos.Translation, rsa_private: Any
+) -> Files:
+    """Write the graph, the RS256 public key and every request list into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     graph = folder / "graph.json"
     graph.write_bytes(orjson.dumps(work.document))
+    public_key = folder / "rs256-public.pem"
+    public_key.write_bytes(workload.public_pem(rsa_private))
     caller = workload.caller_headers()
     checks = workload.check_requests(work)
     peers = cerbos.check_requests(work, translation)
     batches = workload.evaluation_requests(work, items=BATCH, count=100)
-    purchases = workload.purchase_requests(work, count=min(2_000, len(work.questions)))
-    gateway, allowed = workload.gateway_requests(work, count=min(2_000, len(work.questions)))
+    count = min(2_000, len(work.questions))
+    purchases = workload.purchase_requests(work, count=count)
     return Files(
         folder=folder,
         graph=graph,
@@ -97,24 +105,27 @@ def write_files(folder: Path, work: Workload, translation: cerbos.Translation) -
         cerbos=workload.write_lua(folder / "cerbos.lua", peers, workload.JSON),
         evaluations=workload.write_lua(folder / "evaluations.lua", batches, caller),
         purchases=workload.write_lua(folder / "purchases.lua", purchases, caller),
-        gateway=workload.write_lua(folder / "gateway.lua", gateway, {}),
+        public_key=public_key,
         check_requests=checks,
         cerbos_requests=peers,
         evaluation_requests=batches,
         purchase_requests=purchases,
-        gateway_requests=gateway,
-        gateway_allowed=allowed,
+        listener_workloads=listeners.build(folder, work, rsa_private, count=count),
     )
 
 
 # --------------------------------------------------------------------------- servers
 
 
-def groupgate_env(cache_size: int | None = None) -> dict[str, str]:
+def groupgate_env(cache_size: int | None = None, rs256_key: Path | None = None) -> dict[str, str]:
+    """Settings of a benchmarked groupgate: HS256 subject tokens, or RS256 with `rs256_key`."""
+    if rs256_key is None:
+        tokens = {"GROUPGATE_JWT_SECRET": workload.JWT_SECRET, "GROUPGATE_JWT_ALGORITHMS": "HS256"}
+    else:
+        tokens = {"GROUPGATE_JWT_PUBLIC_KEYS": str(rs256_key), "GROUPGATE_JWT_ALGORITHMS": "RS256"}
     env = {
         "GROUPGATE_API_KEYS": "",  # set below, bound to the tenant
-        "GROUPGATE_JWT_SECRET": workload.JWT_SECRET,
-        "GROUPGATE_JWT_ALGORITHMS": "HS256",
+        **tokens,
         "GROUPGATE_JWT_ISSUER": workload.JWT_ISSUER,
         "GROUPGATE_JWT_AUDIENCE": workload.JWT_AUDIENCE,
         "GROUPGATE_LOG_LEVEL": "warning",
@@ -136,6 +147,8 @@ def groupgate(
     cpus: tuple[int, ...] | None,
     cache_size: int | None = None,
     decision_port: int | None = None,
+    rs256_key: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Run `groupgate serve --workers 1` on a free port; yield (port, process)."""
     port = processes.free_port()
@@ -145,7 +158,7 @@ def groupgate(
         command += ["--decision-port", str(decision_port)]
     if data is not None:
         command += ["--data", str(data)]
-    env = groupgate_env(cache_size)
+    env = {**groupgate_env(cache_size, rs256_key), **(extra_env or {})}
     env["GROUPGATE_API_KEYS"] = f"{workload.API_KEY}:{tenant}"
     with processes.server(
         command, port=port, ready_path="/readyz", log=folder / f"{name}.log", env=env, cpus=cpus
@@ -179,10 +192,6 @@ def pin_redis(url: str, cpus: tuple[int, ...] | None) -> None:
 # --------------------------------------------------------------------------- warm and verify
 
 
-class WrongAnswerError(AssertionError):
-    """A server's answer differs from groupgate's in-process engine: timing it means nothing."""
-
-
 def _send(conn: http.client.HTTPConnection, request: HttpRequest, headers: dict[str, str]) -> Any:
     conn.request(
         request.method, request.path, body=request.body, headers={**headers, **request.headers}
@@ -191,21 +200,40 @@ def _send(conn: http.client.HTTPConnection, request: HttpRequest, headers: dict[
     return response.status, response.read()
 
 
+def warm(conn: http.client.HTTPConnection, work: Workload) -> None:
+    """Ask about every subject once: its profile is in the cache afterwards."""
+    caller = workload.caller_headers()
+    for sid in work.graph.subjects:
+        body = orjson.dumps(
+            {"subject": {"id": sid}, "action": "read", "resource": {"type": "orders"}}
+        )
+        status, raw = _send(conn, HttpRequest("POST", "/v1/check", body), caller)
+        if status != 200:
+            raise WrongAnswerError(f"warm-up check for {sid}: {status} {raw[:300]!r}")
+
+
+def warm_only(port: int, work: Workload) -> dict[str, Any]:
+    """`warm` on a fresh connection to `port`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        warm(conn, work)
+    finally:
+        conn.close()
+    return {"subjects_warmed": len(work.graph.subjects)}
+
+
 def warm_and_verify(
     port: int, work: Workload, files: Files, *, cold: bool = False
 ) -> dict[str, Any]:
-    """Ask every subject once (the cache is hot afterwards); check every timed answer."""
+    """Ask every subject once (the cache is hot afterwards); check every timed answer.
+
+    (Forward-auth and single evaluations are checked per listener by `listeners.prepare`.)
+    """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     caller = workload.caller_headers()
     try:
         if not cold:
-            for sid in work.graph.subjects:
-                body = orjson.dumps(
-                    {"subject": {"id": sid}, "action": "read", "resource": {"type": "orders"}}
-                )
-                status, raw = _send(conn, HttpRequest("POST", "/v1/check", body), caller)
-                if status != 200:
-                    raise WrongAnswerError(f"warm-up check for {sid}: {status} {raw[:300]!r}")
+            warm(conn, work)
         wrong = _wrong_checks(conn, work, files, caller)
         if cold:
             return _verdict(wrong, {"checks": len(files.check_requests)})
@@ -226,14 +254,8 @@ def warm_and_verify(
                 continue
             decision = orjson.loads(raw)["decision"]
             purchase_decisions[decision] = purchase_decisions.get(decision, 0) + 1
-        for i, request in enumerate(files.gateway_requests):
-            status, raw = _send(conn, request, {})
-            expected_status = 200 if files.gateway_allowed[i] else 403
-            if status != expected_status:
-                wrong.append(f"gateway #{i}: {status}, engine says {expected_status}")
     finally:
         conn.close()
-    allowed = sum(files.gateway_allowed)
     return _verdict(
         wrong,
         {
@@ -242,8 +264,6 @@ def warm_and_verify(
             "check_allow_share": round(sum(work.expected) / len(work.expected), 3),
             "evaluation_batches_checked": min(20, len(files.evaluation_requests)),
             "purchase_decisions": purchase_decisions,
-            "gateway_requests": len(files.gateway_requests),
-            "gateway_allow_share": round(allowed / len(files.gateway_allowed), 3),
         },
     )
 
@@ -335,6 +355,7 @@ def run_http(
     profile_seconds: float = 0.0,
     profile_out: Path | None = None,
     keep: bool = False,
+    jwt_cache_size: int | None = None,
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Run every HTTP benchmark once; return the figures (see the module docstring)."""
@@ -370,10 +391,11 @@ def run_http(
             ),
             "fixed_rate": False,
             "wrk_threads": wrk_threads,
+            "jwt_cache_size": jwt_cache_size,
         },
     }
     try:
-        files = write_files(folder, work, translation)
+        files = write_files(folder, work, translation, workload.rsa_key())
         cerbos.write_policies(folder / "policies", translation)
         cerbos.compile_policies(binary, folder / "policies")
         with ExitStack() as stack:
@@ -381,15 +403,33 @@ def run_http(
             pin_redis(url, cpus.load)
             say("http: starting groupgate (import), groupgate cold, bare, cerbos")
             decisions_port = processes.free_port()
+            token_env = {}
+            if jwt_cache_size is not None:
+                token_env["GROUPGATE_JWT_CACHE_SIZE"] = str(jwt_cache_size)
             gg_port, gg_process = stack.enter_context(
                 groupgate(
                     url,
                     work.tenant,
                     folder,
                     name="groupgate",
+                    extra_env=token_env,
                     data=files.graph,
                     cpus=cpus.server,
                     decision_port=decisions_port,
+                )
+            )
+            rs_decisions_port = processes.free_port()
+            rs_port, _ = stack.enter_context(
+                groupgate(
+                    url,
+                    work.tenant,
+                    folder,
+                    name="groupgate-rs256",
+                    extra_env=token_env,
+                    data=None,
+                    cpus=cpus.server,
+                    decision_port=rs_decisions_port,
+                    rs256_key=files.public_key,
                 )
             )
             cold_port, _ = stack.enter_context(
@@ -410,8 +450,16 @@ def run_http(
                 "groupgate": warm_and_verify(gg_port, work, files),
                 "decisions": verify_checks(decisions_port, work, files),
                 "groupgate_cold": warm_and_verify(cold_port, work, files, cold=True),
+                "groupgate_rs256": warm_only(rs_port, work),
                 "cerbos": cerbos.verify(cerbos_port, work, files.cerbos_requests),
             }
+            listener_ports = {
+                "hs256": {"main": gg_port, "decisions": decisions_port},
+                "rs256": {"main": rs_port, "decisions": rs_decisions_port},
+            }
+            say("http: probing each listener for each workload; checking every answer served")
+            served = listeners.prepare(files.listener_workloads, listener_ports)
+            results["agreement"]["listeners"] = served
             verify_bare(bare_port, files)
             ports = {
                 "groupgate": gg_port,
@@ -449,7 +497,6 @@ def run_http(
             extras: dict[str, list[dict[str, Any]]] = {
                 "evaluations": [],
                 "purchases": [],
-                "gateway": [],
                 "cold_c1": [],
                 "cold": [],
             }
@@ -457,18 +504,26 @@ def run_http(
                 say(f"http: groupgate-only scenarios, round {r + 1}/{rounds}")
                 extras["evaluations"].append(load(gg_port, files.evaluations, main_c))
                 extras["purchases"].append(load(gg_port, files.purchases, main_c))
-                extras["gateway"].append(load(gg_port, files.gateway, main_c, status_ok=True))
                 extras["cold_c1"].append(load(cold_port, files.check, 1))
                 extras["cold"].append(load(cold_port, files.check, main_c))
             summary = {name: wrkrun.median_of(runs) for name, runs in extras.items()}
             summary["evaluations"]["decisions_per_s"] = round(summary["evaluations"]["rps"] * BATCH)
-            summary["gateway"]["non_2xx_share"] = round(
-                summary["gateway"]["status_errors"] / max(1, summary["gateway"]["requests"]), 3
-            )
-            summary["gateway"]["expected_deny_share"] = round(
-                1 - sum(files.gateway_allowed) / len(files.gateway_allowed), 3
-            )
             results["scenarios"] = {"connections": main_c, **summary}
+
+            figures = listeners.time_rounds(
+                files.listener_workloads,
+                listener_ports,
+                served,
+                rounds=rounds,
+                load=lambda port, lua, non_2xx: load(port, lua, main_c, status_ok=non_2xx),
+                say=say,
+            )
+            results["listeners"] = {
+                "connections": main_c,
+                "labels": listeners.labels(files.listener_workloads),
+                "figures": figures,
+                "ratios": listeners.ratios(figures),
+            }
 
             if profile_seconds > 0:
                 say(f"http: py-spy on groupgate /v1/check, {profile_seconds:.0f}s at c={main_c}")
@@ -605,7 +660,6 @@ def markdown(results: dict[str, Any]) -> str:
     names = {
         "evaluations": f"AuthZEN /access/v1/evaluations, {BATCH} items",
         "purchases": "/v1/purchases/evaluate",
-        "gateway": "forward-auth GET, Bearer JWT (HS256)",
         "cold_c1": "cold /v1/check (cache size 1), c=1",
         "cold": "cold /v1/check (cache size 1)",
     }
@@ -616,11 +670,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {label} | {fig['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
             f"| {_ms(lat['p99.9'])} |"
         )
-    lines.append(
-        f"\nBatch: {s['evaluations']['decisions_per_s']:,} decisions/s. Gateway: "
-        f"{s['gateway']['non_2xx_share']:.1%} answered 403 (expected "
-        f"{s['gateway']['expected_deny_share']:.1%})."
-    )
+    lines.append(f"\nBatch: {s['evaluations']['decisions_per_s']:,} decisions/s.")
+    section = results.get("listeners")
+    if section:
+        lines += listeners.markdown(section, section["labels"])
     lines += ["", "| target | figure | result |", "|---|---|---|"]
     main = results["check"].get("32") or next(iter(results["check"].values()))
     ratio = results["ratios"].get("32") or next(iter(results["ratios"].values()))

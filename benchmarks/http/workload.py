@@ -51,6 +51,10 @@ AMOUNTS = ("120.00", "999.99", "2400.00", "4999.00", "7500.00", "20000.00", "750
 JSON = {"Content-Type": "application/json"}
 
 
+class WrongAnswerError(AssertionError):
+    """A server's answer differs from groupgate's in-process engine: timing it means nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """One request of a wrk list; `headers` are the ones beyond the list's common headers."""
@@ -175,8 +179,32 @@ def purchase_requests(work: Workload, *, count: int = 2_000, seed: int = 42) -> 
     return out
 
 
-def mint(subject: str, tenant: str, *, ttl: int = 4 * 3600) -> str:
-    """An HS256 subject token as an identity provider would issue it."""
+def rsa_key() -> Any:
+    """A fresh RSA key pair (2048 bits) for the RS256 workloads; the server gets `public_pem`."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_pem(private: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    data: bytes = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data
+
+
+def mint(
+    subject: str,
+    tenant: str,
+    *,
+    ttl: int = 4 * 3600,
+    algorithm: str = "HS256",
+    key: Any = JWT_SECRET,
+) -> str:
+    """A subject token as an identity provider would issue it (HS256 with `JWT_SECRET` unless
+    told otherwise; RS256 with a private key from `rsa_key`)."""
     now = int(time.time())
     claims = {
         "sub": subject,
@@ -187,7 +215,7 @@ def mint(subject: str, tenant: str, *, ttl: int = 4 * 3600) -> str:
         "nbf": now,
         "exp": now + ttl,
     }
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    return jwt.encode(claims, key, algorithm=algorithm)
 
 
 def _fill(template: str, index: int) -> str:
@@ -195,37 +223,57 @@ def _fill(template: str, index: int) -> str:
 
 
 def gateway_requests(
-    work: Workload, *, count: int = 2_000, seed: int = 42
+    work: Workload,
+    *,
+    count: int = 2_000,
+    seed: int = 42,
+    tokens: int | None = None,
+    algorithm: str = "HS256",
+    key: Any = JWT_SECRET,
 ) -> tuple[list[HttpRequest], list[bool]]:
     """nginx `auth_request`-style GETs with a Bearer JWT; returns them and whether each is allowed.
 
-    Subjects rotate over the questions' subjects, routes over the catalog's route table; the
-    expected answer is the engine's `some` (the gateway knows the route, not the entity).
+    Routes rotate over the catalog's route table; subjects over the questions' subjects, or
+    over the first `tokens` distinct ones (one token each), so that a list of thousands of
+    requests presents a gateway's handful of live sessions again and again, as the cache of
+    verified tokens sees them. The expected answer is the engine's `some` (the gateway knows
+    the route, not the entity).
     """
     rng = random.Random(seed)
     routes = list(work.catalog.routes)
     table = RouteTable(routes)
-    tokens: dict[str, str] = {}
+    subjects = [q.subject for q in work.questions]
+    if tokens is not None:
+        subjects = list(dict.fromkeys(subjects))[:tokens]
+    minted: dict[str, str] = {}
     out: list[HttpRequest] = []
     allowed: list[bool] = []
     for i in range(count):
-        q = work.questions[i % len(work.questions)]
+        subject = subjects[i % len(subjects)]
         route = rng.choice(routes)
         uri = _fill(route.path, i)
         matched = table.match(route.method, uri)
         assert matched is not None, uri
-        token = tokens.get(q.subject)
+        token = minted.get(subject)
         if token is None:
-            token = tokens[q.subject] = mint(q.subject, work.tenant)
+            token = minted[subject] = mint(subject, work.tenant, algorithm=algorithm, key=key)
         headers = {
             "Authorization": f"Bearer {token}",
             "X-Original-URI": uri,
             "X-Original-Method": route.method,
         }
         out.append(HttpRequest("GET", "/v1/gateway/auth", None, headers))
-        profile = work.profiles[q.subject]
+        profile = work.profiles[subject]
         allowed.append(some(profile, matched.action, matched.resource_type).allow)
     return out, allowed
+
+
+def single_evaluation_requests(work: Workload) -> list[HttpRequest]:
+    """One AuthZEN `/access/v1/evaluation` per question (answers: `work.expected`)."""
+    return [
+        HttpRequest("POST", "/access/v1/evaluation", orjson.dumps(evaluation_item(q, i)))
+        for i, q in enumerate(work.questions)
+    ]
 
 
 # --------------------------------------------------------------------------- Lua files

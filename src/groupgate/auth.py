@@ -20,6 +20,17 @@ when configured; `alg: none`, any `crit` header, embedded keys (`jwk`, `x5c`) an
 pointing anywhere but the configured JWKS URL are refused, and no URL from a token is ever
 fetched. JWKS keys are cached by `kid`; an unknown `kid` triggers at most one refetch per
 `jwks_refresh_interval`, however many such tokens arrive. Symmetric (`oct`) JWKs are ignored.
+
+Verified tokens (`VerifiedTokens`, `jwt_cache_size` entries, 0 turns it off): a gateway sees
+the same few tokens on every request of a session, so the identity of a verified token is kept
+and a token seen again costs a SHA-256 and a dict look-up instead of a signature check. An
+entry is used only inside the token's validity window (`validity`: pyjwt's own rules for
+`exp`, `nbf` and `iat`, leeway included), so it stops being used at the moment a fresh
+verification would refuse the token; a token whose `nbf` or `iat` is still in the future is
+not cached; a token without `exp` is never cached (the settings require `exp` anyway). The
+whole cache is dropped when a JWKS refresh changes the key set (an unknown `kid`, or the TTL:
+a JWKS past its TTL is re-read even when every token is answered from the cache, so a key the
+IdP withdrew stops being trusted as it would without the cache). Refusals are not cached.
 """
 
 from __future__ import annotations
@@ -27,9 +38,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -112,6 +126,10 @@ class JwksCache:
         self.fetch = fetch
         self.clock = clock
         self.keys: dict[str | None, list[Any]] = {}
+        #: Bumped whenever a refresh changes the key set (not when it re-reads the same keys):
+        #: tokens verified under an older generation must be verified again.
+        self.generation = 0
+        self._fingerprint = b""
         self.loaded_at = float("-inf")
         self.last_attempt = float("-inf")
         self.fetches = 0
@@ -134,6 +152,25 @@ class JwksCache:
             found = self._find(kid)
         return found
 
+    def due(self) -> bool:
+        """Whether the keys are past their TTL and a refresh may start now."""
+        if self.settings.jwks_file is None and self.settings.jwks_url is None:
+            return False
+        now = self.clock()
+        return (
+            now - self.loaded_at > self.settings.jwks_ttl
+            and now - self.last_attempt >= self.settings.jwks_refresh_interval
+            and not self._lock.locked()
+        )
+
+    async def refresh_if_due(self) -> None:
+        """Re-read the JWKS when `due`: tokens answered from the cache of verified tokens do
+        not look keys up, and must not keep a key the IdP has withdrawn alive past the TTL."""
+        if self.due():
+            async with self._lock:
+                if self.clock() - self.last_attempt >= self.settings.jwks_refresh_interval:
+                    await self._refresh()
+
     def _find(self, kid: str | None) -> list[Any]:
         if kid is None:
             return [k for keys in self.keys.values() for k in keys][:MAX_CANDIDATE_KEYS]
@@ -149,7 +186,10 @@ class JwksCache:
                 raw = await self.fetch(self.settings.jwks_url)
             else:
                 return
-            self.keys = parse_jwks(raw, self.settings.algorithms)
+            self.keys, fingerprint = load_jwks(raw, self.settings.algorithms)
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                self.generation += 1
             self.loaded_at = self.clock()
         except (TimeoutError, OSError, ValueError) as exc:
             # Keep serving the keys we had: a failed refresh must not lock everyone out.
@@ -158,6 +198,16 @@ class JwksCache:
 
 def parse_jwks(raw: bytes, algorithms: Sequence[str]) -> dict[str | None, list[Any]]:
     """Parse a JWKS document into public keys by kid; refuse symmetric and mismatched keys."""
+    return load_jwks(raw, algorithms)[0]
+
+
+def load_jwks(raw: bytes, algorithms: Sequence[str]) -> tuple[dict[str | None, list[Any]], bytes]:
+    """`parse_jwks`, plus a fingerprint of the keys it kept.
+
+    The fingerprint is the SHA-256 of the kept entries, each serialised with sorted keys and
+    the list sorted: the order of the keys and the formatting of the document do not change
+    it, any key added, removed or changed does.
+    """
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -166,6 +216,7 @@ def parse_jwks(raw: bytes, algorithms: Sequence[str]) -> dict[str | None, list[A
         raise ValueError("JWKS has no 'keys' list")
     families = {_FAMILY.get(a[:2]) for a in algorithms}
     out: dict[str | None, list[Any]] = {}
+    kept: list[bytes] = []
     for entry in document["keys"]:
         if not isinstance(entry, dict) or entry.get("kty") not in families:
             continue  # `oct` (HMAC) keys and keys of another family are never used
@@ -175,9 +226,91 @@ def parse_jwks(raw: bytes, algorithms: Sequence[str]) -> dict[str | None, list[A
             key = jwt.PyJWK(entry).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
             continue
+        try:
+            canonical = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            continue  # nested past orjson's depth limit: no key we want looks like that
         kid = entry.get("kid")
         out.setdefault(kid if isinstance(kid, str) else None, []).append(key)
-    return out
+        kept.append(canonical)
+    return out, hashlib.sha256(b"\n".join(sorted(kept))).digest()
+
+
+def validity(claims: Mapping[str, Any], leeway: float) -> tuple[float, float]:
+    """Return (from, until): the token's time claims accept it while `from <= now < until`.
+
+    pyjwt's rules, leeway included: it reads each claim as `int(value)` and refuses the token
+    when `exp <= now - leeway`, `nbf > now + leeway` or `iat > now + leeway`. A missing claim
+    sets no bound (`until` is infinite without `exp`); a claim that is not a number raises
+    `AuthError`, as pyjwt would.
+    """
+    start, until = -math.inf, math.inf
+    for name in ("nbf", "iat", "exp"):
+        if name not in claims:
+            continue
+        try:
+            value = int(claims[name])
+        except (ValueError, TypeError, OverflowError):
+            raise AuthError(f"invalid token: claim {name!r} is not a number") from None
+        if name == "exp":
+            until = value + leeway
+        else:
+            start = max(start, value - leeway)
+    return start, until
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    identity: Identity
+    valid_from: float
+    valid_until: float
+
+
+class VerifiedTokens:
+    """Identities of verified tokens, by SHA-256 of the token, least recently used out first.
+
+    Keyed by a digest, never by the token: a token is a bearer credential, and this table
+    lives as long as the process; a digest cannot be replayed if memory is dumped or an entry
+    is logged, and every key is 32 bytes however long the token (up to `MAX_TOKEN_BYTES`).
+    Bounded by `size` with LRU eviction rather than clearing when full: a gateway with a few
+    more active tokens than `size` would otherwise re-verify all of them after every clear.
+    Entries outside their validity window are dropped when looked up (and by LRU otherwise).
+    `generation` is the JWKS generation the entries were verified under: any other clears them.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.generation = 0
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: bytes, now: float, generation: int) -> Identity | None:
+        """The identity cached for `digest`, if it was verified under `generation` and its
+        validity window holds `now`."""
+        if generation != self.generation:
+            self._entries.clear()
+            self.generation = generation
+            return None
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if not entry.valid_from <= now < entry.valid_until:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry.identity
+
+    def put(self, digest: bytes, identity: Identity, window: tuple[float, float]) -> None:
+        """Remember a verified identity for its validity window (never an open-ended one)."""
+        valid_from, valid_until = window
+        if valid_until == math.inf:
+            return
+        self._entries[digest] = _Verified(identity, valid_from, valid_until)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
 
 def _public_keys(settings: JwtSettings) -> list[Any]:
@@ -196,9 +329,14 @@ class JwtVerifier:
         settings: JwtSettings,
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` times JWKS refreshes; `wall_clock` (seconds since the epoch) is what token
+        times are compared with, by `claims` and by the cache of verified tokens."""
         self.settings = settings
         self.jwks = JwksCache(settings, fetch, clock)
+        self.wall_clock = wall_clock
+        self.tokens = VerifiedTokens(settings.cache_size) if settings.cache_size > 0 else None
         self._static = _public_keys(settings)
         self._required = ["exp", settings.subject_claim]
         if settings.issuer:
@@ -211,18 +349,57 @@ class JwtVerifier:
         return self.settings.configured
 
     async def verify(self, token: str) -> Identity:
-        """Return the token's identity; raise `AuthError` saying why it is refused."""
+        """Return the token's identity; raise `AuthError` saying why it is refused.
+
+        A token verified before is answered from `tokens` while its validity window lasts
+        and the JWKS key set is the one it was verified under (see `VerifiedTokens`).
+        """
+        if self.tokens is None or len(token) > MAX_TOKEN_BYTES:
+            return self._identity(await self.claims(token))
+        if self.jwks.due():
+            await self.jwks.refresh_if_due()
+        digest = _digest(token)
+        generation = self.jwks.generation
+        found = self.tokens.get(digest, self.wall_clock(), generation)
+        if found is not None:
+            return found
         claims = await self.claims(token)
+        identity = self._identity(claims)
+        start, until = validity(claims, self.settings.leeway)
+        # Not cached: a token verified under keys that changed while we awaited them, or one
+        # whose nbf/iat is still ahead (accepted only thanks to the leeway).
+        if self.jwks.generation == generation and start + self.settings.leeway <= self.wall_clock():
+            self.tokens.put(digest, identity, (start, until))
+        return identity
+
+    def _identity(self, claims: dict[str, Any]) -> Identity:
         subject = claims.get(self.settings.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(f"invalid token: claim {self.settings.subject_claim!r} is not a string")
         tenant = claims.get(self.settings.tenant_claim)
         if tenant is not None and not isinstance(tenant, str):
             raise AuthError(f"invalid token: claim {self.settings.tenant_claim!r} is not a string")
-        return Identity(subject, tenant, claims)
+        # Read-only: a cached identity is shared by every request presenting the token.
+        return Identity(subject, tenant, MappingProxyType(claims))
 
     async def claims(self, token: str) -> dict[str, Any]:
-        """Verify signature and claims; return the payload."""
+        """Verify signature and claims; return the payload.
+
+        pyjwt checks the time claims against its own clock; they are checked again with
+        `validity` against `wall_clock` (the same time in production), so that fresh and
+        cached verifications share one definition of when a token is valid, and a test can
+        move that clock.
+        """
+        payload = await self._decoded(token)
+        start, until = validity(payload, self.settings.leeway)
+        now = self.wall_clock()
+        if now >= until:
+            raise AuthError("invalid token: Signature has expired")
+        if now < start:
+            raise AuthError("invalid token: The token is not yet valid")
+        return payload
+
+    async def _decoded(self, token: str) -> dict[str, Any]:
         if not self.configured:
             raise AuthError("no token verification is configured")
         if len(token) > MAX_TOKEN_BYTES:

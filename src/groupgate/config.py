@@ -76,6 +76,9 @@ class JwtSettings:
     caller_tokens: bool = False
     #: The scope (claim `scope` or `scp`) that makes a caller JWT an admin credential.
     admin_scope: str = "groupgate:admin"
+    #: Verified subject tokens remembered (by digest, until `exp`) so that a token seen again
+    #: is not re-verified; 0 turns the cache off.
+    cache_size: int = 10_000
 
     @property
     def configured(self) -> bool:
@@ -283,6 +286,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwt_jwks_ttl": _seconds,
     "jwt_caller_tokens": _bool,
     "jwt_admin_scope": _text,
+    "jwt_cache_size": _int(0, 10_000_000),
 }
 SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_"}
 
@@ -455,4 +459,5 @@ def _jwt(values: Mapping[str, Any]) -> JwtSettings:
         jwks_ttl=values.get("jwt_jwks_ttl", 300.0),
         caller_tokens=values.get("jwt_caller_tokens", False),
         admin_scope=values.get("jwt_admin_scope", "groupgate:admin"),
+        cache_size=values.get("jwt_cache_size", 10_000),
     )

@@ -252,3 +252,210 @@ async def test_jwks_file(make_client: MakeClient, keys: tuple[Any, Any], tmp_pat
     client = await make_client(jwt_jwks_file=str(path), jwt_audience="shop")
     assert await gateway(client, rs256(keys[0], claims(), kid="k1")) == 200
     assert await gateway(client, rs256(keys[1], claims(), kid="k1")) == 401
+
+
+# --------------------------------------------------------------------------- verified tokens
+
+
+SECRET = "verified-token-cache-secret-0123456789"  # a throw-away test secret
+
+
+class Clock:
+    """A wall clock the test moves; it starts at the real time (pyjwt reads the real one)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token pyjwt is asked to verify, in order."""
+    calls: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+def hs_verifier(clock: Clock, **settings: Any) -> JwtVerifier:
+    config = load_config(env={}, overrides={"jwt_secret": SECRET, "jwt_leeway": 2, **settings})
+    return JwtVerifier(config.jwt, wall_clock=clock)
+
+
+def hs256(now: float, **extra: Any) -> str:
+    payload = {"sub": "emp-viewer", "iat": int(now), "exp": int(now) + 300, **extra}
+    return jwt.encode(payload, SECRET, algorithm="HS256")
+
+
+async def test_a_token_seen_again_is_not_verified_again(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock)
+    token = hs256(clock.now)
+    first = await verifier.verify(token)
+    again = await verifier.verify(token)
+    assert again == first and again.subject == "emp-viewer"
+    assert decodes == [token]
+    other = hs256(clock.now, sub="emp-other")
+    assert (await verifier.verify(other)).subject == "emp-other"
+    assert decodes == [token, other]
+    # Keyed by digest: the token itself is not kept.
+    assert verifier.tokens is not None and len(verifier.tokens) == 2
+    assert all(len(key) == 32 for key in verifier.tokens._entries)
+
+
+async def test_a_cached_token_stops_at_exp_plus_leeway(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock)
+    exp = int(clock.now) + 60
+    token = hs256(clock.now, exp=exp)
+    await verifier.verify(token)
+    clock.now = exp + 2 - 0.001  # the last moment pyjwt (leeway 2) still accepts it
+    await verifier.verify(token)
+    assert len(decodes) == 1
+    clock.now = exp + 2
+    for _ in range(2):
+        with pytest.raises(AuthError, match="expired"):
+            await verifier.verify(token)
+    assert verifier.tokens is not None and len(verifier.tokens) == 0
+    # Time moving back does not revive an entry: it was dropped, the next one is fresh.
+    clock.now = exp - 10
+    await verifier.verify(token)
+    assert len(decodes) == 4
+
+
+async def test_not_before(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock)
+    nbf = int(clock.now) - 10  # valid by the real clock: only the test's clock says "too early"
+    token = hs256(clock.now, nbf=nbf, iat=nbf)
+    clock.now = nbf - 2 - 1
+    with pytest.raises(AuthError, match="not yet valid"):
+        await verifier.verify(token)
+    # Within the leeway before nbf it is accepted, but not cached: nbf is still ahead.
+    clock.now = nbf - 1
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert len(decodes) == 3
+    # From nbf on it is cached ...
+    clock.now = nbf
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert len(decodes) == 4
+    # ... and a clock set back before nbf - leeway does not get the cached entry.
+    clock.now = nbf - 3
+    with pytest.raises(AuthError, match="not yet valid"):
+        await verifier.verify(token)
+
+
+async def test_refusals_are_not_cached(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock)
+    forged = jwt.encode(
+        {"sub": "emp-viewer", "exp": int(clock.now) + 300}, "x" * 40, algorithm="HS256"
+    )
+    not_a_string = hs256(clock.now, sub=42)
+    for token in (forged, forged, not_a_string, not_a_string):
+        with pytest.raises(AuthError):
+            await verifier.verify(token)
+    assert len(decodes) == 4
+    assert verifier.tokens is not None and len(verifier.tokens) == 0
+
+
+async def test_the_bound_evicts_the_least_recently_used(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock, jwt_cache_size=3)
+    tokens = [hs256(clock.now, sub=f"emp-{i}") for i in range(5)]
+    for token in tokens[:3]:
+        await verifier.verify(token)
+    await verifier.verify(tokens[0])  # a hit: tokens[0] is now the most recently used
+    await verifier.verify(tokens[3])  # evicts tokens[1]
+    assert verifier.tokens is not None and len(verifier.tokens) == 3
+    decodes.clear()
+    await verifier.verify(tokens[0])
+    assert decodes == []
+    await verifier.verify(tokens[1])
+    assert decodes == [tokens[1]]
+    for token in tokens:
+        await verifier.verify(token)
+    assert len(verifier.tokens) == 3
+
+
+async def test_cache_size_zero_turns_it_off(decodes: list[str]) -> None:
+    clock = Clock()
+    verifier = hs_verifier(clock, jwt_cache_size=0)
+    token = hs256(clock.now)
+    for _ in range(3):
+        await verifier.verify(token)
+    assert verifier.tokens is None and len(decodes) == 3
+
+
+def test_config_jwt_cache_size() -> None:
+    assert load_config(env={}).jwt.cache_size == 10_000
+    assert load_config(env={"GROUPGATE_JWT_CACHE_SIZE": "0"}).jwt.cache_size == 0
+    with pytest.raises(ConfigError, match="jwt_cache_size"):
+        load_config(env={"GROUPGATE_JWT_CACHE_SIZE": "-1"})
+
+
+class JwksFile:
+    """A JWKS file the test rewrites, and the monotonic clock that times its refreshes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.now = 1000.0
+
+    def write(self, *entries: dict[str, Any], indent: int | None = None) -> None:
+        self.path.write_text(json.dumps({"keys": list(entries)}, indent=indent))
+
+    def clock(self) -> float:
+        return self.now
+
+
+async def test_key_rotation_drops_the_cache(
+    decodes: list[str], keys: tuple[Any, Any], tmp_path: Path
+) -> None:
+    good, other = keys
+    jwks = JwksFile(tmp_path / "jwks.json")
+    jwks.write(jwk(good, "k1"))
+    config = load_config(
+        env={},
+        overrides={
+            "jwt_jwks_file": str(jwks.path),
+            "jwt_jwks_ttl": 60,
+            "jwt_jwks_refresh_interval": 10,
+        },
+    )
+    verifier = JwtVerifier(config.jwt, clock=jwks.clock)
+    payload = {k: v for k, v in claims().items() if k not in {"aud", "iss"}}
+    old = rs256(good, payload, kid="k1")
+    await verifier.verify(old)
+    await verifier.verify(old)
+    assert decodes == [old]
+
+    # The TTL passes and the file holds the same keys, reordered and reformatted: kept.
+    jwks.write({"kty": "oct", "k": b64(b"x" * 32), "kid": "h"}, jwk(good, "k1"), indent=2)
+    jwks.now += 61
+    await verifier.verify(old)
+    assert decodes == [old] and verifier.jwks.fetches == 2
+
+    # A new kid appears (rotation by kid): its refresh changes the key set and drops the cache.
+    jwks.write(jwk(good, "k1"), jwk(other, "k2"))
+    jwks.now += 11
+    new = rs256(other, payload, kid="k2")
+    await verifier.verify(new)
+    await verifier.verify(old)
+    assert decodes == [old, new, old]
+
+    # The IdP withdraws k1: past the TTL its cached tokens are refused, though not expired.
+    jwks.write(jwk(other, "k2"))
+    jwks.now += 61
+    with pytest.raises(AuthError, match="no key for kid 'k1'"):
+        await verifier.verify(old)
+    await verifier.verify(new)
+    assert decodes == [old, new, old, new]
