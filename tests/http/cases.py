@@ -195,6 +195,28 @@ def case(
     return Case(name, tuple(steps), expected, count, closes, frozenset(heads), why)
 
 
+#: Cases where the listeners are known to differ, with why. Each runs as a strict xfail: the
+#: day they agree, the suite says so and the entry goes.
+#:
+#: aiohttp's C parser parses a whole read at once and, when it meets a malformed (or, after
+#: `Connection: close`, any further) request, reports only the error: the complete requests
+#: parsed before it in the same read are dropped unanswered (`web_protocol.data_received`
+#: replaces them with the error, and the parser keeps them where no API reaches). The
+#: decision listener answers each complete request, then refuses the rest and closes, as RFC
+#: 9112 section 9.3.2 lets a server; emulating aiohttp would make its answers depend on how
+#: TCP splits the stream (`test_answers_do_not_depend_on_how_the_stream_is_split`).
+AIOHTTP_DROPS = (
+    "aiohttp drops the complete requests parsed in the same read as a malformed one "
+    "(see KNOWN_DIVERGENCES)"
+)
+KNOWN_DIVERGENCES = {
+    "check then garbage": AIOHTTP_DROPS,
+    "check then a smuggled CL+TE": AIOHTTP_DROPS,
+    "Connection: close first: nothing after it is answered": AIOHTTP_DROPS,
+    "HTTP/1.0 then a pipelined request: only the first": AIOHTTP_DROPS,
+    "Content-Length shorter than the body, rest is garbage": AIOHTTP_DROPS,
+}
+
 OK = 200
 BAD = (400, "invalid-http")
 FRAMING = "a framing error: 400 and close (RFC 9112 6.3)"

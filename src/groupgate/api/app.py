@@ -190,6 +190,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     admin.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
+    front.use_expect_handler(app)
     for route in app.router.routes():
         if not problems.is_guarded(route.handler):
             raise RuntimeError(f"route {route.method} {route.resource} is not guarded")

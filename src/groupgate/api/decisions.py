@@ -11,6 +11,7 @@ same use cases as the main listener:
 |---|---|
 | `POST /v1/check` | `native.answer` |
 | `POST /access/v1/evaluation` | `authzen.answer_evaluation` |
+| forward-auth (any method): `/v1/gateway/auth`, `/auth`, `/v1/gateway/envoy/...` | `forward_auth` |
 
 Everything else stays on the main listener: any other path is a 404, another method on a
 served path a 405 with `Allow`. Authentication, tenant rules, body limits and JSON safety,
@@ -33,7 +34,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from groupgate import log
-from groupgate.api import authzen, http11, native, parsing
+from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.problems import CHALLENGE, PROBLEM, DuplicateHeader, problem_json, slug_of
 from groupgate.errors import GroupgateError
@@ -41,9 +42,12 @@ from groupgate.errors import GroupgateError
 CHECK = b"/v1/check"
 EVALUATION = b"/access/v1/evaluation"
 NOT_HERE = (
-    "no such endpoint on the decision listener: it serves POST /v1/check and "
-    "POST /access/v1/evaluation"
+    "no such endpoint on the decision listener: it serves POST /v1/check, "
+    "POST /access/v1/evaluation and gateway forward-auth"
 )
+GATEWAY = (b"/v1/gateway/auth", b"/auth")
+ENVOY = forward_auth.ENVOY_PREFIX.encode() + b"/"
+EMPTY = ""  # no Content-Type: forward-auth answers have no body
 JSON = "application/json"
 #: The headers a check reads; each may come once (a second copy is a 400).
 SINGLE = (b"authorization", b"x-groupgate-key", b"x-groupgate-min-revision")
@@ -51,19 +55,7 @@ SINGLE = (b"authorization", b"x-groupgate-key", b"x-groupgate-min-revision")
 
 def limits_of(state: State) -> http11.Limits:
     """The listener's limits: the shared `HttpLimits` and the body limit."""
-    http = state.config.http
-    return http11.Limits(
-        max_url_bytes=http.max_url_bytes,
-        max_field_bytes=http.max_field_bytes,
-        max_header_bytes=http.max_header_bytes,
-        max_headers=http.max_headers,
-        max_body_bytes=state.config.limits.max_body_bytes,
-        keepalive_timeout=http.keepalive_timeout,
-        request_timeout=http.request_timeout,
-        max_connections=http.max_connections,
-        max_pipelined=http.max_pipelined,
-        shutdown_grace=http.shutdown_grace,
-    )
+    return front.listener_limits(state.config.http, state.config.limits.max_body_bytes)
 
 
 def setup(app: web.Application) -> None:
@@ -123,6 +115,8 @@ class Decisions:
         if path == EVALUATION:
             self._only_post(request)
             return self._evaluation(request)
+        if path in GATEWAY or path.startswith(ENVOY):
+            return self._gateway(request)
         raise http11.Refusal(404, NOT_HERE, "http-404")
 
     @staticmethod
@@ -161,6 +155,16 @@ class Decisions:
         )
         extra = () if request_id is None else (b"X-Request-ID: " + request_id.encode(),)
         return http11.Response(200, JSON, found, extra)
+
+    async def _gateway(self, request: http11.Request) -> http11.Response:
+        answer = await forward_auth.decide(
+            self.state,
+            request.method.decode("latin-1"),
+            request.url.decode("utf-8", "surrogateescape"),
+            _headers(request),
+        )
+        extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
+        return http11.Response(answer.status, EMPTY, b"", extra)
 
     async def _later(
         self, request: http11.Request, pending: Awaitable[bytes | http11.Response]

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import unquote
 
 from groupgate import log
-from groupgate.api import parsing
+from groupgate.api import http11, parsing
 from groupgate.api.record import record
 from groupgate.auth import ANONYMOUS, credential
 from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
@@ -153,8 +153,13 @@ def single(headers: HeaderView, name: str) -> str | None:
 
 
 def endpoint(target: str) -> str | None:
-    """`"headers"` or `"envoy"`: which endpoint `target` names; None for neither (404)."""
-    path = target.split("?", 1)[0]
+    """`"headers"` or `"envoy"`: which endpoint `target` names; None for neither (404).
+
+    The target routes as on every listener (`http11.route_path`: absolute-form accepted,
+    percent-escapes of the path decoded but `%2F`)."""
+    path = http11.route_path(target.encode("utf-8", "surrogateescape")).decode(
+        "utf-8", "surrogateescape"
+    )
     if path in AUTH_PATHS:
         return "headers"
     if path == ENVOY_PREFIX or path.startswith(ENVOY_PREFIX + "/"):
@@ -174,7 +179,11 @@ def original(kind: str, method: str, target: str, headers: HeaderView) -> Origin
         if a is not None and b is not None and a != b:
             raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
     if envoy:
-        uri = target[len(ENVOY_PREFIX) :]
+        origin = http11.origin_form(target.encode("utf-8", "surrogateescape"))
+        raw = origin.decode("utf-8", "surrogateescape")
+        if not raw.startswith(ENVOY_PREFIX):  # the prefix itself escaped: read it no further
+            raise Refused("non-normalised-path", f"target {raw[:128]!r}")
+        uri = raw[len(ENVOY_PREFIX) :]
         found_method: str | None = method
         found_uri: str | None = uri if uri.startswith("/") else "/" + uri
     else:

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_log import AccessLogger
@@ -137,9 +138,30 @@ class FrontHandler(RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         self._current_began = self._reading_since or self._loop.time()
         self._reading_since = None
-        problem = http11.head_problem(request.raw_headers, self.front.limits.max_header_bytes)
+        if request_handler is not self._request_handler:  # aiohttp's answer to a parse error
+            return await self._answer(request, start_time, request_handler)
+        target = request.raw_path.encode("utf-8", "surrogateescape")
+        problem = http11.head_problem(
+            request.method.encode("latin-1"),
+            target,
+            (request.version.major, request.version.minor),
+            [(name.lower(), value) for name, value in request.raw_headers],
+            self.front.http11_limits,
+        )
+        if problem is None and (
+            target == b"*" or (not target.startswith(b"/") and http11.origin_form(target) == b"/")
+        ):
+            problem = 404, "no such endpoint", "http-404"  # aiohttp's router would say text
         if problem is not None:
             request_handler = _refused(*problem)
+        return await self._answer(request, start_time, request_handler)
+
+    async def _answer(
+        self,
+        request: web.BaseRequest,
+        start_time: float | None,
+        request_handler: _Handler,
+    ) -> tuple[web.StreamResponse, bool]:
         try:
             return await super()._handle_request(request, start_time, request_handler)
         finally:
@@ -208,6 +230,49 @@ def _detail_of(exc: HttpProcessingError, status: int) -> str:
     return f"malformed HTTP request: {exc.message}"
 
 
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """Every route's `Expect` handler: the decision listener's rules (`http11`).
+
+    `100-continue` is honoured only in HTTP/1.1, and not for a body over the limit, which
+    gets its 413 at once; an empty `Expect` is ignored; any other value was refused before
+    routing (`http11.head_problem`).
+    """
+    if request.version < HttpVersion11 or not request.headers.get("Expect", "").strip():
+        return None
+    length = request.content_length
+    limit = request.app.front_limits_body if isinstance(request.app, FrontApplication) else None
+    if length is not None and limit is not None and length > limit:
+        if isinstance(request.protocol, FrontHandler):
+            request.protocol._lingering_time = 0.0  # the client waits for a 100: no body comes
+        return refusal_response(
+            413, f"body of {length} bytes exceeds the limit of {limit}", "too-large"
+        )
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
+def use_expect_handler(app: web.Application) -> None:
+    """Install `expect` on every route of `app` (aiohttp takes it per route)."""
+    for route in app.router.routes():
+        route._expect_handler = expect
+
+
+def listener_limits(http: HttpLimits, max_body_bytes: int) -> http11.Limits:
+    """A listener's limits: the shared `HttpLimits` and the body limit of its endpoints."""
+    return http11.Limits(
+        max_url_bytes=http.max_url_bytes,
+        max_field_bytes=http.max_field_bytes,
+        max_header_bytes=http.max_header_bytes,
+        max_headers=http.max_headers,
+        max_body_bytes=max_body_bytes,
+        keepalive_timeout=http.keepalive_timeout,
+        request_timeout=http.request_timeout,
+        max_connections=http.max_connections,
+        max_pipelined=http.max_pipelined,
+        shutdown_grace=http.shutdown_grace,
+    )
+
+
 #: Bytes of the request line that are not the target: method, spaces, version, CRLF.
 REQUEST_LINE_ROOM = 32
 
@@ -225,9 +290,12 @@ def handler_args(limits: HttpLimits) -> dict[str, Any]:
 class FrontServer(Server):
     """aiohttp's connection factory with the connection cap and the request-timeout sweeper."""
 
-    def __init__(self, handler: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Any, *, limits: HttpLimits, max_body_bytes: int, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
+        self.http11_limits = listener_limits(limits, max_body_bytes)
         self._sweeper = self._loop.create_task(self._sweep())
 
     def __call__(self) -> RequestHandler:
@@ -256,6 +324,7 @@ with warnings.catch_warnings():
         """`web.Application` whose connections are served by `FrontServer`."""
 
         front_limits: HttpLimits = HttpLimits()
+        front_limits_body: int = 1024 * 1024
 
         def _make_handler(
             self,
@@ -273,6 +342,7 @@ with warnings.catch_warnings():
             return FrontServer(
                 self._handle,
                 limits=self.front_limits,
+                max_body_bytes=self.front_limits_body,
                 request_factory=self._make_request,
                 loop=self._loop,
                 **kwargs,
@@ -283,4 +353,5 @@ def application(limits: HttpLimits, client_max_size: int) -> web.Application:
     """A new application served by the front under `limits`."""
     app = FrontApplication(client_max_size=client_max_size)
     app.front_limits = limits
+    app.front_limits_body = client_max_size
     return app

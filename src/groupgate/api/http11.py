@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import http
 import math
+import re
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from email.utils import formatdate
@@ -59,7 +60,7 @@ def closing_response(
     """A whole response that ends the connection (`Connection: close`)."""
     lines = [
         b"HTTP/1.1 %d %s" % (status, reason(status).encode()),
-        b"Content-Type: " + media.encode(),
+        *((b"Content-Type: " + media.encode(),) if media else ()),
         b"Date: " + (date or formatdate(usegmt=True).encode()),
         b"Content-Length: %d" % len(body),
         *extra,
@@ -68,17 +69,131 @@ def closing_response(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+#: Fields a request may carry once (aiohttp's parser refuses a second copy of each).
+SINGLETONS = frozenset(
+    {
+        b"content-length",
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"transfer-encoding",
+        b"user-agent",
+    }
+)
+#: A Host value: a registered name or IPv4 address (RFC 3986 reg-name characters), or an
+#: IP literal in brackets, then an optional port.
+HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::([0-9]{0,5}))?\Z")
+INVALID = "invalid-http"
+
+
 def head_problem(
-    headers: Sequence[tuple[bytes, bytes]], max_header_bytes: int
+    method: bytes,
+    target: bytes,
+    version: tuple[int, int],
+    headers: Sequence[tuple[bytes, bytes]],
+    limits: Limits,
 ) -> tuple[int, str, str] | None:
-    """The refusal (status, detail, slug) a request head earns beyond the parser's own
-    checks, or None: today the header section's total size (names and values)."""
+    """The refusal (status, detail, slug) a parsed request head earns, or None.
+
+    Both listeners ask it after their parser (llhttp in both) accepted the head, so that the
+    rules llhttp leaves to the server are the same on every port: the header section's total
+    size (431), the target's (414), the version (505 for any but HTTP/1.x), Host (one, and
+    well-formed, in HTTP/1.1: RFC 9112 section 3.2), singleton
+    fields sent twice, Transfer-Encoding in HTTP/1.0, the target's form (no fragment, no
+    userinfo, `*` only for OPTIONS, no CONNECT), a content coding (415: bodies are never
+    decompressed) and an `Expect` other than 100-continue (417). `headers` have lower-case
+    names.
+    """
+    if version[0] != 1:
+        return 505, "only HTTP/1.0 and HTTP/1.1 are served", "http-version"
+    if len(target) > limits.max_url_bytes:
+        return 414, "request target too long", "uri-too-long"
+    http10 = version[1] == 0
     size = 0
+    hosts = 0
+    seen: set[bytes] = set()
     for name, value in headers:
         size += len(name) + len(value)
-    if size > max_header_bytes:
-        return 431, f"header section over {max_header_bytes} bytes", "headers-too-large"
+        if name in SINGLETONS:
+            if name in seen:
+                return 400, f"{name.decode()}: sent more than once", INVALID
+            seen.add(name)
+            if name == b"host":
+                hosts += 1
+                found = HOST.match(value)
+                port = found.group(1) if found is not None else None
+                if found is None or (port and int(port) > 65535):
+                    return 400, "Host: not a valid host and port", INVALID
+            elif name == b"transfer-encoding" and http10:
+                return 400, "Transfer-Encoding is not allowed in HTTP/1.0", INVALID
+        elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return (
+                415,
+                "request bodies with a content coding are not accepted",
+                "unsupported-media-type",
+            )
+        elif name == b"expect" and value.strip() and value.strip().lower() != b"100-continue":
+            return 417, "only Expect: 100-continue is supported", "expectation-failed"
+    if size > limits.max_header_bytes:
+        return 431, f"header section over {limits.max_header_bytes} bytes", "headers-too-large"
+    if hosts == 0 and not http10:
+        return 400, "Host: required in HTTP/1.1", INVALID
+    return target_problem(method, target)
+
+
+def target_problem(method: bytes, target: bytes) -> tuple[int, str, str] | None:
+    """The refusal a request target earns (see `head_problem`), or None."""
+    if method == b"CONNECT":
+        return 400, UPGRADE, INVALID
+    if b"#" in target:
+        return 400, "a request target has no fragment", INVALID
+    if target == b"*":
+        if method == b"OPTIONS":
+            return None
+        return 400, "the asterisk-form target is only for OPTIONS", INVALID
+    if not target.startswith(b"/"):
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            return 400, "the request target is neither a path nor an absolute URL", INVALID
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+        if b"@" in authority:
+            return 400, "a request target has no userinfo", INVALID
     return None
+
+
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of a target in origin-form or absolute-form (`*` stays `*`; an
+    absolute URL without a path is `/`)."""
+    if target.startswith(b"/") or target == b"*":
+        return target
+    rest = target.partition(b"://")[2]
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
+    if cut < 0:
+        return b"/"
+    tail = rest[cut:]
+    return tail if tail.startswith(b"/") else b"/" + tail
+
+
+def route_path(target: bytes) -> bytes:
+    """The path a target routes to (`origin_form` without the query), with percent-escapes
+    decoded except `%2F` and `%25` (so `/v1/%63heck` is `/v1/check`, as aiohttp's router
+    sees it, but `/v1%2Fcheck` is no path of ours)."""
+    path = origin_form(target).split(b"?", 1)[0]
+    if b"%" not in path:
+        return path
+    return _ESCAPE.sub(_unescape, path)
+
+
+def _unescape(found: re.Match[bytes]) -> bytes:
+    code = int(found.group(1), 16)
+    return found.group(0) if code in (0x2F, 0x25) else bytes((code,))
 
 
 class Limits(NamedTuple):
@@ -121,15 +236,13 @@ class Request:
         return [value for key, value in self.headers if key == name]
 
     def path(self) -> bytes:
-        """The target's path (origin-form), or b"" when the target is not origin-form."""
-        url = self.url
-        if not url.startswith(b"/"):
-            return b""
-        return url.split(b"?", 1)[0]
+        """The path the target routes to (`route_path`)."""
+        return route_path(self.url)
 
 
 class Response(NamedTuple):
-    """An answer: status, media type, body, extra header lines (`b"Name: value"`)."""
+    """An answer: status, media type (empty: no Content-Type), body, extra header lines
+    (`b"Name: value"`)."""
 
     status: int
     media: str
@@ -283,6 +396,7 @@ class Connection(asyncio.Protocol):
         self.writable = True
         self.header_bytes = 0
         self.deadline = math.inf
+        self.upgrade_left = 0  # body bytes still due of a request that asked to upgrade
 
     # ----------------------------------------------------------------- asyncio.Protocol
 
@@ -306,6 +420,9 @@ class Connection(asyncio.Protocol):
         parser = self.parser
         if self.closing or self.stopped or parser is None:
             return
+        if self.upgrade_left:
+            self._upgrade_body(data)
+            return
         try:
             parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -313,8 +430,14 @@ class Connection(asyncio.Protocol):
             if not isinstance(refusal, Refusal):
                 raise
             self._refuse(refusal)
-        except httptools.HttpParserUpgrade:
-            self._refuse(Refusal(400, UPGRADE, "invalid-http"))
+        except httptools.HttpParserUpgrade as exc:
+            # An `Upgrade` (h2c, websocket) is ignored: the request is answered as HTTP/1.1
+            # (its body, which llhttp leaves unread, is read here), and as the parser reads
+            # nothing after it, the connection closes after the answer.
+            if self.upgrading():  # set by `on_message_complete` during `feed_data`
+                self._upgrade_body(data[int(exc.args[0]) :])
+            else:
+                self._stop_after_answers()
         except httptools.HttpParserError as exc:
             self._refuse(Refusal(400, f"malformed HTTP request: {exc}", "invalid-http"))
 
@@ -371,7 +494,7 @@ class Connection(asyncio.Protocol):
             raise Refusal(
                 431, f"header section over {limits.max_header_bytes} bytes", "headers-too-large"
             )
-        current.headers.append((name.lower(), value))
+        current.headers.append((name.lower(), value.strip(b" \t")))
 
     def on_headers_complete(self) -> None:
         current = self.current
@@ -379,8 +502,16 @@ class Connection(asyncio.Protocol):
         assert current is not None and parser is not None
         current.method = parser.get_method()
         current.http10 = parser.get_http_version() == "1.0"
-        if parser.should_upgrade():
-            raise Refusal(400, UPGRADE, "invalid-http")
+        version = parser.get_http_version()
+        problem = head_problem(
+            current.method,
+            current.url,
+            (int(version[0]), int(version[2:] or 0)),
+            current.headers,
+            self.limits,
+        )
+        if problem is not None:
+            raise Refusal(*problem)
         limit = self.limits.max_body_bytes
         length = current.values(b"content-length")
         if length and int(length[0]) > limit:  # llhttp has checked it is one number
@@ -388,9 +519,7 @@ class Connection(asyncio.Protocol):
                 413, f"body of {int(length[0])} bytes exceeds the limit of {limit}", "too-large"
             )
         expect = current.values(b"expect")
-        if expect:
-            if expect[0].lower() != b"100-continue":
-                raise Refusal(417, "only Expect: 100-continue is supported", "expectation-failed")
+        if expect and expect[0] and not current.http10:  # checked: 100-continue (any case)
             if self.transport is not None and not self.queue and not self.busy:
                 self.transport.write(CONTINUE)
 
@@ -407,6 +536,13 @@ class Connection(asyncio.Protocol):
         current = self.current
         parser = self.parser
         assert current is not None and parser is not None
+        if parser.should_upgrade() and current.method != b"CONNECT":
+            length = current.values(b"content-length")
+            if current.values(b"transfer-encoding"):
+                raise Refusal(400, "an upgrade request with a chunked body", "invalid-http")
+            if length and int(length[0]):
+                self.upgrade_left = int(length[0])  # llhttp skips it: `_upgrade_body`
+                return
         self.current = None
         if self.closing:  # pipelined after a `Connection: close`: not answered
             return
@@ -421,6 +557,36 @@ class Connection(asyncio.Protocol):
                 self._pause()
         else:
             self._serve(current)
+
+    def upgrading(self) -> bool:
+        return self.upgrade_left > 0
+
+    def _upgrade_body(self, data: bytes) -> None:
+        """Read the body of a request that asked to upgrade (see `data_received`)."""
+        current = self.current
+        assert current is not None
+        taken = data[: self.upgrade_left]
+        if taken:
+            current.chunks.append(taken)
+            current.size += len(taken)
+            self.upgrade_left -= len(taken)
+        if self.upgrade_left:
+            return
+        self.current = None
+        current.keep_alive = False  # the parser reads nothing after an upgrade request
+        self.stopped = True
+        self._pause()
+        if self.busy or self.queue:
+            self.queue.append(current)
+        else:
+            self._serve(current)
+
+    def _stop_after_answers(self) -> None:
+        """Read nothing more; close once every request read has its answer."""
+        self.stopped = True
+        self._pause()
+        if not self.busy and not self.queue and self.current is None:
+            self._idle()
 
     # ----------------------------------------------------------------- answering
 
@@ -496,7 +662,7 @@ class Connection(asyncio.Protocol):
     def _head(self, response: Response, *extra: bytes) -> bytes:
         lines = [
             b"HTTP/1.1 %d %s" % (response.status, reason(response.status).encode()),
-            b"Content-Type: " + response.media.encode(),
+            *((b"Content-Type: " + response.media.encode(),) if response.media else ()),
             b"Date: " + self.listener.date,
             b"Content-Length: %d" % len(response.body),
             *response.headers,

@@ -220,11 +220,15 @@ async def check(request: web.Request) -> web.Response:
     started = perf_counter()
     state = request.app[STATE]
     headers = request.headers
+    limit = state.config.limits.max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:  # before authentication, as on every listener
+        raise TooLarge(f"body of {length} bytes exceeds the limit of {limit}")
     authorization, key = headers.get(AUTHORIZATION), headers.get(KEY_HEADER)
     caller = state.auth.key_caller(authorization, key)
     if caller is None:
         caller = await state.auth.token_caller(authorization, key)
-    body, value = await parsing.read_unchecked_json(request, state.config.limits.max_body_bytes)
+    body, value = await parsing.read_unchecked_json(request, limit)
     found = answer(state, caller, body, value, headers.get(MIN_REVISION), started)
     if not isinstance(found, bytes):
         found = await found

@@ -120,8 +120,12 @@ def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
 
 
 def from_error(error: GroupgateError) -> web.Response:
-    """Map an exception of the tree to its response."""
-    return problem(error.status, error.title, error.detail, slug_of(error))
+    """Map an exception of the tree to its response. After a 413 the connection closes, as
+    on the decision listener: the rest of the body is not read."""
+    response = problem(error.status, error.title, error.detail, slug_of(error))
+    if error.status == 413:
+        response.force_close()
+    return response
 
 
 _HTTP_DETAIL = {
