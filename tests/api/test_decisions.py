@@ -332,6 +332,18 @@ async def test_chunked_body_and_100_continue(pair: tuple[Client, int], connect: 
     assert await closed(reader)
 
 
+async def test_an_upgrade_request_is_answered_as_http11_then_the_connection_closes(
+    pair: tuple[Client, int], connect: Connect
+) -> None:
+    _, port = pair
+    reader, writer = await connect(port)
+    # The main listener ignores `Upgrade` too (curl --http2 sends h2c): same answer on both.
+    writer.write(request(headers={"Connection": "Upgrade", "Upgrade": "h2c"}) + request())
+    answer = await read_answer(reader)
+    assert answer.status == 200 and answer.json()["allow"] is True
+    assert await closed(reader)  # llhttp reads nothing after an upgrade request
+
+
 @pytest.mark.parametrize(
     ("raw", "status", "slug"),
     [
@@ -366,18 +378,6 @@ async def test_chunked_body_and_100_continue(pair: tuple[Client, int], connect: 
         (request(headers={"X-Big": "v" * 70000}), 431, "headers-too-large"),
     ],
 )
-async def test_an_upgrade_request_is_answered_as_http11_then_the_connection_closes(
-    pair: tuple[Client, int], connect: Connect
-) -> None:
-    _, port = pair
-    reader, writer = await connect(port)
-    # The main listener ignores `Upgrade` too (curl --http2 sends h2c): same answer on both.
-    writer.write(request(headers={"Connection": "Upgrade", "Upgrade": "h2c"}) + request())
-    answer = await read_answer(reader)
-    assert answer.status == 200 and answer.json()["allow"] is True
-    assert await closed(reader)  # llhttp reads nothing after an upgrade request
-
-
 async def test_refused_requests_get_a_problem_and_the_connection_closes(
     pair: tuple[Client, int], raw: bytes, status: int, slug: str, connect: Connect
 ) -> None:
