@@ -109,6 +109,13 @@ class FrontHandler(RequestHandler):
         self._max_msg_queue_size = front.limits.max_pipelined
         self._msg_queue_resume_size = max(1, front.limits.max_pipelined // 2)
 
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        # Drop what would keep this handler in a reference cycle (body stream, keep-alive
+        # timer): freed now by reference counting, not at the next full collection.
+        self._last_payload = None
+        self._keepalive_handle = None
+
     def data_received(self, data: bytes) -> None:
         if self._reading_since is None and data:
             self._reading_since = self._loop.time()

@@ -172,6 +172,9 @@ def to_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
         return from_error(exc)
     if isinstance(exc, HttpProcessingError):
         # The body could not be read: malformed framing, a request timeout, a half-close.
+        # The body stream keeps the exception; without its traceback, the handler's frames
+        # (and the request they hold) are freed now rather than by a full collection.
+        exc.__traceback__ = exc.__context__ = None
         status = exc.code if 400 <= exc.code < 500 else 400
         slug = {408: "timeout"}.get(status, "invalid-http")
         detail = exc.message if isinstance(exc.message, str) else "malformed request body"
