@@ -15,11 +15,14 @@ compiled profiles (100-300 ms with 10,000 subjects). Measured with `python -m be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import resource
 from collections.abc import Callable
 
 from aiohttp import web
 
+from groupgate import log
 from groupgate.api.app import build_app
 from groupgate.config import Config
 
@@ -29,6 +32,31 @@ GC_THRESHOLDS = (50_000, 20, 10)
 def tune_gc() -> None:
     """Collect young objects less often (see the module docstring)."""
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+#: Descriptors kept for what is not a client connection (Redis pool, logs, listeners).
+RESERVED_FILES = 64
+
+
+def raise_file_limit(config: Config) -> None:
+    """Raise the soft limit of open files to the hard one, and warn when even that cannot
+    hold `http_max_connections` on every listener: past it, accepting fails for both ports
+    instead of the over-cap connections getting their 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    listeners = 1 if config.decision_port is None else 2
+    needed = config.http.max_connections * listeners + config.pool_size + RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        log.api.warning(
+            "the open-file limit (%d) is below what %d connections per listener need (%d): "
+            "lower GROUPGATE_HTTP_MAX_CONNECTIONS or raise the limit (ulimit -n)",
+            soft,
+            config.http.max_connections,
+            needed,
+        )
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -48,6 +76,7 @@ def run(
 ) -> None:
     """Serve until SIGTERM/SIGINT; `on_ready` runs once the app has started."""
     tune_gc()
+    raise_file_limit(config)
 
     async def factory() -> web.Application:
         app = await build_app(config)
