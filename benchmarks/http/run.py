@@ -9,12 +9,16 @@
    graph.json --decision-port P`, caller API key and HS256 JWT settings in the environment),
    a second one verifying RS256 tokens instead (same Redis, its own decision port), a third
    with `GROUPGATE_CACHE_SIZE=1` (every check resolves its subject from Redis), the bare
-   handler and `cerbos server`; the servers share one pinned CPU, wrk and Redis the others;
+   handler, groupgate's `/v1/check` on aiohttp's low-level `web.Server` (`lowlevel`, same
+   settings and Redis) and `cerbos server`; the servers share one pinned CPU, wrk and Redis
+   the others;
 4. warms groupgate (every subject once) and checks every answer it will be timed on against
-   the in-process engine; asks Cerbos every question and fails on any disagreement; probes
+   the in-process engine (the low-level server's also byte for byte against groupgate's main
+   listener); asks Cerbos every question and fails on any disagreement; probes
    each listener for each per-listener workload (`listeners`: a 404 is "not served") and
    checks every answer where it is served;
-5. per connection level, runs wrk on groupgate, Cerbos, bare, groupgate, Cerbos, bare, ...
+5. per connection level, runs wrk on groupgate, decisions, Cerbos, bare, lowlevel, groupgate,
+   ...
    (`rounds` times; alternating spreads drift in machine state over all targets), and takes
    medians of requests/s and of each percentile; then the groupgate-only scenarios (AuthZEN
    batches of 100, purchases, cold checks) likewise; then the per-listener workloads
