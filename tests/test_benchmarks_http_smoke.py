@@ -5,11 +5,15 @@ they use (tables, strings with escapes, `nil`), which checks their syntax and th
 body round-trips byte for byte; the bare aiohttp app answers one request. The per-listener
 workloads are probed and verified against two real groupgate apps (HS256 and RS256, each
 with its decision listener), then "timed" with canned figures to check ratios and tables.
+The low-level `web.Server` (`lowlevel`) serves a real groupgate app's state; its answers are
+verified as the harness verifies them, and the check table and ratios are built from canned
+figures of every target.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import re
 import socket
@@ -21,8 +25,8 @@ import orjson
 import pytest
 
 from benchmarks import slowbody
-from benchmarks.http import bare, cerbos, listeners, workload, wrkrun
-from groupgate.api.app import create_app
+from benchmarks.http import bare, cerbos, listeners, lowlevel, run, workload, wrkrun
+from groupgate.api.app import STATE, State, create_app
 from groupgate.config import load_config
 from groupgate.policy import load_policy
 from groupgate.store.service import GraphService
@@ -208,9 +212,14 @@ def _free_port() -> int:
 
 
 async def _groupgate(
-    aiohttp_server: Any, work: workload.Workload, services: list[GraphService], **jwt_settings: Any
+    aiohttp_server: Any,
+    work: workload.Workload,
+    services: list[GraphService],
+    states: list[State] | None = None,
+    **jwt_settings: Any,
 ) -> dict[str, int]:
-    """A groupgate app on the tiny tenant with its decision listener: its ports by listener."""
+    """A groupgate app on the tiny tenant with its decision listener: its ports by listener
+    (and its state appended to `states`)."""
     decisions = _free_port()
     config = load_config(
         env={},
@@ -227,7 +236,10 @@ async def _groupgate(
     service = await GraphService.open(load_policy(workload.POLICIES), None, poll_interval=0.2)
     services.append(service)
     await service.import_graph(None, work.document)
-    server = await aiohttp_server(create_app(config, service), host="127.0.0.1")
+    app = create_app(config, service)
+    if states is not None:
+        states.append(app[STATE])
+    server = await aiohttp_server(app, host="127.0.0.1")
     return {"main": server.port, "decisions": decisions}
 
 
@@ -289,6 +301,118 @@ async def test_listener_workloads_are_probed_verified_and_reported(
     assert "| forward-auth GET, Bearer JWT (RS256, 100 tokens) | main | 2,000 |" in table
     if not checked["evaluation"]["decisions"]["served"]:
         assert "| AuthZEN /access/v1/evaluation | decisions | not served (404) |" in table
+
+
+async def test_lowlevel_server_answers_as_groupgate(
+    aiohttp_server: Any, work: workload.Workload, rsa_private: Any, tmp_path: Path
+) -> None:
+    """The low-level `web.Server` on a groupgate app's state passes the harness' verification
+    (every answer the engine's, and byte for byte the main listener's) and answers errors
+    with the same problem+json."""
+    services: list[GraphService] = []
+    try:
+        states: list[State] = []
+        ports = await _groupgate(
+            aiohttp_server, work, services, states, jwt_secret=workload.JWT_SECRET
+        )
+        state = states[0]
+        port = _free_port()
+        runner = await lowlevel.start(state, "127.0.0.1", port)
+        try:
+            files = run.Files(
+                folder=tmp_path,
+                graph=tmp_path / "graph.json",
+                check=tmp_path / "check.lua",
+                cerbos=tmp_path / "cerbos.lua",
+                evaluations=tmp_path / "evaluations.lua",
+                purchases=tmp_path / "purchases.lua",
+                public_key=tmp_path / "public.pem",
+                check_requests=workload.check_requests(work),
+                cerbos_requests=[],
+                evaluation_requests=[],
+                purchase_requests=[],
+                listener_workloads=[],
+            )
+            facts = await asyncio.to_thread(
+                run.verify_same_answers, port, ports["main"], work, files
+            )
+            no_key = workload.HttpRequest("POST", "/v1/check", files.check_requests[0].body)
+            other = workload.HttpRequest("GET", "/v1/filter", None)
+            answers = {
+                (name, request.path): await asyncio.to_thread(_ask, p, request)
+                for name, p in (("lowlevel", port), ("main", ports["main"]))
+                for request in (no_key, other)
+            }
+            ready = await asyncio.to_thread(
+                _ask, port, workload.HttpRequest("GET", "/readyz", None)
+            )
+        finally:
+            await runner.cleanup()
+    finally:
+        for service in services:
+            await service.close()
+    assert facts == {"checks": 80, "same_as_groupgate": 80}
+    assert answers[("lowlevel", "/v1/check")] == answers[("main", "/v1/check")]
+    assert answers[("lowlevel", "/v1/check")][0] == 401
+    assert answers[("lowlevel", "/v1/filter")][0] == 404
+    assert ready[0] == 200
+
+
+def _ask(port: int, request: workload.HttpRequest) -> tuple[int, str | None, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(request.method, request.path, body=request.body, headers=workload.JSON)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        conn.close()
+
+
+def test_check_table_reports_the_lowlevel_server() -> None:
+    """Ratios and markdown from canned figures of every target (shapes, labels, the choice)."""
+
+    def figures(rps: float, p99: int) -> dict[str, Any]:
+        latency = {"p50": 1000, "p90": 2000, "p99": p99, "p99.9": 5000}
+        return {"rps": rps, "latency_us": latency}
+
+    rps = {"groupgate": 10_000, "decisions": 20_000, "cerbos": 2_500, "bare": 18_000}
+    row = {t: figures(r, 4000) for t, r in rps.items()} | {"lowlevel": figures(12_500, 5000)}
+    scenario = figures(1000, 1500)
+    results: dict[str, Any] = {
+        "machine": {
+            "date": "2026-11-30",
+            "cpus": 2,
+            "cpu_model": "test",
+            "pinned_cpu": 1,
+            "load_average": [0.0],
+            "python": "3.11",
+            "packages": {"groupgate": "0"},
+            "git_commit": "0",
+            "cerbos": "0",
+            "wrk": "wrk",
+            "cpu_split": {"server": [1], "load": [0]},
+        },
+        "setup": {"subjects": 60, "questions": 80, "duration_s": 1.0, "rounds": 1},
+        "check": {"32": row},
+        "scenarios": {
+            "connections": 32,
+            **{k: dict(scenario) for k in ("evaluations", "purchases", "cold_c1", "cold")},
+        },
+    }
+    results["scenarios"]["evaluations"]["decisions_per_s"] = 100_000
+    results["ratios"] = run.ratios(results)
+    ratio = results["ratios"]["32"]
+    assert ratio["decisions_over_lowlevel_rps"] == 1.6
+    assert ratio["lowlevel_over_groupgate_rps"] == 1.25
+    assert ratio["groupgate_over_bare_rps"] == 0.56  # the existing fields stay
+    table = run.markdown(results)
+    assert "| aiohttp low-level web.Server (same use case) | 32 | 12,500 |" in table
+    assert "| 32 | 1.60x | 1.25x | 0.69x | 1.25x |" in table
+    assert "keeps the hand-written HTTP/1.1) | 1.60x | met |" in table
+    # A result file of a run before the low-level target still renders.
+    del results["check"]["32"]["lowlevel"]
+    results["ratios"] = run.ratios(results)
+    assert "low-level" not in run.markdown(results).split("listener (`--decision-port`)")[0]
 
 
 @pytest.mark.parametrize("refuse_at_once", [False, True])

@@ -9,12 +9,16 @@
    graph.json --decision-port P`, caller API key and HS256 JWT settings in the environment),
    a second one verifying RS256 tokens instead (same Redis, its own decision port), a third
    with `GROUPGATE_CACHE_SIZE=1` (every check resolves its subject from Redis), the bare
-   handler and `cerbos server`; the servers share one pinned CPU, wrk and Redis the others;
+   handler, groupgate's `/v1/check` on aiohttp's low-level `web.Server` (`lowlevel`, same
+   settings and Redis) and `cerbos server`; the servers share one pinned CPU, wrk and Redis
+   the others;
 4. warms groupgate (every subject once) and checks every answer it will be timed on against
-   the in-process engine; asks Cerbos every question and fails on any disagreement; probes
+   the in-process engine (the low-level server's also byte for byte against groupgate's main
+   listener); asks Cerbos every question and fails on any disagreement; probes
    each listener for each per-listener workload (`listeners`: a 404 is "not served") and
    checks every answer where it is served;
-5. per connection level, runs wrk on groupgate, Cerbos, bare, groupgate, Cerbos, bare, ...
+5. per connection level, runs wrk on groupgate, decisions, Cerbos, bare, lowlevel, groupgate,
+   ...
    (`rounds` times; alternating spreads drift in machine state over all targets), and takes
    medians of requests/s and of each percentile; then the groupgate-only scenarios (AuthZEN
    batches of 100, purchases, cold checks) likewise; then the per-listener workloads
@@ -55,14 +59,20 @@ from benchmarks.store import private_redis
 ROOT = Path(__file__).resolve().parents[2]
 GROUPGATE = Path(sys.executable).parent / "groupgate"
 #: `decisions` is the same groupgate process answering on its decision listener
-#: (`--decision-port`, `groupgate.api.decisions`); `groupgate` is its main (aiohttp) listener.
-TARGETS = ("groupgate", "decisions", "cerbos", "bare")
+#: (`--decision-port`, `groupgate.api.decisions`); `groupgate` is its main (aiohttp) listener;
+#: `lowlevel` the same use case on aiohttp's low-level `web.Server` (`benchmarks.http.lowlevel`).
+TARGETS = ("groupgate", "decisions", "cerbos", "bare", "lowlevel")
+#: How a target is named in the tables (the others by their key).
+LABELS = {"lowlevel": "aiohttp low-level web.Server (same use case)"}
 BATCH = 100
 #: Targets of the issue, checked by `markdown`.
 TARGET_VS_CERBOS = 3.0
 TARGET_VS_BARE = 0.8
 TARGET_BATCH_DECISIONS = 100_000
 TARGET_COLD_P99_US = 2_000
+#: The decision listener's hand-written HTTP/1.1 stays while it answers at least this many
+#: times the requests/s of the low-level `web.Server` doing the same work (benchmarks/README.md).
+KEEP_HTTP11_OVER_LOWLEVEL = 1.25
 
 
 @dataclass
@@ -149,10 +159,12 @@ def groupgate(
     decision_port: int | None = None,
     rs256_key: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    program: Sequence[str] = (str(GROUPGATE), "serve"),
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Run `groupgate serve --workers 1` on a free port; yield (port, process)."""
+    """Run `groupgate serve --workers 1` (or `program`, taking its options) on a free port;
+    yield (port, process)."""
     port = processes.free_port()
-    command = [str(GROUPGATE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [*program, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", "1", "--redis", url]
     if decision_port is not None:
         command += ["--decision-port", str(decision_port)]
@@ -175,6 +187,10 @@ def bare(folder: Path, cpus: tuple[int, ...] | None) -> Iterator[int]:
         command, port=port, ready_path="/readyz", log=folder / "bare.log", env=env, cpus=cpus
     ):
         yield port
+
+
+#: groupgate's `/v1/check` on aiohttp's low-level `web.Server`, with `groupgate serve`'s options.
+LOWLEVEL = (sys.executable, "-m", "benchmarks.http.lowlevel")
 
 
 def pin_redis(url: str, cpus: tuple[int, ...] | None) -> None:
@@ -276,6 +292,24 @@ def verify_checks(port: int, work: Workload, files: Files) -> dict[str, Any]:
     finally:
         conn.close()
     return _verdict(wrong, {"checks": len(files.check_requests)})
+
+
+def verify_same_answers(port: int, reference: int, work: Workload, files: Files) -> dict[str, Any]:
+    """`verify_checks` on `port`, then every timed `/v1/check` answer byte for byte equal to
+    the one `reference` (groupgate's main listener) gives to the same request."""
+    facts = verify_checks(port, work, files)
+    caller = workload.caller_headers()
+    conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=30) for p in (port, reference)]
+    wrong = []
+    try:
+        for i, request in enumerate(files.check_requests):
+            got, expected = (_send(conn, request, caller) for conn in conns)
+            if got != expected:
+                wrong.append(f"/v1/check #{i}: {got!r}, groupgate answered {expected!r}")
+    finally:
+        for conn in conns:
+            conn.close()
+    return _verdict(wrong, {**facts, "same_as_groupgate": len(files.check_requests)})
 
 
 def _wrong_checks(
@@ -389,6 +423,10 @@ def run_http(
                 "groupgate serve --workers 1 --redis <private> --data graph.json "
                 "--decision-port <port>"
             ),
+            "lowlevel_command": (
+                "python -m benchmarks.http.lowlevel --workers 1 --redis <private> (no --data: "
+                "the graph is groupgate's, in the same Redis)"
+            ),
             "fixed_rate": False,
             "wrk_threads": wrk_threads,
             "jwt_cache_size": jwt_cache_size,
@@ -401,7 +439,7 @@ def run_http(
         with ExitStack() as stack:
             url = stack.enter_context(private_redis())
             pin_redis(url, cpus.load)
-            say("http: starting groupgate (import), groupgate cold, bare, cerbos")
+            say("http: starting groupgate (import), groupgate cold, bare, low-level, cerbos")
             decisions_port = processes.free_port()
             token_env = {}
             if jwt_cache_size is not None:
@@ -444,6 +482,18 @@ def run_http(
                 )
             )
             bare_port = stack.enter_context(bare(folder, cpus.server))
+            lowlevel_port, _ = stack.enter_context(
+                groupgate(
+                    url,
+                    work.tenant,
+                    folder,
+                    name="lowlevel",
+                    extra_env={**token_env, "PYTHONPATH": str(ROOT)},
+                    data=None,
+                    cpus=cpus.server,
+                    program=LOWLEVEL,
+                )
+            )
             cerbos_port, _ = stack.enter_context(cerbos.server(binary, folder, cpus=cpus.server))
             say("http: warming groupgate and checking every answer; asking cerbos every question")
             results["agreement"] = {
@@ -451,6 +501,10 @@ def run_http(
                 "decisions": verify_checks(decisions_port, work, files),
                 "groupgate_cold": warm_and_verify(cold_port, work, files, cold=True),
                 "groupgate_rs256": warm_only(rs_port, work),
+                "lowlevel": {
+                    **warm_only(lowlevel_port, work),
+                    **verify_same_answers(lowlevel_port, gg_port, work, files),
+                },
                 "cerbos": cerbos.verify(cerbos_port, work, files.cerbos_requests),
             }
             listener_ports = {
@@ -466,12 +520,14 @@ def run_http(
                 "decisions": decisions_port,
                 "cerbos": cerbos_port,
                 "bare": bare_port,
+                "lowlevel": lowlevel_port,
             }
             lists = {
                 "groupgate": files.check,
                 "decisions": files.check,
                 "cerbos": files.cerbos,
                 "bare": files.check,
+                "lowlevel": files.check,
             }
 
             def load(
@@ -595,6 +651,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                 peer["latency_us"]["p99"] / lane["latency_us"]["p99"], 2
             ),
         }
+        low = row.get("lowlevel")
+        if low is not None:
+            out[c] |= {
+                "decisions_over_lowlevel_rps": round(lane["rps"] / low["rps"], 2),
+                "lowlevel_over_groupgate_rps": round(low["rps"] / gg["rps"], 2),
+                "lowlevel_over_bare_rps": round(low["rps"] / bare_["rps"], 2),
+                "lowlevel_over_decisions_p99": round(
+                    low["latency_us"]["p99"] / lane["latency_us"]["p99"], 2
+                ),
+            }
     return out
 
 
@@ -627,16 +693,21 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for c, row in results["check"].items():
         for target in TARGETS:
-            fig = row[target]
+            fig = row.get(target)
+            if fig is None:  # results of a run before the target existed
+                continue
             lat = fig["latency_us"]
+            label = LABELS.get(target, target)
             lines.append(
-                f"| {target} | {c} | {fig['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p90'])} "
+                f"| {label} | {c} | {fig['rps']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p90'])} "
                 f"| {_ms(lat['p99'])} | {_ms(lat['p99.9'])} |"
             )
     lines += [
         "",
         "`groupgate` is the main (aiohttp) listener, `decisions` the same process's decision "
-        "listener (`--decision-port`).",
+        "listener (`--decision-port`); the low-level `web.Server` answers the same `/v1/check` "
+        "with groupgate's state and `native.answer`, without aiohttp's application layer "
+        "(`benchmarks/http/lowlevel.py`).",
         "",
         "| conns | listener | groupgate/Cerbos req/s | groupgate/bare req/s "
         "| p99 Cerbos/groupgate |",
@@ -651,6 +722,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {c} | decisions | {ratio['decisions_over_cerbos_rps']:.2f}x | "
             f"{ratio['decisions_over_bare_rps']:.2f}x | {ratio['cerbos_over_decisions_p99']:.2f}x |"
         )
+    lines += _lowlevel_lines(results["ratios"])
     s = results["scenarios"]
     lines += [
         "",
@@ -698,6 +770,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"| cold check p99 <= {_ms(TARGET_COLD_P99_US)} ms (c=1) | {_ms(cold_p99)} ms | "
         f"{_mark(cold_p99 <= TARGET_COLD_P99_US)} |",
     ]
+    if "decisions_over_lowlevel_rps" in ratio:
+        kept = ratio["decisions_over_lowlevel_rps"]
+        lines.append(
+            f"| decision listener >= {KEEP_HTTP11_OVER_LOWLEVEL}x the low-level web.Server "
+            f"req/s (c=32; keeps the hand-written HTTP/1.1) | {kept:.2f}x | "
+            f"{_mark(kept >= KEEP_HTTP11_OVER_LOWLEVEL)} |"
+        )
     profile = results.get("profile")
     if profile:
         lines += [
@@ -713,3 +792,24 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {own['percent']} | `{own['frame']}` | | {incl['percent']} | `{incl['frame']}` |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _lowlevel_lines(ratios_: dict[str, Any]) -> list[str]:
+    """The decision listener against aiohttp's low-level `web.Server` (same use case)."""
+    rows = [(c, r) for c, r in ratios_.items() if "decisions_over_lowlevel_rps" in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "| conns | decision listener / low-level web.Server req/s "
+        "| low-level / main listener req/s | low-level / bare req/s "
+        "| p99 low-level / decision listener |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c, r in rows:
+        lines.append(
+            f"| {c} | {r['decisions_over_lowlevel_rps']:.2f}x | "
+            f"{r['lowlevel_over_groupgate_rps']:.2f}x | {r['lowlevel_over_bare_rps']:.2f}x | "
+            f"{r['lowlevel_over_decisions_p99']:.2f}x |"
+        )
+    return lines
