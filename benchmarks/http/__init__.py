@@ -11,6 +11,11 @@
   and stops `cerbos server`, and checks that Cerbos and groupgate agree before timing;
 - `bare.py`: an aiohttp app with one POST route that parses the body and answers a constant:
   the ceiling any aiohttp service can reach on this machine;
+- `lowlevel.py`: groupgate's `/v1/check` use case served by aiohttp's low-level
+  `web.Server` (no routing, no middleware): the A/B that justifies the hand-written decision
+  listener;
+- `listeners.py`: the per-listener workloads (check, AuthZEN evaluation, forward-auth with
+  HS256 and RS256 tokens) and their ratios;
 - `processes.py`: free ports, CPU pinning and start/stop of the servers under test;
 - `run.py`: `run_http(...)` (alternating rounds, medians) and `markdown(...)`;
 - `profiling.py`: py-spy under load, with the top frames of the `/v1/check` path.
