@@ -23,23 +23,24 @@ well-formed item (unknown type or action, no matching route) are a `decision: fa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from time import perf_counter
 from typing import Any, NamedTuple, cast
 
 from aiohttp import web
 
-from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.native import MIN_REVISION, caller_of, json_response
+from groupgate.api.headers import TENANT_HEADER, single
+from groupgate.api.native import caller_of, json_response, min_revision_header
 from groupgate.api.problems import TooLarge, Unprocessable, guarded
+from groupgate.api.record import Decided, record_many
 from groupgate.auth import Caller
+from groupgate.config import Config
 from groupgate.errors import InvalidInput, NotFound
 from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
 from groupgate.store.contract import Answer
 
-TENANT_HEADER = "X-Groupgate-Tenant"
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
@@ -334,7 +335,7 @@ async def _purchase_decision(
 
 async def tenant_of(state: State, request: web.Request, caller: Caller) -> str:
     """The tenant of an AuthZEN request (see the module docstring)."""
-    requested = request.headers.get(TENANT_HEADER)
+    requested = single(request.headers, TENANT_HEADER)
     if requested is not None:
         requested = parsing.ident(requested, TENANT_HEADER)
     return await state.tenants.resolve(requested, caller)
@@ -348,44 +349,80 @@ def _respond(request: web.Request, body: Any) -> web.Response:
     return response
 
 
-def _observe(state: State, surface: str, decisions: list[dict[str, Any]], started: float) -> None:
-    allowed = sum(1 for decision in decisions if decision["decision"])
-    state.metrics.observe_many(surface, allowed, len(decisions) - allowed, started)
-    if state.decision_log:
-        for decision in decisions:
-            log.decision(surface, allow=decision["decision"], context=decision["context"])
+def _record(
+    state: State,
+    started: float,
+    tenant: str,
+    caller: Caller,
+    items: list[Item],
+    decisions: list[dict[str, Any]],
+) -> None:
+    """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter)."""
+    record_many(
+        state,
+        "authzen",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        decided=(
+            _decided(item, decision)
+            for item, decision in zip(items[: len(decisions)], decisions, strict=True)
+        ),
+    )
+
+
+def _decided(item: Item, decision: dict[str, Any]) -> Decided:
+    context = decision["context"]
+    kind: str | None
+    rid: str | None
+    if item.kind == "purchase":
+        kind, rid = "companies", item.company
+    elif item.resource is not None:
+        kind, rid = item.resource.type, item.resource.id
+    else:
+        kind = rid = None
+    return Decided(
+        item.subject,
+        item.action,
+        kind,
+        rid,
+        decision["decision"],
+        context.get("reason"),
+        context.get("revision"),
+    )
 
 
 async def evaluation(request: web.Request) -> web.Response:
     """POST /access/v1/evaluation."""
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     limits = state.config.limits
     caller = await caller_of(state, request)
     body = await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
     tenant = await tenant_of(state, request, caller)
     item = parse_item(state, body)
-    min_rev = parsing.revision(None, request.headers.get(MIN_REVISION))
+    min_rev = parsing.revision(None, min_revision_header(request))
     [decision] = await decide(state, tenant, [item], min_rev)
-    _observe(state, "authzen", [decision], started)
+    _record(state, started, tenant, caller, [item], [decision])
     return _respond(request, decision)
 
 
 async def evaluations(request: web.Request) -> web.Response:
     """POST /access/v1/evaluations: a batch with defaults and evaluation semantics."""
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     limits = state.config.limits
     caller = await caller_of(state, request)
     raw, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
     body, parsed = read_batch(state.actions, raw, value, limits.max_json_depth, limits.max_batch)
     tenant = await tenant_of(state, request, caller)
-    min_rev = parsing.revision(None, request.headers.get(MIN_REVISION))
+    min_rev = parsing.revision(None, min_revision_header(request))
     raw_items = body.get("evaluations")
     if raw_items is None or raw_items == []:
         # No array: behave as the single evaluation API (AuthZEN 1.0).
-        [decision] = await decide(state, tenant, [parse_item(state, body)], min_rev)
-        _observe(state, "authzen", [decision], started)
+        item = parse_item(state, body)
+        [decision] = await decide(state, tenant, [item], min_rev)
+        _record(state, started, tenant, caller, [item], [decision])
         return _respond(request, decision)
     if type(raw_items) is not list:
         raise Unprocessable(f"evaluations: expected an array, got {parsing.kind(raw_items)}")
@@ -400,7 +437,7 @@ async def evaluations(request: web.Request) -> web.Response:
             if decision["decision"] is stop_on:
                 decisions = decisions[: i + 1]
                 break
-    _observe(state, "authzen", decisions, started)
+    _record(state, started, tenant, caller, items, decisions)
     return _respond(request, {"evaluations": decisions})
 
 
@@ -430,10 +467,20 @@ def _semantic(options: Any) -> str:
     return str(value)
 
 
+def public_base(config: Config) -> str:
+    """The service's base URL: `public_url`, else the bind address; never the Host header
+    (a client must not be able to point the metadata document elsewhere)."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host = config.host
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
 async def configuration(request: web.Request) -> web.Response:
     """GET /.well-known/authzen-configuration: the PDP metadata document."""
-    state = request.app[STATE]
-    base = (state.config.public_url or str(request.url.origin())).rstrip("/")
+    base = public_base(request.app[STATE].config)
     return json_response(
         {
             "policy_decision_point": base,

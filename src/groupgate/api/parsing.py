@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
 
 from groupgate.api.problems import InvalidJson, TooLarge, Unprocessable, UnsupportedMedia
+from groupgate.engine.graph import AMOUNT_PATTERN, amount_problem
 from groupgate.model import EMPTY, Money, Resource
 
 KEY_END = re.compile(rb'"[ \t\r\n]*:')
@@ -34,6 +35,7 @@ CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 NUMBER_LIMIT = 2**63
 MAX_TEXT = 1024
 MAX_LIST = 256
+MAX_REVISION_DIGITS = 18
 JSON_TYPES = ("application/json", "application/octet-stream", "")
 
 
@@ -276,34 +278,39 @@ def boolean(value: Any, path: str) -> bool:
 
 
 def revision(value: Any, header: str | None, path: str = "min_revision") -> int | None:
-    """The consistency token from the body and/or `X-Groupgate-Min-Revision` (the larger)."""
+    """The consistency token from the body and/or `X-Groupgate-Min-Revision` (the larger).
+
+    The header is ASCII digits only, at most 18 of them: `str.isdigit` alone also accepts
+    Unicode digits such as "²", which `int` refuses.
+    """
     found: int | None = None
     if value is not None:
         if type(value) is not int or value < 0:
             raise Unprocessable(f"{path}: expected a non-negative integer, got {kind(value)}")
         found = value
     if header is not None:
-        if not header.isdigit() or len(header) > 18:
-            raise Unprocessable("X-Groupgate-Min-Revision: expected a non-negative integer")
+        if not (header.isascii() and header.isdigit() and len(header) <= MAX_REVISION_DIGITS):
+            raise Unprocessable(
+                "X-Groupgate-Min-Revision: expected a non-negative integer "
+                f"(at most {MAX_REVISION_DIGITS} ASCII digits)"
+            )
         found = max(found or 0, int(header))
     return found
 
 
 def amount(value: Any, currency: Any, path: str = "") -> Money:
-    """A purchase amount: a decimal string (never a float) and an ISO 4217 code."""
+    """A purchase amount: a decimal string (never a float, see `AMOUNT_PATTERN`) and an
+    ISO 4217 code. The string is checked before `Decimal` sees it, so no amount is ever huge.
+    """
     prefix = f"{path}." if path else ""
-    if type(value) is not str or len(value) > 40:
+    if type(value) is not str:
         raise Unprocessable(f'{prefix}amount: expected a decimal string such as "12.50"')
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise Unprocessable(f"{prefix}amount: not a decimal number: {value!r}") from None
-    if not number.is_finite() or number < 0:
-        raise Unprocessable(f"{prefix}amount: expected a finite, non-negative amount")
+    if not AMOUNT_PATTERN.match(value):
+        raise Unprocessable(f"{prefix}amount: {amount_problem(value)}")
     code = text(currency, f"{prefix}currency", 3)
     if not CURRENCY.match(code):
         raise Unprocessable(f"{prefix}currency: expected an ISO 4217 code such as EUR")
-    return Money(number, code)
+    return Money(Decimal(value), code)
 
 
 RESOURCE_FIELDS = frozenset(
