@@ -21,6 +21,7 @@ KEY_HEADER = "X-Groupgate-Key"
 TENANT_HEADER = "X-Groupgate-Tenant"
 MIN_REVISION = "X-Groupgate-Min-Revision"
 
+
 class Headers(Protocol):
     """What `single` needs of aiohttp's `CIMultiDictProxy`."""
 
