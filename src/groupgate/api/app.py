@@ -148,6 +148,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     from groupgate.api import admin, authzen, decisions, gateway, native, ops, purchases
     from groupgate.api.ops import Metrics
 
+    log.quiet_malformed_http()  # malformed HTTP is the client's fault: no tracebacks
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
         handler_args={"max_field_size": 16384, "max_line_size": 16384},
