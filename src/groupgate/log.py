@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 root = logging.getLogger("groupgate")
 api = logging.getLogger("groupgate.api")
@@ -62,7 +63,8 @@ class MalformedHttpFilter(logging.Filter):
     """Demote aiohttp's report of a malformed request to one debug line without traceback.
 
     aiohttp answers malformed HTTP (a bad request line, a duplicate Host, an over-long
-    header) with a 400 and logs the parser's exception at error level with its traceback:
+    header) with a 400 and logs the parser's exception at error level with its traceback;
+    a body it cannot decode (bad gzip, say) is logged again when it drains the request:
     a hostile client could fill the log (4,714 tracebacks in one run). The client's mistake
     is not the service's error, so the record becomes a debug record (kept only when the
     `aiohttp.server` logger is at debug level) that names the problem in one line.
@@ -70,6 +72,8 @@ class MalformedHttpFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError):  # a body aiohttp could not decode
+            exc = exc.__cause__
         if not isinstance(exc, HttpProcessingError):
             return True
         record.levelno = logging.DEBUG

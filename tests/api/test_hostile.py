@@ -274,3 +274,16 @@ async def test_malformed_http_logs_no_error(
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == [], [r.getMessage() for r in noisy]
     assert all(r.exc_info is None for r in caplog.records if r.name.startswith("aiohttp"))
+
+
+@pytest.mark.parametrize("endpoint", [*DECISIONS, "/v1/admin/tenants/demo/import"])
+async def test_undecodable_body_is_400(
+    demo: Client, caplog: pytest.LogCaptureFixture, endpoint: str
+) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with caplog.at_level(logging.INFO):
+        response = await demo.post(endpoint, data=b"not gzip at all", headers=headers)
+        problem = assert_problem(response.status, await response.read(), response.content_type)
+    assert problem["status"] == 400 and "could not be read" in problem["detail"]
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == [], [r.getMessage() for r in noisy]

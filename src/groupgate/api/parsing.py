@@ -24,9 +24,11 @@ from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from groupgate.api.problems import InvalidJson, TooLarge, Unprocessable, UnsupportedMedia
 from groupgate.engine.graph import AMOUNT_PATTERN, amount_problem
+from groupgate.errors import InvalidInput
 from groupgate.model import EMPTY, Money, Resource
 
 KEY_END = re.compile(rb'"[ \t\r\n]*:')
@@ -49,12 +51,26 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise TooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except UNREADABLE as exc:
+        raise unreadable(exc) from None
     return b"".join(chunks)
+
+
+#: What aiohttp raises while reading a body it cannot decode (a bad `Content-Encoding`, a
+#: broken chunk): the client's fault, a 400.
+UNREADABLE = (HttpProcessingError, web.RequestPayloadError)
+
+
+def unreadable(exc: Exception) -> InvalidInput:
+    """The 400 for a body aiohttp could not decode (see `UNREADABLE`)."""
+    lines = str(exc).strip().splitlines()
+    return InvalidInput(f"the body could not be read: {lines[-1].strip()[:200] if lines else ''}")
 
 
 def check_json_type(request: web.Request) -> None:
@@ -90,6 +106,8 @@ async def read_unchecked_json(request: web.Request, limit: int) -> tuple[bytes, 
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
+    except UNREADABLE as exc:
+        raise unreadable(exc) from None
     return body, decode(body)
 
 
