@@ -287,3 +287,42 @@ async def test_undecodable_body_is_400(
     assert problem["status"] == 400 and "could not be read" in problem["detail"]
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == [], [r.getMessage() for r in noisy]
+
+
+# --------------------------------------------------------------------------- decision log
+
+RECORDED = {
+    "/v1/check": ("check", "emp-de", "update", "orders"),
+    "/v1/checks": ("checks", "emp-de", "update", "orders"),
+    "/v1/filter": ("filter", "emp-de", "read", "orders"),
+    "/v1/purchases/evaluate": ("purchase", "cust-buyer", "purchase", "companies"),
+    "/access/v1/evaluation": ("authzen", "emp-de", "read", "orders"),
+    "/access/v1/evaluations": ("authzen", "emp-de", "read", "orders"),
+    "/access/v1/search/subject": ("authzen", None, "read", "orders"),
+    "/access/v1/search/resource": ("authzen", "emp-de", "read", None),
+    "/access/v1/search/action": ("authzen", "emp-de", None, "orders"),
+}
+FIELD_SET = {
+    "surface", "tenant", "caller", "subject", "action", "type", "id", "allow", "reason",
+    "revision", "latency_ms",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", sorted(RECORDED))
+async def test_every_surface_records_one_field_set(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture, endpoint: str
+) -> None:
+    client = await make_client(decision_log=True, api_keys=f"{API_KEY}:demo")
+    with caplog.at_level(logging.INFO, logger="groupgate.decisions"):
+        response = await client.post(
+            endpoint, json=ENDPOINTS[endpoint], headers={"Authorization": API_KEY}
+        )
+        assert response.status == 200, await response.text()
+    records = [r.__dict__ for r in caplog.records if r.name == "groupgate.decisions"]
+    assert len(records) == 1
+    [fields] = records
+    assert set(fields) >= FIELD_SET
+    surface, subject, action, kind = RECORDED[endpoint]
+    assert fields["surface"] == surface and fields["tenant"] == "demo"
+    assert fields["caller"] is not None
+    assert (fields["subject"], fields["action"], fields["type"]) == (subject, action, kind)
