@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 root = logging.getLogger("groupgate")
 api = logging.getLogger("groupgate.api")
@@ -53,6 +55,47 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
+#: aiohttp's server logger: it reports malformed HTTP as "Error handling request".
+aiohttp_server = logging.getLogger("aiohttp.server")
+
+
+class MalformedHttpFilter(logging.Filter):
+    """Demote aiohttp's report of a malformed request to one debug line without traceback.
+
+    aiohttp answers malformed HTTP (a bad request line, a duplicate Host, an over-long
+    header) with a 400 and logs the parser's exception at error level with its traceback;
+    a body it cannot decode (bad gzip, say) is logged again when it drains the request:
+    a hostile client could fill the log (4,714 tracebacks in one run). The client's mistake
+    is not the service's error, so the record becomes a debug record (kept only when the
+    `aiohttp.server` logger is at debug level) that names the problem in one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError):  # a body aiohttp could not decode
+            exc = exc.__cause__
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = "DEBUG"
+        record.exc_info = None
+        record.exc_text = None
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        first = str(exc.message).splitlines()[0][:200] if exc.message else ""
+        record.msg = "malformed HTTP request from %s: %s %s"
+        record.args = (remote, exc.code, first)
+        return aiohttp_server.isEnabledFor(logging.DEBUG)
+
+
+_MALFORMED = MalformedHttpFilter()
+
+
+def quiet_malformed_http() -> None:
+    """Install `MalformedHttpFilter` on aiohttp's server logger (idempotent)."""
+    if _MALFORMED not in aiohttp_server.filters:
+        aiohttp_server.addFilter(_MALFORMED)
+
+
 def configure(level: str = "info", fmt: str = "json", *, decision_log: bool = False) -> None:
     """Install one stderr handler on the `groupgate` logger (idempotent).
 
@@ -71,6 +114,7 @@ def configure(level: str = "info", fmt: str = "json", *, decision_log: bool = Fa
     aio.handlers[:] = [handler]
     aio.setLevel(max(logging.WARNING, root.level))
     aio.propagate = False
+    quiet_malformed_http()
     if decision_log:
         out = logging.StreamHandler(sys.stdout)
         out.setFormatter(JsonFormatter())

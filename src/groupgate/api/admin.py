@@ -29,6 +29,7 @@ from aiohttp import web
 
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
+from groupgate.api.headers import credentials
 from groupgate.api.native import json_response
 from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia, guarded
 from groupgate.auth import Caller
@@ -51,8 +52,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 async def _admin(state: State, request: web.Request) -> Caller:
-    headers = request.headers
-    return await state.auth.admin(headers.get("Authorization"), headers.get("X-Groupgate-Key"))
+    return await state.auth.admin(*credentials(request.headers))
 
 
 async def _tenant(request: web.Request) -> tuple[State, str]:

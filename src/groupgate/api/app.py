@@ -146,6 +146,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
     from groupgate.api.ops import Metrics
 
+    log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
     app = front.application(config.http, config.limits.max_body_bytes)
     session_holder: dict[str, aiohttp.ClientSession] = {}
 

@@ -23,24 +23,25 @@ well-formed item (unknown type or action, no matching route) are a `decision: fa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple, Protocol, cast
+from time import perf_counter
+from typing import Any, NamedTuple, cast
 
 import orjson
 from aiohttp import web
 
-from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.native import MIN_REVISION, caller_of, json_response
-from groupgate.api.problems import DuplicateHeader, TooLarge, Unprocessable, guarded
+from groupgate.api.headers import MIN_REVISION, TENANT_HEADER, Headers, credentials, single
+from groupgate.api.native import caller_of, json_response, min_revision_header
+from groupgate.api.problems import TooLarge, Unprocessable, guarded
+from groupgate.api.record import Decided, record_many
 from groupgate.auth import Caller
+from groupgate.config import Config
 from groupgate.errors import InvalidInput, NotFound
 from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
 from groupgate.store.contract import Answer
 
-TENANT_HEADER = "X-Groupgate-Tenant"
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
@@ -333,9 +334,9 @@ async def _purchase_decision(
     return {"decision": result.decision == "allow" and result.error is None, "context": context}
 
 
-async def tenant_of(state: State, request: web.Request, caller: Caller) -> str:
+async def tenant_of(state: State, headers: Headers, caller: Caller) -> str:
     """The tenant of an AuthZEN request (see the module docstring)."""
-    requested = request.headers.get(TENANT_HEADER)
+    requested = single(headers, TENANT_HEADER)
     if requested is not None:
         requested = parsing.ident(requested, TENANT_HEADER)
     return await state.tenants.resolve(requested, caller)
@@ -343,18 +344,61 @@ async def tenant_of(state: State, request: web.Request, caller: Caller) -> str:
 
 def _respond(request: web.Request, body: Any) -> web.Response:
     response = json_response(body)
-    request_id = request.headers.get("X-Request-ID")
-    if request_id is not None and len(request_id) <= 256:
+    request_id = request_id_of(request.headers)
+    if request_id is not None:
         response.headers["X-Request-ID"] = request_id
     return response
 
 
-def _observe(state: State, surface: str, decisions: list[dict[str, Any]], started: float) -> None:
-    allowed = sum(1 for decision in decisions if decision["decision"])
-    state.metrics.observe_many(surface, allowed, len(decisions) - allowed, started)
-    if state.decision_log:
-        for decision in decisions:
-            log.decision(surface, allow=decision["decision"], context=decision["context"])
+def request_id_of(headers: Headers) -> str | None:
+    """The PEP's `X-Request-ID`, to be returned as it came (None: none, or over 256 chars)."""
+    values = headers.getall("X-Request-ID", None)
+    if not values or len(values[0]) > 256:
+        return None
+    return values[0]
+
+
+def _record(
+    state: State,
+    started: float,
+    tenant: str,
+    caller: Caller,
+    items: list[Item],
+    decisions: list[dict[str, Any]],
+) -> None:
+    """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter)."""
+    record_many(
+        state,
+        "authzen",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        decided=(
+            _decided(item, decision)
+            for item, decision in zip(items[: len(decisions)], decisions, strict=True)
+        ),
+    )
+
+
+def _decided(item: Item, decision: dict[str, Any]) -> Decided:
+    context = decision["context"]
+    kind: str | None
+    rid: str | None
+    if item.kind == "purchase":
+        kind, rid = "companies", item.company
+    elif item.resource is not None:
+        kind, rid = item.resource.type, item.resource.id
+    else:
+        kind = rid = None
+    return Decided(
+        item.subject,
+        item.action,
+        kind,
+        rid,
+        decision["decision"],
+        context.get("reason"),
+        context.get("revision"),
+    )
 
 
 async def evaluation(request: web.Request) -> web.Response:
@@ -369,21 +413,39 @@ async def evaluation(request: web.Request) -> web.Response:
     return response
 
 
+async def answer_evaluation(
+    state: State, headers: Headers, body: bytes
+) -> tuple[bytes, str | None]:
+    """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
+    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit."""
+    started = perf_counter()
+    caller = await state.auth.caller(*credentials(headers))
+    media = headers.getall("Content-Type", None)
+    parsing.check_media_type(parsing.media_type(media[0] if media else None))
+    item = parse_item(state, parsing.loads_object(body, state.config.limits.max_json_depth))
+    tenant = await tenant_of(state, headers, caller)
+    min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+    [decision] = await decide(state, tenant, [item], min_rev)
+    _record(state, started, tenant, caller, [item], [decision])
+    return orjson.dumps(decision), request_id_of(headers)
+
+
 async def evaluations(request: web.Request) -> web.Response:
     """POST /access/v1/evaluations: a batch with defaults and evaluation semantics."""
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     limits = state.config.limits
     caller = await caller_of(state, request)
     raw, value = await parsing.read_unchecked_json(request, limits.max_body_bytes)
     body, parsed = read_batch(state.actions, raw, value, limits.max_json_depth, limits.max_batch)
-    tenant = await tenant_of(state, request, caller)
-    min_rev = parsing.revision(None, request.headers.get(MIN_REVISION))
+    tenant = await tenant_of(state, request.headers, caller)
+    min_rev = parsing.revision(None, min_revision_header(request))
     raw_items = body.get("evaluations")
     if raw_items is None or raw_items == []:
         # No array: behave as the single evaluation API (AuthZEN 1.0).
-        [decision] = await decide(state, tenant, [parse_item(state, body)], min_rev)
-        _observe(state, "authzen", [decision], started)
+        item = parse_item(state, body)
+        [decision] = await decide(state, tenant, [item], min_rev)
+        _record(state, started, tenant, caller, [item], [decision])
         return _respond(request, decision)
     if type(raw_items) is not list:
         raise Unprocessable(f"evaluations: expected an array, got {parsing.kind(raw_items)}")
@@ -398,7 +460,7 @@ async def evaluations(request: web.Request) -> web.Response:
             if decision["decision"] is stop_on:
                 decisions = decisions[: i + 1]
                 break
-    _observe(state, "authzen", decisions, started)
+    _record(state, started, tenant, caller, items, decisions)
     return _respond(request, {"evaluations": decisions})
 
 
@@ -428,10 +490,20 @@ def _semantic(options: Any) -> str:
     return str(value)
 
 
+def public_base(config: Config) -> str:
+    """The service's base URL: `public_url`, else the bind address; never the Host header
+    (a client must not be able to point the metadata document elsewhere)."""
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host = config.host
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
 async def configuration(request: web.Request) -> web.Response:
     """GET /.well-known/authzen-configuration: the PDP metadata document."""
-    state = request.app[STATE]
-    base = (state.config.public_url or str(request.url.origin())).rstrip("/")
+    base = public_base(request.app[STATE].config)
     return json_response(
         {
             "policy_decision_point": base,
@@ -453,43 +525,3 @@ def setup(app: web.Application) -> None:
         "/.well-known/authzen-configuration", guarded(configuration), name="authzen.configuration"
     )
     search.setup(app)
-
-
-class Headers(Protocol):
-    """Request headers as multidict's `CIMultiDictProxy` offers them (case-insensitive)."""
-
-    def getall(self, key: str, default: list[str]) -> list[str]: ...
-
-
-def single(headers: Headers, name: str) -> str | None:
-    """The one value of header `name`, or None; a second copy is a 400 (`DuplicateHeader`)."""
-    values = headers.getall(name, [])
-    if len(values) > 1:
-        raise DuplicateHeader(f"{name}: sent more than once")
-    return values[0] if values else None
-
-
-async def answer_evaluation(
-    state: State, headers: Headers, body: bytes
-) -> tuple[bytes, str | None]:
-    """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
-    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit."""
-    started = time.perf_counter()
-    limits = state.config.limits
-    caller = await state.auth.caller(
-        single(headers, "Authorization"), single(headers, "X-Groupgate-Key")
-    )
-    media = headers.getall("Content-Type", [])
-    parsing.check_media_type(parsing.media_type(media[0] if media else None))
-    item = parse_item(state, parsing.loads_object(body, limits.max_json_depth))
-    requested = single(headers, TENANT_HEADER)
-    if requested is not None:
-        requested = parsing.ident(requested, TENANT_HEADER)
-    tenant = await state.tenants.resolve(requested, caller)
-    min_rev = parsing.revision(None, single(headers, MIN_REVISION))
-    [decision] = await decide(state, tenant, [item], min_rev)
-    _observe(state, "authzen", [decision], started)
-    request_id = single(headers, "X-Request-ID")
-    if request_id is not None and len(request_id) > 256:
-        request_id = None
-    return orjson.dumps(decision), request_id

@@ -43,7 +43,8 @@ from multidict import CIMultiDict
 from groupgate import log
 from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.problems import CHALLENGE, PROBLEM, DuplicateHeader, problem_json, slug_of
+from groupgate.api.headers import duplicate
+from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
 
 CHECK = b"/v1/check"
@@ -215,15 +216,15 @@ def _check_headers(
     for name, value in headers:
         if name == b"authorization":
             if authorization is not None:
-                raise DuplicateHeader("Authorization: sent more than once")
+                raise duplicate("Authorization")
             authorization = value
         elif name == b"x-groupgate-key":
             if key is not None:
-                raise DuplicateHeader("X-Groupgate-Key: sent more than once")
+                raise duplicate("X-Groupgate-Key")
             key = value
         elif name == b"x-groupgate-min-revision":
             if revision is not None:
-                raise DuplicateHeader("X-Groupgate-Min-Revision: sent more than once")
+                raise duplicate("X-Groupgate-Min-Revision")
             revision = value
         elif name == b"content-type" and media is None:
             media = value

@@ -85,9 +85,17 @@ SINGLETONS = frozenset(
         b"user-agent",
     }
 )
-#: A Host value: a registered name or IPv4 address (RFC 3986 reg-name characters), or an
-#: IP literal in brackets, then an optional port.
-HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::([0-9]{0,5}))?\Z")
+#: A Host value, RFC 3986 `host [":" port]`: an IP literal in brackets or a reg-name
+#: (letters, digits, `-._~`, sub-delims and %-escapes, which also covers IPv4 addresses).
+#: The grammar lets both be empty (`reg-name = *(...)`, `port = *DIGIT`), and RFC 9112
+#: section 3.2 refuses only an invalid value, so an empty Host or port is accepted.
+HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+,;=%]{0,253})(?::([0-9]{0,5}))?\Z"
+)
+#: Host values seen valid, so that the common case costs one set look-up (bounded: a client
+#: inventing hosts only makes its own requests take the regex).
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX = 256
 INVALID = "invalid-http"
 
 
@@ -125,10 +133,9 @@ def head_problem(
             seen.add(name)
             if name == b"host":
                 hosts += 1
-                found = HOST.match(value)
-                port = found.group(1) if found is not None else None
-                if found is None or (port and int(port) > 65535):
-                    return 400, "Host: not a valid host and port", INVALID
+                if value not in _GOOD_HOSTS and not _valid_host(value):
+                    shown = value[:64].decode("latin-1")
+                    return 400, f"Host: malformed value {shown!r} (expected host[:port])", INVALID
             elif name == b"transfer-encoding" and http10:
                 return 400, "Transfer-Encoding is not allowed in HTTP/1.0", INVALID
         elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
@@ -144,6 +151,16 @@ def head_problem(
     if hosts == 0 and not http10:
         return 400, "Host: required in HTTP/1.1", INVALID
     return target_problem(method, target)
+
+
+def _valid_host(value: bytes) -> bool:
+    found = HOST.match(value)
+    port = found.group(1) if found is not None else None
+    if found is None or (port and int(port) > 65535):
+        return False
+    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.add(value)
+    return True
 
 
 def target_problem(method: bytes, target: bytes) -> tuple[int, str, str] | None:

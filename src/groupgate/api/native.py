@@ -14,7 +14,6 @@ deny with a reason (the store says so), never an error.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, NamedTuple
@@ -22,10 +21,11 @@ from typing import Any, NamedTuple
 import orjson
 from aiohttp import web
 
-from groupgate import log
-from groupgate.api import parsing
+from groupgate.api import headers, parsing
 from groupgate.api.app import STATE, State
+from groupgate.api.headers import credentials, single
 from groupgate.api.problems import TooLarge, Unprocessable, guarded
+from groupgate.api.record import Decided, record, record_many
 from groupgate.auth import Caller
 from groupgate.model import EMPTY, Decision, FilterResult, Resource, new_tuple
 from groupgate.store.contract import Answer
@@ -37,9 +37,9 @@ CHECKS_FIELDS = CHECK_FIELDS | {"checks"}
 ITEM_FIELDS = frozenset({"subject", "action", "resource", "context"})
 SUBJECT_FIELDS = frozenset({"id", "type", "properties"})
 FILTER_FIELDS = frozenset({"tenant", "subject", "action", "resource_type", "min_revision"})
-MIN_REVISION = "X-Groupgate-Min-Revision"
-AUTHORIZATION = "Authorization"
-KEY_HEADER = "X-Groupgate-Key"
+MIN_REVISION = headers.MIN_REVISION
+AUTHORIZATION = headers.AUTHORIZATION
+KEY_HEADER = headers.KEY_HEADER
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -47,8 +47,13 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 async def caller_of(state: State, request: web.Request) -> Caller:
-    headers = request.headers
-    return await state.auth.caller(headers.get(AUTHORIZATION), headers.get(KEY_HEADER))
+    """The caller of a request: its credentials, each header at most once (else a 400)."""
+    return await state.auth.caller(*credentials(request.headers))
+
+
+def min_revision_header(request: web.Request) -> str | None:
+    """`X-Groupgate-Min-Revision`, at most once (else a 400)."""
+    return single(request.headers, MIN_REVISION)
 
 
 def subject_id(raw: Any, path: str) -> str:
@@ -219,17 +224,18 @@ async def check(request: web.Request) -> web.Response:
     """POST /v1/check: one decision (the decision listener answers the same with `answer`)."""
     started = perf_counter()
     state = request.app[STATE]
-    headers = request.headers
+    sent = request.headers
     limit = state.config.limits.max_body_bytes
     length = request.content_length
     if length is not None and length > limit:  # before authentication, as on every listener
         raise TooLarge(f"body of {length} bytes exceeds the limit of {limit}")
-    authorization, key = headers.get(AUTHORIZATION), headers.get(KEY_HEADER)
+    authorization, key = credentials(sent)
     caller = state.auth.key_caller(authorization, key)
     if caller is None:
         caller = await state.auth.token_caller(authorization, key)
     body, value = await parsing.read_unchecked_json(request, limit)
-    found = answer(state, caller, body, value, headers.get(MIN_REVISION), started)
+    header = single(sent, MIN_REVISION)
+    found = answer(state, caller, body, value, header, started)
     if not isinstance(found, bytes):
         found = await found
     return web.Response(body=found, content_type="application/json")
@@ -291,28 +297,29 @@ def _answered(
     found: Answer,
     started: float,
 ) -> bytes:
-    """Count, log (when the decision log is on) and serialise one answer."""
-    allowed = found.decision.allow
-    state.metrics.observe("check", allowed, perf_counter() - started)
-    if state.decision_log:
-        log.decision(
-            "check",
-            tenant=tenant,
-            subject=question.subject,
-            action=question.action,
-            type=question.resource.type,
-            id=question.resource.id,
-            allow=allowed,
-            reason=found.decision.reason,
-            revision=found.revision,
-            caller=caller.name,
-        )
+    """Record (`record.record`) and serialise one answer."""
+    decision = found.decision
+    resource = question.resource
+    record(
+        state,
+        "check",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        subject=question.subject,
+        action=question.action,
+        type=resource.type,
+        id=resource.id,
+        allow=decision.allow,
+        reason=decision.reason,
+        revision=found.revision,
+    )
     return orjson.dumps(answer_body(found, question.explain))
 
 
 async def checks(request: web.Request) -> web.Response:
     """POST /v1/checks: a batch; items inherit the top-level subject/action/resource/context."""
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     caller = await caller_of(state, request)
     limits = state.config.limits
@@ -330,29 +337,32 @@ async def checks(request: web.Request) -> web.Response:
         parsing.only(item, ITEM_FIELDS, f"checks[{i}]")
         questions.append(question(state, {**defaults, **item}, f"checks[{i}]"))
     explain = parsing.boolean(body.get("explain"), "explain")
-    min_rev = parsing.revision(body.get("min_revision"), request.headers.get(MIN_REVISION))
+    min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     answers = (
         await state.service.check_many(tenant, questions, min_revision=min_rev, explain=explain)
         if questions
         else []
     )
-    allowed = sum(1 for answer in answers if answer.decision.allow)
-    state.metrics.observe_many("checks", allowed, len(answers) - allowed, started)
-    if state.decision_log:
-        for (subject, action, resource), answer in zip(questions, answers, strict=True):
-            log.decision(
-                "checks",
-                tenant=tenant,
-                subject=subject,
-                action=action,
-                type=resource.type,
-                id=resource.id,
-                allow=answer.decision.allow,
-                reason=answer.decision.reason,
-                revision=answer.revision,
-                caller=caller.name,
+    record_many(
+        state,
+        "checks",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        decided=(
+            Decided(
+                subject,
+                action,
+                resource.type,
+                resource.id,
+                answer.decision.allow,
+                answer.decision.reason,
+                answer.revision,
             )
+            for (subject, action, resource), answer in zip(questions, answers, strict=True)
+        ),
+    )
     return json_response({"results": [answer_body(a, explain) for a in answers]})
 
 
@@ -381,7 +391,7 @@ async def filter_(request: web.Request) -> web.Response:
     restriction values intersect `restrictions` (null: any), and each attribute's value is
     one of those listed; the filters form a disjunction.
     """
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     caller = await caller_of(state, request)
     limits = state.config.limits
@@ -395,11 +405,23 @@ async def filter_(request: web.Request) -> web.Response:
         raise Unprocessable(f"resource_type: unknown resource type {type_id!r}")
     if action not in actions:
         raise Unprocessable(f"action: {type_id!r} has no action {action!r}")
-    min_rev = parsing.revision(body.get("min_revision"), request.headers.get(MIN_REVISION))
+    min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     found = await state.service.filter(tenant, subject, action, type_id, min_revision=min_rev)
-    allowed = found.result.all or bool(found.result.filters)
-    state.metrics.observe("filter", allowed, time.perf_counter() - started)
+    record(
+        state,
+        "filter",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        subject=subject,
+        action=action,
+        type=type_id,
+        id=None,
+        allow=found.result.all or bool(found.result.filters),
+        reason=None,
+        revision=found.revision,
+    )
     return json_response(filter_body(found.result, found.revision, found.stale))
 
 

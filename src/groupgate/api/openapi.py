@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from groupgate.engine.graph import AMOUNT_SYNTAX
+
 ANY = ("get", "post", "put", "patch", "delete", "head", "options")
 
 
@@ -302,7 +304,7 @@ SCHEMAS: dict[str, Any] = {
             "tenant": _STR,
             "subject": _ref("Subject"),
             "company": _STR,
-            "amount": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+            "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         },
     },

@@ -19,13 +19,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from groupgate.api.problems import InvalidJson, TooLarge, Unprocessable, UnsupportedMedia
+from groupgate.api.problems import (
+    InvalidJson,
+    TooLarge,
+    Unprocessable,
+    UnsupportedMedia,
+    unreadable,
+)
+from groupgate.engine.graph import AMOUNT_PATTERN, amount_problem
 from groupgate.model import EMPTY, Money, Resource
 
 KEY_END = re.compile(rb'"[ \t\r\n]*:')
@@ -34,6 +42,7 @@ CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 NUMBER_LIMIT = 2**63
 MAX_TEXT = 1024
 MAX_LIST = 256
+MAX_REVISION_DIGITS = 18
 JSON_TYPES = ("application/json", "application/octet-stream", "")
 #: The media type of a request without `Content-Type` (what aiohttp reports).
 DEFAULT_MEDIA = "application/octet-stream"
@@ -49,12 +58,20 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise TooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except UNREADABLE as exc:
+        raise unreadable(exc) from None
     return b"".join(chunks)
+
+
+#: What aiohttp raises while reading a body it cannot read (a broken chunk, a request
+#: timeout, a half-close): the client's doing, a 4xx (`problems.unreadable`).
+UNREADABLE = (HttpProcessingError, web.RequestPayloadError)
 
 
 def check_json_type(request: web.Request) -> None:
@@ -98,6 +115,8 @@ async def read_unchecked_json(request: web.Request, limit: int) -> tuple[bytes, 
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"body exceeds the limit of {limit} bytes") from None
+    except UNREADABLE as exc:
+        raise unreadable(exc) from None
     return body, decode(body)
 
 
@@ -291,34 +310,39 @@ def boolean(value: Any, path: str) -> bool:
 
 
 def revision(value: Any, header: str | None, path: str = "min_revision") -> int | None:
-    """The consistency token from the body and/or `X-Groupgate-Min-Revision` (the larger)."""
+    """The consistency token from the body and/or `X-Groupgate-Min-Revision` (the larger).
+
+    The header is ASCII digits only, at most 18 of them: `str.isdigit` alone also accepts
+    Unicode digits such as "²", which `int` refuses.
+    """
     found: int | None = None
     if value is not None:
         if type(value) is not int or value < 0:
             raise Unprocessable(f"{path}: expected a non-negative integer, got {kind(value)}")
         found = value
     if header is not None:
-        if not header.isdigit() or len(header) > 18:
-            raise Unprocessable("X-Groupgate-Min-Revision: expected a non-negative integer")
+        if not (header.isascii() and header.isdigit() and len(header) <= MAX_REVISION_DIGITS):
+            raise Unprocessable(
+                "X-Groupgate-Min-Revision: expected a non-negative integer "
+                f"(at most {MAX_REVISION_DIGITS} ASCII digits)"
+            )
         found = max(found or 0, int(header))
     return found
 
 
 def amount(value: Any, currency: Any, path: str = "") -> Money:
-    """A purchase amount: a decimal string (never a float) and an ISO 4217 code."""
+    """A purchase amount: a decimal string (never a float, see `AMOUNT_PATTERN`) and an
+    ISO 4217 code. The string is checked before `Decimal` sees it, so no amount is ever huge.
+    """
     prefix = f"{path}." if path else ""
-    if type(value) is not str or len(value) > 40:
+    if type(value) is not str:
         raise Unprocessable(f'{prefix}amount: expected a decimal string such as "12.50"')
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise Unprocessable(f"{prefix}amount: not a decimal number: {value!r}") from None
-    if not number.is_finite() or number < 0:
-        raise Unprocessable(f"{prefix}amount: expected a finite, non-negative amount")
+    if not AMOUNT_PATTERN.match(value):
+        raise Unprocessable(f"{prefix}amount: {amount_problem(value)}")
     code = text(currency, f"{prefix}currency", 3)
     if not CURRENCY.match(code):
         raise Unprocessable(f"{prefix}currency: expected an ISO 4217 code such as EUR")
-    return Money(number, code)
+    return Money(Decimal(value), code)
 
 
 RESOURCE_FIELDS = frozenset(

@@ -13,12 +13,13 @@ This module adds the transport-level members of the tree, all `InvalidInput`:
      +-- TooLarge           413  body or batch over its configured limit
      +-- UnsupportedMedia   415  a content type that is not JSON (nor YAML for imports)
      +-- DuplicateHeader    400  a header that must appear once (credentials, consistency token)
+     +-- UnreadableBody     400  the body's framing or coding is broken, or the client half-closed
+     +-- RequestTimeout     408  the request did not arrive in time
 """
 
 from __future__ import annotations
 
 import functools
-import http
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -77,12 +78,45 @@ class DuplicateHeader(InvalidInput):
     title = "Duplicate header"
 
 
+class UnreadableBody(InvalidInput):
+    """The body could not be read: broken chunks, a bad coding, a half-close before its end."""
+
+    title = "Bad Request"
+
+
+class RequestTimeout(InvalidInput):
+    """The request (its body, here) was not complete within `http_request_timeout`."""
+
+    status = 408
+    title = "Request Timeout"
+
+
+def unreadable(exc: BaseException) -> InvalidInput:
+    """The problem for a body aiohttp could not read (`HttpProcessingError`, or the
+    `RequestPayloadError` that wraps one).
+
+    The body stream keeps the exception: without its traceback, the handler's frames (and
+    the request they hold) are freed at once rather than by a full collection.
+    """
+    cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) else exc
+    for link in (exc, cause):
+        if link is not None:
+            link.__traceback__ = link.__context__ = None
+    if isinstance(cause, HttpProcessingError) and cause.code == 408:
+        return RequestTimeout(str(cause.message))
+    lines = str(cause if cause is not None else exc).strip().splitlines()
+    shown = lines[-1].strip()[:200] if lines else ""
+    return UnreadableBody(f"the body could not be read: {shown}")
+
+
 _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (InvalidJson, "invalid-json"),
     (Unprocessable, "unprocessable"),
     (TooLarge, "too-large"),
     (UnsupportedMedia, "unsupported-media-type"),
     (DuplicateHeader, "duplicate-header"),
+    (UnreadableBody, "invalid-http"),
+    (RequestTimeout, "timeout"),
     (GraphError, "graph-rule"),
     (NotFound, "not-found"),
     (Conflict, "conflict"),
@@ -120,10 +154,11 @@ def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
 
 
 def from_error(error: GroupgateError) -> web.Response:
-    """Map an exception of the tree to its response. After a 413 the connection closes, as
-    on the decision listener: the rest of the body is not read."""
+    """Map an exception of the tree to its response. After a 413, a 408 or a body that could
+    not be read the connection closes, as on the decision listener: the rest of the stream
+    cannot be trusted to frame the next request."""
     response = problem(error.status, error.title, error.detail, slug_of(error))
-    if error.status == 413:
+    if isinstance(error, TooLarge | RequestTimeout | UnreadableBody):
         response.force_close()
     return response
 
@@ -141,6 +176,8 @@ def guarded(handler: Handler) -> Handler:
     """`handler` with every error it raises turned into problem+json.
 
     Every route is added with its handler guarded (`create_app` refuses a route that is not).
+    HTTP-level rules (Host, targets, limits) are applied before routing, alike on every
+    listener (`api/front.py`, `api/http11.head_problem`).
     This is a wrapper per route rather than an aiohttp middleware because a middleware costs
     every request two more coroutine frames and a cache look-up in aiohttp's dispatch: about
     3 µs of a 50 µs `/v1/check` under load (`python -m benchmarks http`).
@@ -170,15 +207,9 @@ def to_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
         if exc.status >= 500:
             log.api.warning("%s %s: %s", request.method, request.path, exc.detail)
         return from_error(exc)
-    if isinstance(exc, HttpProcessingError):
-        # The body could not be read: malformed framing, a request timeout, a half-close.
-        # The body stream keeps the exception; without its traceback, the handler's frames
-        # (and the request they hold) are freed now rather than by a full collection.
-        exc.__traceback__ = exc.__context__ = None
-        status = exc.code if 400 <= exc.code < 500 else 400
-        slug = {408: "timeout"}.get(status, "invalid-http")
-        detail = exc.message if isinstance(exc.message, str) else "malformed request body"
-        response = problem(status, http.HTTPStatus(status).phrase, detail, slug)
+    if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+        # A body read outside `parsing` (a handler of ours always reads through it).
+        response = from_error(unreadable(exc))
         response.force_close()
         return response
     if isinstance(exc, web.HTTPException):

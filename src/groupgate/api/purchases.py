@@ -7,16 +7,22 @@ problem, never an allow; an unknown company is a 404; an unknown subject is a de
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 from typing import Any
 
 from aiohttp import web
 
-from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE
-from groupgate.api.native import MIN_REVISION, caller_of, json_response, subject_id, tenant_field
+from groupgate.api.native import (
+    caller_of,
+    json_response,
+    min_revision_header,
+    subject_id,
+    tenant_field,
+)
 from groupgate.api.problems import Unprocessable, guarded
+from groupgate.api.record import record
 from groupgate.store.contract import PurchaseAnswer
 
 PURCHASE_FIELDS = frozenset(
@@ -44,7 +50,7 @@ def purchase_body(answer: PurchaseAnswer) -> dict[str, Any]:
 
 async def evaluate(request: web.Request) -> web.Response:
     """POST /v1/purchases/evaluate."""
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.app[STATE]
     caller = await caller_of(state, request)
     limits = state.config.limits
@@ -53,26 +59,28 @@ async def evaluate(request: web.Request) -> web.Response:
     subject = subject_id(body.get("subject"), "subject")
     company = parsing.ident(body.get("company"), "company")
     money = parsing.amount(body.get("amount"), body.get("currency"))
-    min_rev = parsing.revision(body.get("min_revision"), request.headers.get(MIN_REVISION))
+    min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     answer = await state.service.purchase(tenant, subject, company, money, min_revision=min_rev)
-    if answer.result.error is not None:
-        raise Unprocessable(answer.result.error)
-    allowed = answer.result.decision == "allow"
-    state.metrics.observe("purchase", allowed, time.perf_counter() - started)
-    if state.decision_log:
-        log.decision(
-            "purchase",
-            tenant=tenant,
-            subject=subject,
-            company=company,
-            amount=f"{money.amount:f}",
-            currency=money.currency,
-            decision=answer.result.decision,
-            rule=answer.result.rule,
-            revision=answer.revision,
-            caller=caller.name,
-        )
+    result = answer.result
+    record(
+        state,
+        "purchase",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        subject=subject,
+        action="purchase",
+        type="companies",
+        id=company,
+        allow=result.decision == "allow" and result.error is None,
+        reason=result.error or result.rule,
+        revision=answer.revision,
+        # The amount as sent, never a formatted Decimal (see `parsing.amount`).
+        extra={"amount": body["amount"], "currency": money.currency, "decision": result.decision},
+    )
+    if result.error is not None:
+        raise Unprocessable(result.error)
     return json_response(purchase_body(answer))
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from time import perf_counter
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -30,8 +31,10 @@ from aiohttp import web
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.authzen import RESOURCE_ATTRIBUTES, tenant_of
-from groupgate.api.native import MIN_REVISION, caller_of, json_response
+from groupgate.api.native import caller_of, json_response, min_revision_header
 from groupgate.api.problems import Unprocessable, guarded
+from groupgate.api.record import record
+from groupgate.auth import Caller
 from groupgate.model import EMPTY, Resource
 
 SCAN_PAGES = 10
@@ -109,18 +112,58 @@ def _subject_id(body: dict[str, Any]) -> str:
     return parsing.text(parsing.obj(body.get("subject"), "subject").get("id"), "subject.id", 256)
 
 
-async def _prologue(request: web.Request) -> tuple[State, dict[str, Any], str, int | None]:
+class Asked(NamedTuple):
+    """What every search reads first: state, body, tenant, caller, token, start time."""
+
+    state: State
+    body: dict[str, Any]
+    tenant: str
+    caller: Caller
+    min_revision: int | None
+    started: float
+
+
+async def _prologue(request: web.Request) -> Asked:
+    started = perf_counter()
     state = request.app[STATE]
     limits = state.config.limits
     caller = await caller_of(state, request)
     body = await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
-    tenant = await tenant_of(state, request, caller)
-    return state, body, tenant, parsing.revision(None, request.headers.get(MIN_REVISION))
+    tenant = await tenant_of(state, request.headers, caller)
+    min_rev = parsing.revision(None, min_revision_header(request))
+    return Asked(state, body, tenant, caller, min_rev, started)
+
+
+def _record(
+    asked: Asked,
+    search: str,
+    subject: str | None,
+    action: str | None,
+    resource: Resource | None,
+    found: int,
+) -> None:
+    """Record a search as one decision: allowed when it found something."""
+    record(
+        asked.state,
+        "authzen",
+        asked.started,
+        tenant=asked.tenant,
+        caller=asked.caller.name,
+        subject=subject,
+        action=action,
+        type=None if resource is None else resource.type,
+        id=None if resource is None else resource.id,
+        allow=found > 0,
+        reason=f"{search} search: {found} found",
+        revision=None,
+        extra={"search": search},
+    )
 
 
 async def search_subject(request: web.Request) -> web.Response:
     """POST /access/v1/search/subject."""
-    state, body, tenant, min_rev = await _prologue(request)
+    asked = await _prologue(request)
+    state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = parsing.obj(body.get("subject") or {}, "subject")
     subject_type = subject.get("type") or "user"
     action = _action(body)
@@ -152,12 +195,14 @@ async def search_subject(request: web.Request) -> web.Response:
                     break
         if len(results) == limit or not more:
             break
+    _record(asked, "subject", None, action, resource, len(results))
     return answer(results, encode_token("subject", cursor) if more else None)
 
 
 async def search_resource(request: web.Request) -> web.Response:
     """POST /access/v1/search/resource."""
-    state, body, tenant, min_rev = await _prologue(request)
+    asked = await _prologue(request)
+    state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
     action = _action(body)
     resource = _resource(state, body.get("resource"), "resource", type_required=False)
@@ -190,12 +235,14 @@ async def search_resource(request: web.Request) -> web.Response:
             results.append({"type": resource.type, "properties": properties})
     window = results[offset : offset + limit]
     more = offset + limit < len(results)
+    _record(asked, "resource", subject, action, resource, len(window))
     return answer(window, encode_token("resource", offset + limit) if more else None)
 
 
 async def search_action(request: web.Request) -> web.Response:
     """POST /access/v1/search/action."""
-    state, body, tenant, min_rev = await _prologue(request)
+    asked = await _prologue(request)
+    state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
     resource = _resource(state, body.get("resource"), "resource", type_required=True)
     assert resource is not None
@@ -212,6 +259,7 @@ async def search_action(request: web.Request) -> web.Response:
     ]
     window = allowed[offset : offset + limit]
     more = offset + limit < len(allowed)
+    _record(asked, "action", subject, None, resource, len(window))
     return answer(window, encode_token("action", offset + limit) if more else None)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from groupgate.errors import GraphError
@@ -47,6 +47,11 @@ from groupgate.model import (
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}\Z")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}\Z")
+#: A decimal amount as JSON Schema states it (the OpenAPI document uses this text): ASCII
+#: digits only, at most 18 before the point and 8 after, no sign, no exponent. `Decimal`
+#: alone accepts "1e999999999" (formatting it takes gigabytes) and Unicode digits.
+AMOUNT_SYNTAX = r"^[0-9]{1,18}(\.[0-9]{1,8})?$"
+AMOUNT_PATTERN = re.compile(AMOUNT_SYNTAX[:-1] + r"\Z")
 LINK_PERMISSIONS = frozenset({"ro", "rw", "same_customer"})
 MAX_RESTRICTIONS = 256
 
@@ -111,18 +116,22 @@ def parse_money(value: Any, path: str) -> Money:
     return Money(amount, currency)
 
 
+def amount_problem(value: str) -> str:
+    """Why `value` is not an amount (`AMOUNT_PATTERN`), quoting at most 40 characters of it."""
+    shown = repr(value if len(value) <= 40 else value[:40] + "...")
+    return (
+        f'not a decimal number such as "12.50": {shown} (a finite, non-negative amount in '
+        "ASCII digits, at most 18 before the point and 8 after, no sign or exponent)"
+    )
+
+
 def parse_amount(value: Any, path: str) -> Decimal:
+    """A non-negative decimal amount written as `AMOUNT_SYNTAX` says (never a float)."""
     if not isinstance(value, str):
         raise GraphError(path, f'expected a decimal string such as "12.50", got {_kind(value)}')
-    if len(value) > 40:
-        raise GraphError(path, "amount too long")
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise GraphError(path, f"not a decimal number: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise GraphError(path, f"expected a finite, non-negative amount, got {value!r}")
-    return amount
+    if not AMOUNT_PATTERN.match(value):
+        raise GraphError(path, amount_problem(value))
+    return Decimal(value)
 
 
 # --------------------------------------------------------------------------- entries

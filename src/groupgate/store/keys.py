@@ -16,6 +16,7 @@ atomically, on one Redis or on a Cluster.
     gg:{t}:<gen>:members:<id>   SET    subject ids linked to the group
     gg:{t}:<gen>:parents        HASH   company id -> parent company id ("" for a root)
     gg:{t}:<gen>:company:<id>   STRING JSON of the company
+    gg:{t}:<gen>:cgroups:<id>   SET    ids of the groups bound to the company
     gg:{t}:<gen>:vendors        SET    every vendor id
     gg:{t}:<gen>:vendor:<id>    STRING JSON of the vendor
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
@@ -30,6 +31,10 @@ Why one revision per tenant: every write increments it inside the same script th
 the write, so "nothing changed since revision N" is one comparison. Sidecars use it for
 consistency tokens, to detect lost change events, and to notice a failover that lost writes
 (the revision or the generation goes backwards).
+
+Keys are built here and nowhere else, and never taken apart: tenant and entity ids may hold
+`:` (and every other character `ID_PATTERN` allows), so a key cannot be split on `:`. A read
+script takes keys relative to the current generation: `RELATIVE` builds those.
 """
 
 from __future__ import annotations
@@ -67,6 +72,13 @@ class Gen:
     def __init__(self, tenant: str, gen: int) -> None:
         self.base = f"gg:{{{tenant}}}:{gen}:"
 
+    @classmethod
+    def relative(cls) -> Gen:
+        """Builders of keys relative to a generation (the READ script adds `gg:{t}:<gen>:`)."""
+        keys = cls.__new__(cls)
+        keys.base = ""
+        return keys
+
     def settings(self) -> str:
         return self.base + "settings"
 
@@ -97,8 +109,15 @@ class Gen:
     def company(self, company_id: str) -> str:
         return self.base + "company:" + company_id
 
+    def cgroups(self, company_id: str) -> str:
+        return self.base + "cgroups:" + company_id
+
     def vendors(self) -> str:
         return self.base + "vendors"
 
     def vendor(self, vendor_id: str) -> str:
         return self.base + "vendor:" + vendor_id
+
+
+#: Keys relative to the current generation, for `Graphs.read` (see `Gen.relative`).
+RELATIVE = Gen.relative()

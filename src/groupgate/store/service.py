@@ -251,9 +251,9 @@ class GraphService:
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
-        g0 = keys.Gen(tenant, 0)
-        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", _suffix(g0.company(company)), ())]
-        reads += [("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in ids]
+        rel = keys.RELATIVE
+        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
+        reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
         snap = await self._guard(self.graphs.read(tenant, *reads))
         if not snap.values[0]:
             raise NotFound(f"unknown company {company!r}")
@@ -264,9 +264,7 @@ class GraphService:
         }
         if record.approval_group:
             extra = await self._guard(
-                self.graphs.read(
-                    tenant, ("SMEMBERS", _suffix(g0.members(record.approval_group)), ())
-                )
+                self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
             )
             members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
         roles: frozenset[str] = frozenset()
@@ -576,11 +574,11 @@ class GraphService:
         return await self._guard(self.writer.delete_tenant(tenant))
 
     async def get_entity(self, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
-        g0 = keys.Gen(tenant, 0)
-        suffix = _suffix(entity_key(g0, kind, entity_id))
+        rel = keys.RELATIVE
+        suffix = entity_key(rel, kind, entity_id)
         reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", suffix, ())]
         if kind == "subject":
-            reads.append(("HGETALL", _suffix(g0.links(entity_id)), ()))
+            reads.append(("HGETALL", rel.links(entity_id), ()))
         snap = await self._guard(self.graphs.read(tenant, *reads))
         if not snap.values[0]:
             raise NotFound(f"unknown {kind} {entity_id!r}")
@@ -596,7 +594,3 @@ async def _close(client: Client) -> None:
     else:
         # A client built on an explicit pool does not own it: close the pool too.
         await client.aclose(close_connection_pool=True)
-
-
-def _suffix(key: str) -> str:
-    return key.split(":", 3)[3]

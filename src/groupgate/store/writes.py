@@ -61,15 +61,15 @@ class Writer:
         subject, shorthand = rules.parse_subject(document, "subject")
 
         async def attempt() -> int | None:
-            g = keys.Gen(tenant, 0)  # suffixes only; the script prefixes the generation
+            g = keys.RELATIVE  # suffixes only; the script prefixes the generation
             explicit = sorted({link.group for link in subject.memberships})
             snap = await self.graphs.read(
                 tenant,
                 ("GET", "settings", ()),
                 ("HGETALL", "parents", ()),
-                ("HGETALL", _suffix(g.links(subject.id)), ()),
-                *[("GET", _suffix(g.group(gid)), ()) for gid in explicit],
-                *([("EXISTS", _suffix(g.vendor(subject.vendor)), ())] if subject.vendor else []),
+                ("HGETALL", g.links(subject.id), ()),
+                *[("GET", g.group(gid), ()) for gid in explicit],
+                *([("EXISTS", g.vendor(subject.vendor), ())] if subject.vendor else []),
             )
             settings = codec.load_settings(snap.values[0])
             parents = _parents(snap.values[1])
@@ -104,11 +104,11 @@ class Writer:
 
     async def delete_subject(self, tenant: str, subject_id: str) -> int:
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", _suffix(g0.subject(subject_id)), ()),
-                ("HGETALL", _suffix(g0.links(subject_id)), ()),
+                ("EXISTS", rel.subject(subject_id), ()),
+                ("HGETALL", rel.links(subject_id), ()),
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown subject {subject_id!r}")
@@ -126,15 +126,15 @@ class Writer:
         """Link a subject to a group, or `{"company", "role"}` to a predefined group."""
 
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             link, company = _membership(document)
             snap = await self.graphs.read(
                 tenant,
-                ("GET", _suffix(g0.subject(subject_id)), ()),
-                ("HGETALL", _suffix(g0.links(subject_id)), ()),
+                ("GET", rel.subject(subject_id), ()),
+                ("HGETALL", rel.links(subject_id), ()),
                 ("GET", "settings", ()),
                 ("HGETALL", "parents", ()),
-                ("GET", _suffix(g0.group(link.group)), ()),
+                ("GET", rel.group(link.group), ()),
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown subject {subject_id!r}")
@@ -172,11 +172,11 @@ class Writer:
 
     async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> int:
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", _suffix(g0.subject(subject_id)), ()),
-                ("HEXISTS", _suffix(g0.links(subject_id)), (group_id,)),
+                ("EXISTS", rel.subject(subject_id), ()),
+                ("HEXISTS", rel.links(subject_id), (group_id,)),
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown subject {subject_id!r}")
@@ -197,11 +197,11 @@ class Writer:
         group_id = str(body.get("id") or "")
 
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("GET", _suffix(g0.group(group_id)), ()),
-                ("EXISTS", _suffix(g0.members(group_id)), ()),
+                ("GET", rel.group(group_id), ()),
+                ("EXISTS", rel.members(group_id), ()),
                 ("HGETALL", "parents", ()),
             )
             existing = self.groups.load(snap.values[0]) if snap.values[0] else None
@@ -224,18 +224,18 @@ class Writer:
             ops.add("SET", g.group(group.id), codec.dump_group(group))
             ops.add("SADD", g.groups(), group.id)
             if group.company is not None and not group.predefined:
-                ops.add("SADD", g.base + "cgroups:" + group.company, group.id)
+                ops.add("SADD", g.cgroups(group.company), group.id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
 
     async def delete_group(self, tenant: str, group_id: str) -> int:
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("GET", _suffix(g0.group(group_id)), ()),
-                ("SMEMBERS", _suffix(g0.members(group_id)), ()),
+                ("GET", rel.group(group_id), ()),
+                ("SMEMBERS", rel.members(group_id), ()),
                 ("GET", "settings", ()),
             )
             if not snap.values[0]:
@@ -246,9 +246,7 @@ class Writer:
             if group_id in codec.load_settings(snap.values[2]).default_customer_groups:
                 raise GraphError("group", f"{group_id!r} is a default customer group (settings)")
             if group.company is not None:
-                company = await self.graphs.read(
-                    tenant, ("GET", _suffix(g0.company(group.company)), ())
-                )
+                company = await self.graphs.read(tenant, ("GET", rel.company(group.company), ()))
                 if company.rev != snap.rev:
                     return None
                 if (
@@ -275,7 +273,7 @@ class Writer:
             ops.add("DEL", g.group(group.id), g.members(group.id))
             ops.add("SREM", g.groups(), group.id)
             if group.company is not None and not group.predefined:
-                ops.add("SREM", g.base + "cgroups:" + group.company, group.id)
+                ops.add("SREM", g.cgroups(group.company), group.id)
 
     # ------------------------------------------------------------------ companies
 
@@ -283,13 +281,13 @@ class Writer:
         company = rules.parse_company(document, "company")
 
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             approval = company.approval_group or ""
             snap = await self.graphs.read(
                 tenant,
                 ("HGETALL", "parents", ()),
-                ("GET", _suffix(g0.company(company.id)), ()),
-                ("GET", _suffix(g0.group(approval)), ()),
+                ("GET", rel.company(company.id), ()),
+                ("GET", rel.group(approval), ()),
             )
             parents = _parents(snap.values[0])
             if company.parent is not None and company.parent not in parents:
@@ -316,15 +314,15 @@ class Writer:
 
     async def delete_company(self, tenant: str, company_id: str) -> int:
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             predefined = [predefined_group_id(company_id, r) for r in PREDEFINED_ROLES]
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", _suffix(g0.company(company_id)), ()),
+                ("EXISTS", rel.company(company_id), ()),
                 ("HGETALL", "parents", ()),
-                ("SMEMBERS", "cgroups:" + company_id, ()),
-                *[("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in predefined],
-                *[("GET", _suffix(g0.group(gid)), ()) for gid in predefined],
+                ("SMEMBERS", rel.cgroups(company_id), ()),
+                *[("SMEMBERS", rel.members(gid), ()) for gid in predefined],
+                *[("GET", rel.group(gid), ()) for gid in predefined],
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown company {company_id!r}")
@@ -354,8 +352,8 @@ class Writer:
         vendor = rules.parse_vendor(document, "vendor")
 
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
-            snap = await self.graphs.read(tenant, ("EXISTS", _suffix(g0.vendor(vendor.id)), ()))
+            rel = keys.RELATIVE
+            snap = await self.graphs.read(tenant, ("EXISTS", rel.vendor(vendor.id), ()))
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             ops.add("SET", g.vendor(vendor.id), codec.dump_vendor(vendor))
@@ -370,13 +368,13 @@ class Writer:
 
     async def delete_vendor(self, tenant: str, vendor_id: str) -> int:
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             ids = [vendor_group_id(vendor_id, r) for r in VENDOR_ROLES]
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", _suffix(g0.vendor(vendor_id)), ()),
-                *[("SMEMBERS", _suffix(g0.members(gid)), ()) for gid in ids],
-                *[("GET", _suffix(g0.group(gid)), ()) for gid in ids],
+                ("EXISTS", rel.vendor(vendor_id), ()),
+                *[("SMEMBERS", rel.members(gid), ()) for gid in ids],
+                *[("GET", rel.group(gid), ()) for gid in ids],
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown vendor {vendor_id!r}")
@@ -402,7 +400,7 @@ class Writer:
         rules.ident(tenant, "tenant")
 
         async def attempt() -> int | None:
-            g0 = keys.Gen(tenant, 0)
+            rel = keys.RELATIVE
             defaults = settings.default_customer_groups
             meta = await self.graphs.meta(tenant)
             if meta is None:
@@ -414,7 +412,7 @@ class Writer:
                 ops = _settings_ops(keys.Gen(tenant, int(gen)), settings)
                 return await self.graphs.cas(tenant, None, gen, ops)
             snap = await self.graphs.read(
-                tenant, *[("GET", _suffix(g0.group(gid)), ()) for gid in defaults]
+                tenant, *[("GET", rel.group(gid), ()) for gid in defaults]
             )
             for i, (gid, raw) in enumerate(zip(defaults, snap.values, strict=True)):
                 rules.check_default_group(
@@ -498,7 +496,7 @@ class Writer:
             pipe.set(g.group(group.id), codec.dump_group(group))
             pipe.sadd(g.groups(), group.id)
             if group.company is not None and not group.predefined:
-                pipe.sadd(g.base + "cgroups:" + group.company, group.id)
+                pipe.sadd(g.cgroups(group.company), group.id)
             count += 2
             await flush()
         batch: list[str] = []
@@ -535,7 +533,7 @@ class Writer:
         names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
         names += [k for s in subjects for k in (g.subject(s), g.links(s))]
         names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
-        names += [k for c in companies for k in (g.company(c), g.base + "cgroups:" + c)]
+        names += [k for c in companies for k in (g.company(c), g.cgroups(c))]
         names += [g.vendor(v) for v in vendors]
         for i in range(0, len(names), IMPORT_BATCH):
             await client.unlink(*names[i : i + IMPORT_BATCH])
@@ -551,11 +549,6 @@ def _settings_ops(g: keys.Gen, settings: Settings) -> Ops:
     if settings.default_customer_groups:
         ops.add_many("SADD", g.defaults(), list(settings.default_customer_groups))
     return ops
-
-
-def _suffix(key: str) -> str:
-    """Strip `gg:{t}:0:` from a key built with generation 0: the read script re-prefixes."""
-    return key.split(":", 3)[3]
 
 
 def _parents(flat: list[Any]) -> dict[str, str | None]:

@@ -1,0 +1,51 @@
+"""Headers that must come once.
+
+Must-be-single headers decide who asks (`Authorization`, `X-Groupgate-Key`), in which tenant
+(`X-Groupgate-Tenant`) or how fresh the answer must be (`X-Groupgate-Min-Revision`). A proxy
+that appends its copy instead of replacing the client's would otherwise let the client's
+copy win (aiohttp's `headers.get` returns the first): two copies are a 400 `DuplicateHeader`.
+`single` costs one `getall`, as cheap as the `get` it replaces.
+
+The gateway endpoints refuse duplicates with a 403 of their own (`api/forward_auth.py`); the
+decision listener reads its raw headers once (`api/decisions.py`) and raises `duplicate`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from groupgate.api.problems import DuplicateHeader
+
+AUTHORIZATION = "Authorization"
+KEY_HEADER = "X-Groupgate-Key"
+TENANT_HEADER = "X-Groupgate-Tenant"
+MIN_REVISION = "X-Groupgate-Min-Revision"
+
+
+class Headers(Protocol):
+    """What `single` needs of aiohttp's `CIMultiDictProxy`."""
+
+    def getall(self, key: str, default: None, /) -> list[str] | None: ...
+
+
+def single(headers: Headers, name: str) -> str | None:
+    """The value of header `name`, None when absent; `DuplicateHeader` when sent twice.
+
+    One `getall` (a look-up as cheap as `get`, which would return the first copy silently).
+    """
+    values = headers.getall(name, None)
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise duplicate(name)
+    return values[0]
+
+
+def duplicate(name: str) -> DuplicateHeader:
+    """The 400 for header `name` sent more than once (every listener words it so)."""
+    return DuplicateHeader(f"{name}: sent more than once, expected at most once")
+
+
+def credentials(headers: Headers) -> tuple[str | None, str | None]:
+    """`Authorization` and `X-Groupgate-Key`, each at most once."""
+    return single(headers, AUTHORIZATION), single(headers, KEY_HEADER)
