@@ -96,14 +96,20 @@ async def ok(response: Any) -> dict[str, Any]:
     return body
 
 
-async def purchase(client: Client, ids: Ids, subject: str, amount: str) -> dict[str, Any]:
-    body = {
+async def purchase(
+    client: Client, ids: Ids, subject: str, amount: str, after: int | None = None
+) -> dict[str, Any]:
+    """Ask a purchase; `after`: a write's revision, as a consistency token (the change event
+    may reach the cache later than the write's answer, above all on a Cluster)."""
+    body: dict[str, Any] = {
         "tenant": ids.tenant,
         "subject": {"id": subject},
         "company": ids.company,
         "amount": amount,
         "currency": "EUR",
     }
+    if after is not None:
+        body["min_revision"] = after
     return await ok(await client.post("/v1/purchases/evaluate", json=body))
 
 
@@ -146,13 +152,19 @@ async def test_admin_writes_with_every_id_character(setup: tuple[Client, Ids]) -
     newcomer = {"kind": "customer", "companies": {ids.child: ["requester"]}}
     await ok(await client.put(f"{base}/subjects/{ids.newcomer}", json=newcomer))
     membership = {"company": ids.company, "role": "buyer"}
-    await ok(await client.post(f"{base}/subjects/{ids.newcomer}/memberships", json=membership))
-    assert (await purchase(client, ids, ids.newcomer, "10.00"))["decision"] == "allow"
+    added = await ok(
+        await client.post(f"{base}/subjects/{ids.newcomer}/memberships", json=membership)
+    )
+    bought = await purchase(client, ids, ids.newcomer, "10.00", added["revision"])
+    assert bought["decision"] == "allow"
     found = await ok(await client.get(f"{base}/subjects/{ids.newcomer}"))
     assert found["id"] == ids.newcomer
     assert (await ok(await client.get(f"{base}/companies/{ids.company}")))["id"] == ids.company
-    await ok(await client.delete(f"{base}/subjects/{ids.newcomer}/memberships/{ids.company}/buyer"))
-    assert (await purchase(client, ids, ids.newcomer, "10.00"))["decision"] == "deny"
+    removed = await ok(
+        await client.delete(f"{base}/subjects/{ids.newcomer}/memberships/{ids.company}/buyer")
+    )
+    refused = await purchase(client, ids, ids.newcomer, "10.00", removed["revision"])
+    assert refused["decision"] == "deny"
     await ok(await client.put(f"{base}/vendors/{ids.vendor}", json={"name": "V2"}))
     await ok(await client.delete(f"{base}/subjects/{ids.newcomer}"))
     await ok(await client.delete(f"{base}/groups/{group}"))
