@@ -57,8 +57,6 @@ GATEWAY = (b"/v1/gateway/auth", b"/auth")
 ENVOY = forward_auth.ENVOY_PREFIX.encode() + b"/"
 EMPTY = ""  # no Content-Type: forward-auth answers have no body
 JSON = "application/json"
-#: The headers a check reads; each may come once (a second copy is a 400).
-SINGLE = (b"authorization", b"x-groupgate-key", b"x-groupgate-min-revision")
 
 
 def limits_of(state: State) -> http11.Limits:
@@ -92,8 +90,22 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
+#: The fields a check reads, in `Request.fields` from slot 2 (see `http11.App.fields`).
+FIELDS = (b"authorization", b"x-groupgate-key", b"x-groupgate-min-revision", b"content-type")
+AUTHORIZATION, KEY, MIN_REVISION, CONTENT_TYPE = 2, 3, 4, 5
+#: Of those, the ones a second copy of is a 400 (a proxy that appends instead of replacing
+#: must not let a client's copy win), with the names the problem gives.
+SINGLE = {
+    b"authorization": "Authorization",
+    b"x-groupgate-key": "X-Groupgate-Key",
+    b"x-groupgate-min-revision": "X-Groupgate-Min-Revision",
+}
+
+
 class Decisions:
     """The `http11.App` of the decision listener."""
+
+    fields = FIELDS
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -103,57 +115,53 @@ class Decisions:
             status, PROBLEM, problem_json(status, http11.reason(status), detail, slug)
         )
 
-    def respond(self, request: http11.Request) -> http11.Response | Awaitable[http11.Response]:
+    def respond(
+        self, request: http11.Request
+    ) -> bytes | http11.Response | Awaitable[bytes | http11.Response]:
         started = perf_counter()
+        found: bytes | Awaitable[bytes | http11.Response]
         try:
-            found = self._route(request, started)
+            path = request.path()
+            if path == CHECK and request.method == b"POST":
+                found = self._check(request, started)
+            else:
+                found = self._route(request, path)
         except Exception as exc:
             return self._problem(request, exc)
         if isinstance(found, bytes):
-            return http11.Response(200, JSON, found)
+            return found
         return self._later(request, found)
 
-    def _route(
-        self, request: http11.Request, started: float
-    ) -> bytes | Awaitable[bytes | http11.Response]:
-        path = request.path()
-        if path == CHECK:
-            self._only_post(request)
-            return self._check(request, started)
-        if path == EVALUATION:
-            self._only_post(request)
+    def _route(self, request: http11.Request, path: bytes) -> Awaitable[bytes | http11.Response]:
+        """Everything but a `POST /v1/check`."""
+        if path in (CHECK, EVALUATION):
+            if request.method != b"POST":
+                raise http11.Refusal(405, "method not allowed on this endpoint", "http-405")
             return self._evaluation(request)
         if path in GATEWAY or path.startswith(ENVOY):
             return self._gateway(request)
         raise http11.Refusal(404, NOT_HERE, "http-404")
 
-    @staticmethod
-    def _only_post(request: http11.Request) -> None:
-        if request.method != b"POST":
-            raise http11.Refusal(405, "method not allowed on this endpoint", "http-405")
-
     def _check(self, request: http11.Request, started: float) -> bytes | Awaitable[bytes]:
         """`POST /v1/check`: for an API-key caller nothing awaits on a cached subject."""
-        authorization, key, revision, media = _check_headers(request.headers)
+        if request.repeated in SINGLE:
+            raise duplicate(SINGLE[request.repeated])
+        fields = request.fields
+        authorization, key = _text(fields[AUTHORIZATION]), _text(fields[KEY])
         state = self.state
         caller = state.auth.key_caller(authorization, key)
         if caller is None:
-            return self._token_check(request, authorization, key, revision, media, started)
-        body, value = _read(request, media)
-        return native.answer(state, caller, body, value, revision, started)
+            return self._token_check(request, authorization, key, started)
+        body, value = _read(request)
+        return native.answer(state, caller, body, value, _text(fields[MIN_REVISION]), started)
 
     async def _token_check(
-        self,
-        request: http11.Request,
-        authorization: str | None,
-        key: str | None,
-        revision: str | None,
-        media: bytes | None,
-        started: float,
+        self, request: http11.Request, authorization: str | None, key: str | None, started: float
     ) -> bytes:
         state = self.state
         caller = await state.auth.token_caller(authorization, key)
-        body, value = _read(request, media)
+        body, value = _read(request)
+        revision = _text(request.fields[MIN_REVISION])
         found = native.answer(state, caller, body, value, revision, started)
         return found if isinstance(found, bytes) else await found
 
@@ -176,12 +184,11 @@ class Decisions:
 
     async def _later(
         self, request: http11.Request, pending: Awaitable[bytes | http11.Response]
-    ) -> http11.Response:
+    ) -> bytes | http11.Response:
         try:
-            found = await pending
+            return await pending
         except Exception as exc:
             return self._problem(request, exc)
-        return found if isinstance(found, http11.Response) else http11.Response(200, JSON, found)
 
     def _problem(self, request: http11.Request, exc: Exception) -> http11.Response:
         if isinstance(exc, http11.Refusal):
@@ -206,31 +213,6 @@ class Decisions:
         return http11.Response(500, PROBLEM, body)
 
 
-def _check_headers(
-    headers: list[tuple[bytes, bytes]],
-) -> tuple[str | None, str | None, str | None, bytes | None]:
-    """Authorization, X-Groupgate-Key, X-Groupgate-Min-Revision and the Content-Type; a
-    second copy of any of the first three is a 400 (a proxy that appends must not let a
-    client's copy win)."""
-    authorization = key = revision = media = None
-    for name, value in headers:
-        if name == b"authorization":
-            if authorization is not None:
-                raise duplicate("Authorization")
-            authorization = value
-        elif name == b"x-groupgate-key":
-            if key is not None:
-                raise duplicate("X-Groupgate-Key")
-            key = value
-        elif name == b"x-groupgate-min-revision":
-            if revision is not None:
-                raise duplicate("X-Groupgate-Min-Revision")
-            revision = value
-        elif name == b"content-type" and media is None:
-            media = value
-    return _text(authorization), _text(key), _text(revision), media
-
-
 def _headers(request: http11.Request) -> CIMultiDict[str]:
     """The request's headers as the main listener's handlers see them."""
     return CIMultiDict(
@@ -239,9 +221,9 @@ def _headers(request: http11.Request) -> CIMultiDict[str]:
     )
 
 
-def _read(request: http11.Request, media: bytes | None) -> tuple[bytes, Any]:
+def _read(request: http11.Request) -> tuple[bytes, Any]:
     """The body and its JSON value, after the media type check (`read_unchecked_json`)."""
-    parsing.check_media_type(parsing.media_type(_text(media)))
+    parsing.check_media_type(parsing.media_type(_text(request.fields[CONTENT_TYPE])))
     body = request.body
     return body, parsing.decode(body)
 

@@ -44,6 +44,7 @@ UPGRADE = "protocol upgrades (and CONNECT) are not supported"
 TIMED_OUT = "the request was not completed in time"
 HALF_CLOSED = "the client closed its side before the request body was complete"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+WHITESPACE = frozenset(b" \t")
 RETRY_AFTER = 1
 
 
@@ -96,6 +97,14 @@ HOST = re.compile(
 #: inventing hosts only makes its own requests take the regex).
 _GOOD_HOSTS: set[bytes] = set()
 _GOOD_HOSTS_MAX = 256
+#: The fields `head_problem` looks at, each with a bit; the singletons' bits form
+#: `SINGLE_BITS` (a second copy is refused).
+RULED = {name: 1 << i for i, name in enumerate(sorted(SINGLETONS))}
+SINGLE_BITS = sum(RULED.values())
+RULED[b"content-encoding"] = CONTENT_ENCODING_BIT = 1 << len(RULED)
+RULED[b"expect"] = EXPECT_BIT = 1 << len(RULED)
+HOST_BIT = RULED[b"host"]
+TRANSFER_ENCODING_BIT = RULED[b"transfer-encoding"]
 INVALID = "invalid-http"
 
 
@@ -123,32 +132,32 @@ def head_problem(
         return 414, "request target too long", "uri-too-long"
     http10 = version[1] == 0
     size = 0
-    hosts = 0
-    seen: set[bytes] = set()
+    seen = 0  # the bits (`RULED`) of the ruled fields met so far
     for name, value in headers:
         size += len(name) + len(value)
-        if name in SINGLETONS:
-            if name in seen:
-                return 400, f"{name.decode()}: sent more than once", INVALID
-            seen.add(name)
-            if name == b"host":
-                hosts += 1
-                if value not in _GOOD_HOSTS and not _valid_host(value):
-                    shown = value[:64].decode("latin-1")
-                    return 400, f"Host: malformed value {shown!r} (expected host[:port])", INVALID
-            elif name == b"transfer-encoding" and http10:
-                return 400, "Transfer-Encoding is not allowed in HTTP/1.0", INVALID
-        elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+        bit = RULED.get(name)
+        if bit is None:
+            continue
+        if bit & seen and bit & SINGLE_BITS:
+            return 400, f"{name.decode()}: sent more than once", INVALID
+        seen |= bit
+        if bit == HOST_BIT:
+            if value not in _GOOD_HOSTS and not _valid_host(value):
+                shown = value[:64].decode("latin-1")
+                return 400, f"Host: malformed value {shown!r} (expected host[:port])", INVALID
+        elif bit == TRANSFER_ENCODING_BIT and http10:
+            return 400, "Transfer-Encoding is not allowed in HTTP/1.0", INVALID
+        elif bit == CONTENT_ENCODING_BIT and value.strip().lower() not in (b"", b"identity"):
             return (
                 415,
                 "request bodies with a content coding are not accepted",
                 "unsupported-media-type",
             )
-        elif name == b"expect" and value.strip() and value.strip().lower() != b"100-continue":
+        elif bit == EXPECT_BIT and value.strip() and value.strip().lower() != b"100-continue":
             return 417, "only Expect: 100-continue is supported", "expectation-failed"
     if size > limits.max_header_bytes:
         return 431, f"header section over {limits.max_header_bytes} bytes", "headers-too-large"
-    if hosts == 0 and not http10:
+    if not seen & HOST_BIT and not http10:
         return 400, "Host: required in HTTP/1.1", INVALID
     return target_problem(method, target)
 
@@ -212,6 +221,9 @@ def route_path(target: bytes) -> bytes:
     """The path a target routes to (`origin_form` without the query), with percent-escapes
     decoded except `%2F` and `%25` (so `/v1/%63heck` is `/v1/check`, as aiohttp's router
     sees it, but `/v1%2Fcheck` is no path of ours)."""
+    if target[:1] == b"/" and b"%" not in target:  # the common case: a plain path
+        query = target.find(b"?")
+        return target if query < 0 else target[:query]
     path = origin_form(target).split(b"?", 1)[0]
     if b"%" not in path:
         return path
@@ -241,10 +253,26 @@ class Limits(NamedTuple):
 class Request:
     """One request as read: method, target, headers (lower-cased names), body."""
 
-    __slots__ = ("chunks", "headers", "http10", "keep_alive", "method", "refusal", "size", "url")
+    __slots__ = (
+        "chunks",
+        "fields",
+        "headers",
+        "http10",
+        "keep_alive",
+        "method",
+        "refusal",
+        "repeated",
+        "size",
+        "url",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 2) -> None:
         self.method = b""
+        #: The first value of each field the listener picks out (`Listener.slots`): the
+        #: listener's own (Content-Length, Expect), then the app's (`App.fields`).
+        self.fields: list[bytes | None] = [None] * slots
+        #: The name of the first picked-out field that came more than once, if any.
+        self.repeated: bytes | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
@@ -257,6 +285,11 @@ class Request:
     def body(self) -> bytes:
         chunks = self.chunks
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def length(self) -> int:
+        """The Content-Length (llhttp has checked it is one number), -1 without one."""
+        raw = self.fields[CONTENT_LENGTH]
+        return -1 if raw is None else int(raw)
 
     def values(self, name: bytes) -> list[bytes]:
         """Every value of the header `name` (lower-case), in order."""
@@ -287,11 +320,22 @@ class Refusal(Exception):
         self.slug = slug
 
 
+#: The slots of the fields the listener reads itself (`Request.fields`).
+CONTENT_LENGTH, EXPECT = 0, 1
+
+
 class App(Protocol):
     """What a listener serves."""
 
-    def respond(self, request: Request) -> Response | Awaitable[Response]:
-        """The answer to a complete request (raise nothing: errors are answers too)."""
+    @property
+    def fields(self) -> Sequence[bytes]:
+        """Lower-case names of the fields the app reads often: their first values land in
+        `Request.fields` from slot 2 on, in this order, as the head is parsed (a repeat is
+        noted in `Request.repeated`), so that the app needs no pass over the headers."""
+
+    def respond(self, request: Request) -> bytes | Response | Awaitable[bytes | Response]:
+        """The answer to a complete request, bytes meaning a 200 `application/json` body
+        (raise nothing: errors are answers too)."""
 
     def refuse(self, status: int, detail: str, slug: str) -> Response:
         """The answer to a request refused at the HTTP level."""
@@ -342,6 +386,9 @@ class Listener:
     def __init__(self, app: App, limits: Limits) -> None:
         self.app = app
         self.limits = limits
+        self.slots = {b"content-length": CONTENT_LENGTH, b"expect": EXPECT}
+        for name in app.fields:
+            self.slots[name] = len(self.slots)
         self.connections: set[Connection] = set()
         self.server: asyncio.AbstractServer | None = None
         self.sweeper: asyncio.Task[None] | None = None
@@ -422,6 +469,10 @@ class Connection(asyncio.Protocol):
         self.reading = True
         self.writable = True
         self.header_bytes = 0
+        self.slots = listener.slots
+        self.max_field_bytes = listener.limits.max_field_bytes
+        self.max_headers = listener.limits.max_headers
+        self.max_header_bytes = listener.limits.max_header_bytes
         self.deadline = math.inf
         self.upgrade_left = 0  # body bytes still due of a request that asked to upgrade
 
@@ -496,7 +547,7 @@ class Connection(asyncio.Protocol):
     # ----------------------------------------------------------------- parser callbacks
 
     def on_message_begin(self) -> None:
-        self.current = Request()
+        self.current = Request(len(self.slots))
         self.header_bytes = 0
         self.deadline = asyncio.get_running_loop().time() + self.limits.request_timeout
 
@@ -510,43 +561,48 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         current = self.current
         assert current is not None
-        limits = self.limits
         size = len(name) + len(value)
         self.header_bytes += size
-        if size > limits.max_field_bytes:
+        headers = current.headers
+        if (
+            size > self.max_field_bytes
+            or len(headers) >= self.max_headers
+            or self.header_bytes > self.max_header_bytes
+        ):
             raise Refusal(431, "header section too large", "headers-too-large")
-        if len(current.headers) >= limits.max_headers:
-            raise Refusal(431, "header section too large", "headers-too-large")
-        if self.header_bytes > limits.max_header_bytes:
-            raise Refusal(
-                431, f"header section over {limits.max_header_bytes} bytes", "headers-too-large"
-            )
-        current.headers.append((name.lower(), value.strip(b" \t")))
+        if value and value[-1] in WHITESPACE:  # llhttp drops leading whitespace only
+            value = value.rstrip(b" \t")
+        name = name.lower()
+        headers.append((name, value))
+        slot = self.slots.get(name)
+        if slot is not None:
+            fields = current.fields
+            if fields[slot] is None:
+                fields[slot] = value
+            elif current.repeated is None:
+                current.repeated = name
 
     def on_headers_complete(self) -> None:
         current = self.current
         parser = self.parser
         assert current is not None and parser is not None
         current.method = parser.get_method()
-        current.http10 = parser.get_http_version() == "1.0"
         version = parser.get_http_version()
+        current.http10 = version == "1.0"
         problem = head_problem(
             current.method,
             current.url,
-            (int(version[0]), int(version[2:] or 0)),
+            (1, 1) if version == "1.1" else (int(version[0]), int(version[2:] or 0)),
             current.headers,
             self.limits,
         )
         if problem is not None:
             raise Refusal(*problem)
         limit = self.limits.max_body_bytes
-        length = current.values(b"content-length")
-        if length and int(length[0]) > limit:  # llhttp has checked it is one number
-            raise Refusal(
-                413, f"body of {int(length[0])} bytes exceeds the limit of {limit}", "too-large"
-            )
-        expect = current.values(b"expect")
-        if expect and expect[0] and not current.http10:  # checked: 100-continue (any case)
+        length = current.length()
+        if length > limit:
+            raise Refusal(413, f"body of {length} bytes exceeds the limit of {limit}", "too-large")
+        if current.fields[EXPECT] and not current.http10:  # checked: 100-continue (any case)
             if self.transport is not None and not self.queue and not self.busy:
                 self.transport.write(CONTINUE)
 
@@ -564,11 +620,10 @@ class Connection(asyncio.Protocol):
         parser = self.parser
         assert current is not None and parser is not None
         if parser.should_upgrade() and current.method != b"CONNECT":
-            length = current.values(b"content-length")
             if current.values(b"transfer-encoding"):
                 raise Refusal(400, "an upgrade request with a chunked body", "invalid-http")
-            if length and int(length[0]):
-                self.upgrade_left = int(length[0])  # llhttp skips it: `_upgrade_body`
+            if current.length() > 0:
+                self.upgrade_left = current.length()  # llhttp skips it: `_upgrade_body`
                 return
         self.current = None
         if self.closing:  # pipelined after a `Connection: close`: not answered
@@ -625,6 +680,9 @@ class Connection(asyncio.Protocol):
             if refusal is not None
             else self.listener.app.respond(request)
         )
+        if isinstance(found, bytes):
+            self._write_json(request, found)
+            return
         if isinstance(found, Response):
             self._write(request, found)
             return
@@ -632,11 +690,14 @@ class Connection(asyncio.Protocol):
         self.deadline = math.inf
         self.task = asyncio.get_running_loop().create_task(self._answer_later(request, found))
 
-    async def _answer_later(self, request: Request, pending: Awaitable[Response]) -> None:
+    async def _answer_later(self, request: Request, pending: Awaitable[bytes | Response]) -> None:
         found = await pending
         self.busy = False
         self.task = None
-        self._write(request, found)
+        if isinstance(found, bytes):
+            self._write_json(request, found)
+        else:
+            self._write(request, found)
         self._drain()
 
     def _drain(self) -> None:
@@ -650,6 +711,16 @@ class Connection(asyncio.Protocol):
             self._idle()
 
     # ----------------------------------------------------------------- writing
+
+    def _write_json(self, request: Request, body: bytes) -> None:
+        """A 200 `application/json` answer: one prepared head on a kept connection."""
+        transport = self.transport
+        if request.keep_alive and not self.closing and not request.http10 and transport:
+            if not transport.is_closing():
+                transport.write(b"%s%d\r\n\r\n%s" % (self.listener.head_ok, len(body), body))
+                self._idle()
+            return
+        self._write(request, Response(200, "application/json", body))
 
     def _write(self, request: Request, response: Response) -> None:
         transport = self.transport
