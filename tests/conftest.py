@@ -1,6 +1,11 @@
 """Shared fixtures: real Redis servers, a local Redis Cluster, nginx, Caddy and HAProxy
 (tests/support).
 
+Tests leave the machine as they found it: the real-Redis tests use a redis-server this test
+run starts on a free port (stopped at the end of the session), or the server named by
+GROUPGATE_TEST_REDIS_URL, on which they touch only keys they create (random tenant names,
+removed afterwards) and never flush. No test uses whatever answers on 127.0.0.1:6379.
+
 A fixture whose server is missing skips its tests, or fails them when GROUPGATE_REQUIRE_REDIS=1,
 GROUPGATE_REQUIRE_NGINX=1 or (Caddy, HAProxy) GROUPGATE_REQUIRE_PROXIES=1 is set, as
 `scripts/check` (and so CI) does.
@@ -16,30 +21,58 @@ import redis
 
 from tests.support.servers import Caddy, HAProxy, Nginx, RedisCluster, RedisProcess
 
-REAL_REDIS = "redis://127.0.0.1:6379/0"
+#: Names a Redis server the real-Redis tests may use instead of starting their own.
+TEST_REDIS_VARIABLE = "GROUPGATE_TEST_REDIS_URL"
 SCRATCH_DB = 15
 
 
 @pytest.fixture(scope="session")
-def real_redis_url() -> str:
-    """The Redis server on 127.0.0.1:6379; tests use random tenant names and clean up."""
-    client = redis.Redis.from_url(REAL_REDIS, socket_connect_timeout=0.5, socket_timeout=0.5)
+def session_redis() -> Iterator[RedisProcess]:
+    """A redis-server this test run started on a free port, shared by the whole session.
+
+    Nobody else uses it, so tests may empty its databases. Stopped (and its folder removed)
+    at the end of the session.
+    """
+    server = RedisProcess()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def real_redis_url(request: pytest.FixtureRequest) -> str:
+    """A real Redis server: GROUPGATE_TEST_REDIS_URL if set, else `session_redis`.
+
+    The server may be someone else's: tests use random tenant names, delete what they wrote
+    and never flush. A test that needs an empty database uses `real_redis_db`.
+    """
+    external = os.environ.get(TEST_REDIS_VARIABLE)
+    if not external:
+        server: RedisProcess = request.getfixturevalue("session_redis")
+        return server.url
+    client = redis.Redis.from_url(external, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
     except (redis.RedisError, OSError) as error:
-        message = f"no Redis answers on 127.0.0.1:6379 ({error})"
+        message = f"{TEST_REDIS_VARIABLE}={external} does not answer ({error})"
         if os.environ.get("GROUPGATE_REQUIRE_REDIS") == "1":
             pytest.fail(f"{message} and GROUPGATE_REQUIRE_REDIS=1")
         pytest.skip(message)
     finally:
         client.close()
-    return REAL_REDIS
+    return external
 
 
 @pytest.fixture
-def real_redis_db(real_redis_url: str) -> Iterator[str]:
-    """A URL to the scratch logical db 15 of the real Redis, emptied before and after the test."""
-    url = real_redis_url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
+def real_redis_db(session_redis: RedisProcess) -> Iterator[str]:
+    """A URL to db 15 of the test run's own Redis, emptied before and after the test.
+
+    Always the private `session_redis`, never GROUPGATE_TEST_REDIS_URL: flushing is only for
+    a server this test run started.
+    """
+    url = session_redis.url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         client.flushdb()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
 DEMO = POLICIES / "demo.json"
 TODO = POLICIES / "examples" / "authzen-todo"
-INTEROP = REPO.parent / "shared" / "interop"
+INTEROP = REPO / "tests" / "data" / "authzen"
 API_KEY = "pep-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
 

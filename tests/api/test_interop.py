@@ -1,4 +1,4 @@
-"""The AuthZEN interop cases in `../shared/interop/`, over HTTP, exactly as published.
+"""The AuthZEN interop cases in `tests/data/authzen/`, over HTTP, exactly as published.
 
 The app runs `policies/examples/authzen-todo` with its `data.json`; the PEP authenticates
 with the bare API key as the whole `Authorization` value, as the interop PEPs do.

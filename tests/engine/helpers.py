@@ -13,6 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from groupgate.engine import check, compile_profile, evaluate, parse_graph
 from groupgate.engine.graph import members_of
 from groupgate.model import (
@@ -28,13 +30,18 @@ from groupgate.policy import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 
 
 @functools.cache
 def catalog() -> Catalog:
     """The repository's policy (`policies/`), loaded once."""
     return load_policy(POLICIES)
+
+
+def seed_facts(name: str) -> Any:
+    """A facts file of `tests/data/seeds/` (facts transcribed from the source documents)."""
+    return yaml.safe_load((DATA / "seeds" / name).read_text(encoding="utf-8"))
 
 
 def graph(doc: dict[str, Any], policy: Catalog | None = None) -> Graph:

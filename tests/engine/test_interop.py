@@ -1,4 +1,4 @@
-"""The AuthZEN interop cases (`../shared/interop/`) decided by the engine directly.
+"""The AuthZEN interop cases (`tests/data/authzen/`) decided by the engine directly.
 
 The Todo policy and users are `policies/examples/authzen-todo/` (policy + `data.json`). The
 cases are a conformance suite written outside this project: they are read as they are, and a
@@ -18,9 +18,9 @@ from groupgate.engine import Profile, check, compile_profile, evaluate, parse_gr
 from groupgate.model import Catalog, Graph, Resource, frozen_map
 from groupgate.policy import RouteTable, load_policy
 
-from .helpers import REPO, SHARED
+from .helpers import DATA, REPO
 
-INTEROP = SHARED / "interop"
+INTEROP = DATA / "authzen"
 TODO = REPO / "policies" / "examples" / "authzen-todo"
 
 

@@ -13,7 +13,7 @@ from groupgate.errors import GraphError, PolicyError
 from groupgate.model import Group, GroupKind, Level, frozen_map
 from groupgate.policy.lint import lint_groups, lint_policy
 
-from .helpers import POLICIES, REPO, SHARED, catalog
+from .helpers import POLICIES, REPO, catalog, seed_facts
 
 MATRIX = "(seed 004 Role/Permission Matrix)"
 
@@ -24,13 +24,13 @@ def group(gid: str, **access: str) -> Group:
 
 
 def test_the_seeds_quote_example_is_in_the_companion_matrix() -> None:
-    text = (SHARED / "seeds" / "004_de359b84b6b4d257.txt").read_text(encoding="utf-8")
-    assert "at least read access control for companies resources" in text
-    assert "you'd also need manage access for products" in text
-    assert catalog().companions[("quotes", Level.MANAGE)] == (
-        ("companies", Level.READ),
-        ("products", Level.MANAGE),
-    )
+    example = seed_facts("permissions.yaml")["quote_example"]
+    assert "at least read access control for companies resources" in example["quote"]
+    assert "you'd also need manage access for products" in example["quote"]
+    needs = tuple((t, Level.parse(level)) for t, level in example["companions"])
+    assert needs == (("companies", Level.READ), ("products", Level.MANAGE))
+    key = (example["resource"], Level.parse(example["level"]))
+    assert catalog().companions[key] == needs
 
 
 def test_a_group_managing_quotes_without_its_companions_gets_one_warning_each() -> None:

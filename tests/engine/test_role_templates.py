@@ -1,24 +1,24 @@
 """The role templates in `policies/` encode seed 004 exactly, cell by cell.
 
-The expected values are parsed from the seed text itself (`../shared/seeds/004_*.txt`), not
-copied into this file, so the test keeps proving the policy against the source document. A
-missing seed is a failure, never a skip.
+The expected values are the facts transcribed from the seeds into `tests/data/seeds/`
+(`role_templates.yaml`, `customer_groups.yaml`; each file names the seed section it comes
+from), labels and cells as the seed writes them: mapping them to type ids and levels happens
+here, so the test keeps proving the policy against the source document's own words.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from groupgate.engine.graph import normalize_role
 from groupgate.model import PREDEFINED_ROLES, VENDOR_ROLES, GroupKind, Level
 
-from .helpers import SHARED, catalog, graph
+from .helpers import catalog, graph, seed_facts
 
-SEED_004 = SHARED / "seeds" / "004_de359b84b6b4d257.txt"
-SEED_001 = SHARED / "seeds" / "001_f8a0e70561408082.txt"
-SEED_002 = SHARED / "seeds" / "002_f7cb0c825acb6dc3.txt"
+ROLE_TEMPLATES: dict[str, Any] = seed_facts("role_templates.yaml")
+CUSTOMER_GROUPS: dict[str, Any] = seed_facts("customer_groups.yaml")
 
 #: The table's columns, left to right, and the role ids SPEC section 4 gives them.
 COLUMNS = (
@@ -45,41 +45,21 @@ def type_id(label: str) -> str:
     return LABEL_TYPES.get(label, label.lower().replace(" ", "_"))
 
 
-def seed_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        pytest.fail(f"seed {path} is missing: the role templates cannot be checked")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def section(lines: list[str], start: str, end: str) -> list[str]:
-    first = lines.index(start)
-    return lines[first + 1 : lines.index(end, first)]
-
-
-def parse_compare_table() -> dict[str, tuple[Level, ...]]:
-    """Seed 004's "Compare role templates": type id -> one level per column.
-
-    A label followed by six cells is a row; a label followed by anything else is a section
-    header. Reading cells greedily handles labels that are both ("Quotes" then "Quotes").
-    """
-    lines = [x for x in section(seed_lines(SEED_004), "Compare role templates", "Permissions") if x]
+def compare_table() -> dict[str, tuple[Level, ...]]:
+    """Seed 004's "Compare role templates": type id -> one level per column."""
+    table = ROLE_TEMPLATES["compare_role_templates"]
+    assert table["columns"] == [name for name, _ in COLUMNS]
     rows: dict[str, tuple[Level, ...]] = {}
-    i = 0
-    while i < len(lines):
-        label = lines[i]
-        assert label not in CELLS, f"cell {label!r} without a row label at line {i}"
-        cells = lines[i + 1 : i + 1 + len(COLUMNS)]
-        if len(cells) == len(COLUMNS) and all(c in CELLS for c in cells):
-            assert type_id(label) not in rows, f"row {label!r} twice in the table"
-            rows[type_id(label)] = tuple(CELLS[c] for c in cells)
-            i += 1 + len(COLUMNS)
-        else:
-            assert not cells or cells[0] not in CELLS, f"row {label!r} has too few cells"
-            i += 1
+    for label, *cells in table["rows"]:
+        assert len(cells) == len(COLUMNS), f"row {label!r} has {len(cells)} cells"
+        unknown = [c for c in cells if c not in CELLS]
+        assert not unknown, f"row {label!r} has cells {unknown} that are not {sorted(CELLS)}"
+        assert type_id(label) not in rows, f"row {label!r} twice in the table"
+        rows[type_id(label)] = tuple(CELLS[c] for c in cells)
     return rows
 
 
-SEED_TABLE = parse_compare_table()
+SEED_TABLE = compare_table()
 SEED_TYPES = sorted(SEED_TABLE)
 
 
@@ -113,31 +93,31 @@ def test_role_templates_are_named_as_in_the_seed() -> None:
     roles = catalog().roles
     assert [roles[role].name for _, role in COLUMNS] == [name for name, _ in COLUMNS]
     assert all(roles[role].kind is GroupKind.USER for _, role in COLUMNS)
-    text = seed_lines(SEED_004)
-    for name, _ in COLUMNS:
-        assert f"{name} Access Matrix" in text
+    headings = ROLE_TEMPLATES["access_matrices"]["headings"]
+    assert headings == [f"{name} Access Matrix" for name, _ in COLUMNS]
 
 
-def matrix_marks(role_name: str, next_heading: str) -> set[str]:
+def matrix_marks(role_name: str) -> set[str]:
     """Type ids marked ✓ in a role's own "Access Matrix" list in seed 004."""
-    lines = section(seed_lines(SEED_004), f"{role_name} Access Matrix", next_heading)
-    marked = {lines[i] for i in range(len(lines) - 1) if lines[i + 1] == "✓"}
+    entries = ROLE_TEMPLATES["access_matrices"]["entries"][role_name]
+    assert all(entry[1:] in ([], ["✓"]) for entry in entries), entries
+    marked = {label for label, *mark in entries if mark}
     return {type_id(label) for label in marked - SECTION_ONLY}
 
 
 @pytest.mark.parametrize(
-    ("role_name", "role", "next_heading"),
+    ("role_name", "role"),
     [
-        ("Catalog Manager", "catalog_manager", "Pricing Manager"),
-        ("Pricing Manager", "pricing_manager", "Order Fulfillment Manager"),
-        ("Order Fulfillment Manager", "order_fulfillment_manager", "Compare role templates"),
+        ("Catalog Manager", "catalog_manager"),
+        ("Pricing Manager", "pricing_manager"),
+        ("Order Fulfillment Manager", "order_fulfillment_manager"),
     ],
 )
 def test_specialised_template_grants_exactly_the_types_its_matrix_marks(
-    role_name: str, role: str, next_heading: str
+    role_name: str, role: str
 ) -> None:
     granted = {t for t in SEED_TABLE if catalog().roles[role].access.get(t, Level.NONE)}
-    assert matrix_marks(role_name, next_heading) == granted
+    assert matrix_marks(role_name) == granted
 
 
 def test_role_with_access_given_overrides_the_template_per_type() -> None:
@@ -165,13 +145,11 @@ def test_role_with_access_given_overrides_the_template_per_type() -> None:
 
 
 def test_vendor_roles_are_the_four_groups_seed_004_names() -> None:
-    assert set(catalog().vendor_roles) == set(VENDOR_ROLES)
-    text = "\n".join(seed_lines(SEED_004))
-    assert "vendor.order.manager, vendor.order.viewer, vendor.product.manager, " in text
-    g = graph({"vendors": [{"id": "abc", "name": "ABC Company"}]})
+    seed = ROLE_TEMPLATES["vendor_groups"]
+    assert set(catalog().vendor_roles) == set(VENDOR_ROLES) == set(seed["ids"])
+    g = graph({"vendors": [{"id": "abc", "name": seed["example_vendor"]}]})
     names = {g.groups[f"abc/{role}"].name for role in VENDOR_ROLES}
-    for name in names:
-        assert name in text, f"seed 004 does not name vendor group {name!r}"
+    assert names == set(seed["example_names"])
 
 
 @pytest.mark.parametrize(
@@ -204,9 +182,8 @@ def test_only_the_vendor_product_manager_may_be_granted_publishing() -> None:
 
 def test_predefined_customer_groups_are_admin_contact_buyer_requester() -> None:
     assert set(catalog().predefined) == set(PREDEFINED_ROLES)
-    text = "\n".join(seed_lines(SEED_001))
-    for role in PREDEFINED_ROLES:
-        assert f"*{catalog().predefined[role].name}* - " in text
+    names = {catalog().predefined[role].name for role in PREDEFINED_ROLES}
+    assert names == {group["name"] for group in CUSTOMER_GROUPS["predefined_groups"]}
 
 
 def test_predefined_admin_manages_users_and_checkout_and_reads_orders() -> None:
@@ -229,10 +206,13 @@ def test_predefined_contact_buyer_and_requester_do_not_manage_customers_or_order
     assert "approvals" not in catalog().predefined["contact"].actions
 
 
-@pytest.mark.parametrize(
-    ("alias", "role"),
-    [("Administrator", "admin"), ("Purchaser", "buyer"), ("Material Manager", "requester")],
-)
+ALIASES = [("Administrator", "admin"), ("Purchaser", "buyer"), ("Material Manager", "requester")]
+
+
+def test_every_seed_002_role_alias_is_checked() -> None:
+    assert [alias for alias, _ in ALIASES] == CUSTOMER_GROUPS["role_aliases"]
+
+
+@pytest.mark.parametrize(("alias", "role"), ALIASES)
 def test_seed_002_role_aliases_name_the_predefined_groups(alias: str, role: str) -> None:
-    assert alias in "\n".join(seed_lines(SEED_002))
     assert normalize_role(alias, "x") == role

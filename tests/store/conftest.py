@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from groupgate.model import Catalog
 from groupgate.policy import load_policy
+from groupgate.store import keys
 from groupgate.store.service import GraphService
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -64,5 +66,27 @@ async def open_service(catalog: Catalog, backend: str | None) -> AsyncIterator[O
 
 
 @pytest.fixture
-def tenant() -> str:
-    return "t-" + uuid.uuid4().hex[:12]
+def tenant(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A random tenant name; on a real Redis server, its keys are removed after the test.
+
+    The server may be someone else's (GROUPGATE_TEST_REDIS_URL): the test leaves behind
+    nothing it wrote, and touches no other key than the tenant's own and its member of the
+    tenant set. (The Cluster backend is a private server, stopped after the module.)
+    """
+    name = "t-" + uuid.uuid4().hex[:12]
+    backend = request.getfixturevalue("backend") if "backend" in request.fixturenames else None
+    yield name
+    if backend is not None and not backend.startswith("redis+cluster://"):
+        forget_tenant(backend, name)
+
+
+def forget_tenant(url: str, tenant: str) -> None:
+    """Delete every key of `tenant` and its member of the tenant set, nothing else."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        doomed = list(client.scan_iter(match=keys.tenant_prefix(tenant) + "*", count=500))
+        for start in range(0, len(doomed), 500):
+            client.delete(*doomed[start : start + 500])
+        client.srem(keys.TENANTS, tenant)
+    finally:
+        client.close()
