@@ -278,7 +278,7 @@ def listening_here(port: int) -> bool | None:
 _ANNOUNCING: set[asyncio.Task[None]] = set()
 
 
-async def announce(port: int, text: str, interval: float = 0.02) -> None:
+async def announce(port: int, text: str, interval: float = 0.001) -> None:
     """Print `text` once this process listens on `port` (aiohttp binds after its startup
     hooks, where `on_ready` runs): a failed bind never prints a banner."""
     while True:
