@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import groupgate
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,3 +42,4 @@ def test_the_wheel_ships_the_policies_and_the_license(tmp_path: Path) -> None:
         if path.is_file() and path.suffix in (".yaml", ".json"):
             assert f"groupgate/policies/{path.relative_to(ROOT / 'policies')}" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert wheel.name.startswith(f"groupgate-{groupgate.__version__}-")
