@@ -1,7 +1,7 @@
 """Slow bodies: many connections send request headers and part of a body, then nothing.
 
 `python -m benchmarks slowbody [--quick]`. Per listener (`main`, the aiohttp port, and
-`decisions`, the decision listener), a fresh groupgate (`groupgate serve --workers 1`, the
+`decisions`, the decision listener), a fresh groupgate (`groupgate serve --demo --workers 1`, the
 embedded store and its demo data, an API key, `GROUPGATE_HTTP_REQUEST_TIMEOUT` short) is
 started, and this process, on 127.0.0.1 only:
 
@@ -306,7 +306,7 @@ def warm(port: int) -> int:
 def groupgate(settings: Settings, folder: Path) -> Iterator[tuple[int, int, int]]:
     """A groupgate on the embedded store; yield (pid, main port, decision port)."""
     port, decisions = processes.free_port(), processes.free_port()
-    command = [str(GROUPGATE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(GROUPGATE), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", "1", "--decision-port", str(decisions)]
     env = {
         "GROUPGATE_API_KEYS": API_KEY,

@@ -1,26 +1,37 @@
-"""The `groupgate` command: serve, check, load, lint, token.
+"""The `groupgate` command: serve, check, load, lint, token, health.
 
-    groupgate serve [--host H] [--port P] [--decision-port P] [--workers N] [--redis URL]
-                    [--policies DIR] [--data FILE ...] [--config FILE]
+    groupgate serve [--demo] [--host H] [--port P] [--decision-port P] [--workers N]
+                    [--redis URL] [--policies DIR] [--data FILE ...] [--config FILE]
     groupgate check --subject ID --action A --type T [--id ID] [--company C]
                     [--restriction R ...] [--vendor V] [--owner O] [--customer C]
                     [--tenant T] [--data FILE ...] [--policies DIR] [--redis URL] [--explain]
     groupgate load --redis URL --data FILE [--data FILE ...] [--policies DIR]
-    groupgate lint DIR [--data FILE]
+    groupgate lint [DIR] [--data FILE] [--strict]
     groupgate token --secret S --sub ID [--tenant T] [--aud A] [--iss I] [--ttl SECONDS]
+    groupgate health [--host H] [--port P] [--timeout SECONDS]
+    groupgate --version
 
-Exit codes: 0 success (`check`: allowed), 1 `check` denied / `lint` found problems, 2 bad
-input or an error; errors are one line on stderr, never a traceback.
+Exit codes: 0 success (`check`: allowed), 1 `check` denied / `lint` found errors (or warnings
+with `--strict`) / `health` got no 200, 2 bad input or an error; errors are one line on
+stderr, never a traceback. Every flag's `--help` names its default and its `GROUPGATE_*`
+variable, from `config.HELP`.
 
-`serve` with no `--redis` runs the embedded in-process store. With no `--data` it loads the
-policy directory's `demo.json` (or `data.json`, as in `policies/examples/authzen-todo`); that
-demo mode also opens the admin API (no admin keys are configured) and, when no `jwt_*` setting
-is configured, verifies gateway subject tokens with a demo-only HS256 secret generated at
-start. The banner says both, and prints the `groupgate token` command and the curl line that
-try the gateway forward-auth with that secret. Outside demo mode no secret is ever invented.
-With `--workers N` a supervisor starts N worker processes on one port (SO_REUSEPORT) and
-forwards SIGTERM/SIGINT to them; with the embedded store each worker has its *own* copy of the
-graph, so admin writes reach one worker only: use `--redis` for more than one worker.
+`serve` is production mode unless `--demo` (or `GROUPGATE_DEMO=1`): it loads only the graph
+documents it is given, keeps the admin API closed unless admin keys are set, and refuses to
+start (exit 2) when no caller credential is configured, since every decision endpoint would
+then be open to anyone (`open_decisions_error` says how to fix it).
+
+`serve --demo` loads the policy directory's `demo.json` (or `data.json`, as in
+`policies/examples/authzen-todo`) when no `--data` is given, opens the admin API (unless admin
+keys are configured) and, when no `jwt_*` setting is configured, verifies gateway subject
+tokens with a demo-only HS256 secret generated at start. The banner says DEMO MODE, and
+prints the `groupgate token` command and the curl line that try the gateway forward-auth with
+that secret. Outside the demo no secret is ever invented.
+
+The banner is printed once the port is bound (`announce`): a failed bind prints only the
+error. With `--workers N` a supervisor starts N worker processes on one port (SO_REUSEPORT)
+and forwards SIGTERM/SIGINT to them; with the embedded store each worker has its *own* copy
+of the graph, so admin writes reach one worker only: use `--redis` for more than one worker.
 `--decision-port P` also serves `POST /v1/check` on port P through the decision listener
 (`groupgate.api.decisions`), for API gateways that ask it on every request.
 """
@@ -29,9 +40,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import multiprocessing
+import os
 import secrets
-import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -41,8 +53,19 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
+import groupgate
 from groupgate import log
-from groupgate.config import Config, ConfigError, load_config
+from groupgate.banner import ANNOUNCING, announce, banner
+from groupgate.config import (
+    DEFAULT_PORT,
+    PARSERS,
+    Config,
+    ConfigError,
+    default_text,
+    describe,
+    env_name,
+    load_config,
+)
 from groupgate.errors import GroupgateError
 from groupgate.model import Resource
 
@@ -77,99 +100,47 @@ class Serving(NamedTuple):
     demo_secret: str | None = None
 
 
-#: What the banner's gateway curl line sends, per gateway kind: target, method and URI headers.
-GATEWAY_TRY = {
-    "nginx": ("/v1/gateway/auth", "X-Original-Method", "X-Original-URI"),
-    "haproxy": ("/v1/gateway/auth", "X-Original-Method", "X-Original-URI"),
-    "caddy": ("/v1/gateway/auth", "X-Forwarded-Method", "X-Forwarded-Uri"),
-    "traefik": ("/v1/gateway/auth", "X-Forwarded-Method", "X-Forwarded-Uri"),
+SERVE_SETTINGS = {
+    "host": "host",
+    "port": "port",
+    "decision_port": "decision_port",
+    "workers": "workers",
+    "redis": "redis_url",
+    "policies": "policies",
+    "data": "data",
 }
 
 
-def gateway_lines(config: Config, secret: str) -> list[str]:
-    """How to try forward-auth on the demo: mint a subject token, then ask about a request."""
-    base = f"http://{config.host}:{config.port}"
-    kind = config.gateway_kind
-    command = ["groupgate", "token", "--secret", secret, "--sub", "emp-viewer"]
-    if config.jwt.audience:
-        command += ["--aud", config.jwt.audience[0]]
-    if config.jwt.issuer:
-        command += ["--iss", config.jwt.issuer]
-    if kind in GATEWAY_TRY:
-        path, method, uri = GATEWAY_TRY[kind]
-        asked = f"{base}{path} -H '{method}: GET' -H '{uri}: /api/orders'"
-    else:
-        asked = f"{base}/v1/gateway/envoy/api/orders"
-    return [
-        f"Gateway forward-auth (gateway kind {kind}; recipes in deploy/gateways/):",
-        "  demo-only token secret, generated at start: subject tokens are verified with it "
-        "until this process stops (set GROUPGATE_JWT_SECRET or another jwt_* setting to use "
-        "yours)",
-        f"  TOKEN=$({shlex.join(command)})",
-        f'  curl -si {asked} -H "Authorization: Bearer $TOKEN"',
-    ]
+def open_decisions_error(config: Config) -> str | None:
+    """Why production `serve` must not start with these settings, or None if it may.
 
-
-def banner(config: Config, demo: bool, demo_secret: str | None = None) -> str:
-    base = f"http://{config.host}:{config.port}"
-    lines = [f"groupgate listening on {base} ({config.workers} worker(s))"]
-    if config.decision_port is not None:
-        lines.append(
-            f"  decision listener: http://{config.host}:{config.decision_port}/v1/check (POST only)"
-        )
-    lines.append(f"  store: {config.redis_url or 'embedded (in-process, not persisted)'}")
-    lines.append(f"  policies: {config.policies}")
-    for path in config.data:
-        lines.append(f"  data: {path}")
-    auth = " -H 'authorization: Bearer <api key>'" if config.keys_configured else ""
-    if any(p.name == "demo.json" for p in config.data):
-        lines.append("Try it (an employee of the DE order fulfillment group updating a DE order):")
-        lines.append(
-            f"  curl -s {base}/v1/check -H 'content-type: application/json'{auth} -d "
-            '\'{"subject": {"id": "emp-de"}, "action": "update", '
-            '"resource": {"type": "orders", "id": "o-17", "restrictions": ["DE"]}}\''
-        )
-        lines.append(
-            f"  curl -s {base}/v1/purchases/evaluate -H 'content-type: application/json'{auth}"
-            ' -d \'{"subject": {"id": "cust-buyer"}, "company": "c-parent", '
-            '"amount": "6200.00", "currency": "EUR"}\''
-        )
-    lines.append(f"  AuthZEN: {base}/.well-known/authzen-configuration   API: {base}/openapi.json")
-    if demo and config.admin_open:
-        lines.append(
-            "  DEMO MODE: the admin API is open to anyone who can reach this port "
-            "(set GROUPGATE_ADMIN_KEYS to close it)"
-        )
-    if demo_secret is not None and any(p.name == "demo.json" for p in config.data):
-        lines += gateway_lines(config, demo_secret)
-    elif demo_secret is not None:
-        lines.append(
-            "  demo-only token secret, generated at start, for subject tokens: "
-            f"groupgate token --secret {shlex.quote(demo_secret)} --sub <subject>"
-        )
-    if config.workers > 1 and config.redis_url is None:
-        lines.append(
-            "  WARNING: several workers on the embedded store each hold their own copy of the "
-            "graph; admin writes reach one worker only. Use --redis for multi-worker setups."
-        )
-    return "\n".join(lines)
+    With no API key and no caller JWTs every decision endpoint answers anyone: only the demo
+    may run like that. A JWT verifier alone authenticates gateway subjects, not callers, so
+    it counts only with `jwt_caller_tokens`.
+    """
+    if config.keys_configured or (config.jwt.configured and config.jwt.caller_tokens):
+        return None
+    return (
+        "no caller credential is configured, so the decision endpoints would answer anyone: "
+        "set GROUPGATE_API_KEYS=<key of 16+ characters>[,...] (or --config with api_keys), "
+        "or verify caller JWTs with GROUPGATE_JWT_CALLER_TOKENS=1 and a JWT verifier "
+        "(GROUPGATE_JWT_SECRET, GROUPGATE_JWT_JWKS_URL or GROUPGATE_JWT_PUBLIC_KEYS); "
+        "to try groupgate with demo data and no credentials, run groupgate serve --demo"
+    )
 
 
 def serve_config(args: argparse.Namespace) -> Serving:
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "decision_port": args.decision_port,
-        "workers": args.workers,
-        "redis_url": args.redis,
-        "policies": args.policies,
-        "data": args.data,
-    }
+    overrides = {name: getattr(args, flag) for flag, name in SERVE_SETTINGS.items()}
+    if args.demo:
+        overrides["demo"] = True
     config = load_config(file=args.config, overrides=overrides)
-    demo = not config.data and config.redis_url is None
-    if not demo:
+    if not config.demo:
+        problem = open_decisions_error(config)
+        if problem is not None:
+            fail(problem)
         return Serving(config, False)
-    config = replace(config, data=demo_data(config))
+    if not config.data:
+        config = replace(config, data=demo_data(config))
     if not any(k.admin for k in config.api_keys):
         config = replace(config, admin_open=True)
     if config.jwt.configured:
@@ -188,9 +159,33 @@ def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
 
     def ready(app: Any) -> None:
         if show:
-            print(show, flush=True)
+            task = asyncio.get_running_loop().create_task(announce(config.port, show))
+            ANNOUNCING.add(task)
+            task.add_done_callback(ANNOUNCING.discard)
 
-    run(config, reuse_port=reuse_port, on_ready=ready)
+    try:
+        run(config, reuse_port=reuse_port, on_ready=ready)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(
+            f"{exc}; choose a free port with --port / GROUPGATE_PORT "
+            "(and --decision-port / GROUPGATE_DECISION_PORT)"
+        )
+
+
+def _worker_process(config: Config, reuse_port: bool, show: str | None) -> None:
+    """A supervised worker: errors are one line on stderr and exit status 2, as in `main`."""
+    try:
+        _worker(config, reuse_port, show)
+    except (GroupgateError, ConfigError) as exc:
+        print(f"groupgate serve: error: {exc.detail}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        print(f"groupgate serve: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -211,7 +206,9 @@ def supervise(config: Config, text: str) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
-            target=_worker, args=(config, True, text if i == 0 else None), name=f"worker-{i}"
+            target=_worker_process,
+            args=(config, True, text if i == 0 else None),
+            name=f"worker-{i}",
         )
         for i in range(config.workers)
     ]
@@ -354,19 +351,55 @@ def lint(args: argparse.Namespace) -> int:
         linter: Any = importlib.import_module("groupgate.policy.lint")
     except ImportError:
         fail("lint is not available in this build (groupgate.policy.lint is missing)")
-    directory = Path(args.directory)
-    findings = list(linter.lint_policy(directory))
+    if args.directory is None:
+        directory = load_config(overrides={"policies": None}).policies
+    else:
+        directory = Path(args.directory)
+    if not (directory / "catalog.yaml").is_file():
+        fail(
+            f"DIR: {directory} is not a policy directory (no catalog.yaml); pass the directory "
+            "that holds catalog.yaml as DIR (without DIR, lint reads GROUPGATE_POLICIES)"
+        )
+    data: tuple[str, Any] | None = None
     if args.data:
-        from groupgate.policy import load_policy
-
-        catalog = load_policy(directory)
-        for doc in read_documents([Path(args.data)]):
-            findings += list(linter.lint_groups(catalog, doc))
+        data = (args.data, read_documents([Path(args.data)])[0])
+    findings = linter.lint(directory, data)
     for finding in findings:
         print(finding)
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = len(findings) - errors
     if not findings:
         print(f"{directory}: no problems found")
-    return 1 if findings else 0
+    else:
+        print(f"{directory}: {errors} error(s), {warnings} warning(s)")
+    return 1 if errors or (warnings and args.strict) else 0
+
+
+def health(args: argparse.Namespace) -> int:
+    """GET /healthz on this machine; the port and host come from the flags or the environment
+    (`GROUPGATE_PORT`, `GROUPGATE_HOST`), as `serve` reads them. For container health checks."""
+    import urllib.error
+    import urllib.request
+
+    port = args.port
+    if port is None:
+        port = PARSERS["port"]("port", os.environ.get(env_name("port"), DEFAULT_PORT))
+    host = args.host or os.environ.get(env_name("host"), "127.0.0.1")
+    # A wildcard address is not one to connect to: ask the loopback of its family.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    url = f"http://{netloc}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        exc.close()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    print(f"{url}: {status}")
+    return 0 if status == 200 else 1
 
 
 def token(args: argparse.Namespace) -> int:
@@ -392,59 +425,132 @@ def token(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def setting(name: str) -> str:
+    """A flag's help for setting `name`: what it does, its default, its variable."""
+    return describe(name)
+
+
+def settings_epilog() -> str:
+    """Every setting, as `serve --help` lists them after its flags."""
+    lines = [
+        "Every setting is a GROUPGATE_* variable (and a key of the --config file, lower-case,",
+        "without the prefix); flags win over the environment, which wins over the file.",
+        "",
+    ]
+    for name in PARSERS:
+        lines.append(f"  {env_name(name)}")
+        lines.append(f"      {describe(name)}")
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="groupgate", description="Authorization sidecar (policy decision point)."
     )
+    root.add_argument("--version", action="version", version=f"%(prog)s {groupgate.__version__}")
     sub = root.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the sidecar")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--decision-port", type=int, metavar="P")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--redis", metavar="URL")
-    p.add_argument("--policies", metavar="DIR")
-    p.add_argument("--data", metavar="FILE", nargs="+", action="extend")
-    p.add_argument("--config", metavar="FILE", help="YAML or TOML settings file")
+    p = sub.add_parser(
+        "serve",
+        help="run the sidecar (production; --demo for the demo)",
+        description="Run the sidecar. Without --demo it is production mode: it refuses to\n"
+        "start when no caller credential (GROUPGATE_API_KEYS, or caller JWTs) is configured.",
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--demo", action="store_true", default=None, help=setting("demo"))
+    p.add_argument("--host", help=setting("host"))
+    p.add_argument("--port", type=int, help=setting("port"))
+    p.add_argument("--decision-port", type=int, metavar="P", help=setting("decision_port"))
+    p.add_argument("--workers", type=int, metavar="N", help=setting("workers"))
+    p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
+    p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or TOML settings file (default: none; env GROUPGATE_CONFIG)",
+    )
     p.set_defaults(run=serve)
 
-    p = sub.add_parser("check", help="ask one question and print the answer")
-    p.add_argument("--subject", required=True)
-    p.add_argument("--action", required=True)
-    p.add_argument("--type", required=True)
-    p.add_argument("--id")
-    p.add_argument("--company")
-    p.add_argument("--restriction", nargs="+", action="extend")
-    p.add_argument("--vendor")
-    p.add_argument("--owner")
-    p.add_argument("--customer")
-    p.add_argument("--tenant")
-    p.add_argument("--data", metavar="FILE", nargs="+", action="extend")
-    p.add_argument("--policies", metavar="DIR")
-    p.add_argument("--redis", metavar="URL")
-    p.add_argument("--explain", action="store_true")
+    p = sub.add_parser(
+        "check",
+        help="ask one question and print the answer",
+        description="Ask one question on the embedded store (the demo graph unless --data or "
+        "--redis) and print the answer as JSON; exit 0 allowed, 1 denied.",
+    )
+    p.add_argument("--subject", required=True, help="the subject's id")
+    p.add_argument("--action", required=True, help="a level (read, update, ...) or named action")
+    p.add_argument("--type", required=True, help="the resource type, from the catalog")
+    p.add_argument("--id", help="the resource's id (default: none)")
+    p.add_argument("--company", help="the resource's company (default: none)")
+    p.add_argument(
+        "--restriction",
+        nargs="+",
+        action="extend",
+        help="the resource's restriction values, e.g. DE (default: none)",
+    )
+    p.add_argument("--vendor", help="the resource's vendor (default: none)")
+    p.add_argument("--owner", help="the resource's owner (default: none)")
+    p.add_argument("--customer", help="the resource's customer (default: none)")
+    p.add_argument(
+        "--tenant",
+        help="the tenant (default: GROUPGATE_DEFAULT_TENANT, else the only tenant loaded)",
+    )
+    p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
+    p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
+    p.add_argument("--explain", action="store_true", help="add the trace of every group asked")
     p.set_defaults(run=check)
 
     p = sub.add_parser("load", help="import graph documents into a Redis")
-    p.add_argument("--redis", metavar="URL", required=True)
-    p.add_argument("--data", metavar="FILE", nargs="+", action="extend", required=True)
-    p.add_argument("--policies", metavar="DIR")
+    p.add_argument("--redis", metavar="URL", required=True, help=setting("redis_url"))
+    p.add_argument(
+        "--data", metavar="FILE", nargs="+", action="extend", required=True, help=setting("data")
+    )
+    p.add_argument("--policies", metavar="DIR", help=setting("policies"))
     p.set_defaults(run=load)
 
-    p = sub.add_parser("lint", help="check a policy directory (and a graph document)")
-    p.add_argument("directory", metavar="DIR")
-    p.add_argument("--data", metavar="FILE")
+    p = sub.add_parser(
+        "lint",
+        help="check a policy directory (and a graph document)",
+        description="Lint a policy directory and its graph document (or --data's). Each "
+        "finding is labelled error or warning; exit 1 on errors (and on warnings with "
+        "--strict), else 0.",
+    )
+    p.add_argument(
+        "directory",
+        metavar="DIR",
+        nargs="?",
+        help=f"the policy directory (default: {default_text('policies')}; env "
+        f"{env_name('policies')})",
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="lint this graph document instead of the directory's demo.json/data.json",
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(run=lint)
 
     p = sub.add_parser("token", help="mint a development HS256 JWT")
-    p.add_argument("--secret", required=True)
-    p.add_argument("--sub", required=True)
-    p.add_argument("--tenant")
-    p.add_argument("--aud")
-    p.add_argument("--iss")
-    p.add_argument("--ttl", type=int, default=3600)
+    p.add_argument("--secret", required=True, help="the HMAC secret (at least 32 bytes)")
+    p.add_argument("--sub", required=True, help="the subject claim")
+    p.add_argument("--tenant", help="the tenant claim (default: none)")
+    p.add_argument("--aud", help="the audience claim (default: none)")
+    p.add_argument("--iss", help="the issuer claim (default: none)")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default: 3600)")
     p.set_defaults(run=token)
+
+    p = sub.add_parser(
+        "health",
+        help="ask a local sidecar's /healthz (for container health checks)",
+        description="GET /healthz of the sidecar on this machine; exit 0 on a 200, else 1.",
+    )
+    p.add_argument("--host", help=setting("host") + "; a wildcard address asks the loopback")
+    p.add_argument("--port", type=int, help=setting("port"))
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (default: 3)")
+    p.set_defaults(run=health)
     return root
 
 

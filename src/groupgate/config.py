@@ -11,9 +11,14 @@ sections `jwt:`, `limits:` and `http:` may group their keys (`jwt: {secret: ...}
 Credentials:
 - `api_keys` / `GROUPGATE_API_KEYS`: comma-separated caller keys; `key:tenant` binds a key to
   one tenant. `admin_keys` / `GROUPGATE_ADMIN_KEYS`: the same for admin keys (which may also
-  ask decisions). With no key configured, decision endpoints are open (the embedded demo);
-  the admin API is then open only with `admin_open` / `GROUPGATE_ADMIN_OPEN=1`, else refused.
+  ask decisions). With no key configured, decision endpoints are open, which only the demo
+  (`demo` / `GROUPGATE_DEMO=1`, `serve --demo`) accepts: `serve` refuses to start without an
+  API key or a JWT verifier otherwise. The admin API is open only with `admin_open` /
+  `GROUPGATE_ADMIN_OPEN=1` (the demo sets it when no admin key is configured), else refused.
 - `jwt_*`: how subject tokens (gateway) are verified; see `JwtSettings`.
+
+`HELP` says what each setting does; `describe(name)` adds its default and variable, for
+`--help` (every entry of `PARSERS` has one: tests/api/test_cli.py checks it).
 """
 
 from __future__ import annotations
@@ -161,6 +166,8 @@ class Config:
     log_format: str = "json"
     allow_py_parser: bool = False
     public_url: str | None = None
+    #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
+    demo: bool = False
 
     @property
     def keys_configured(self) -> bool:
@@ -168,9 +175,13 @@ class Config:
 
 
 def default_policies() -> Path:
-    """The repo's `policies/` next to the package when it exists, else `./policies`."""
-    beside = Path(groupgate.__file__).resolve().parents[2] / "policies"
-    return beside if beside.is_dir() else Path("policies")
+    """The repo's `policies/` next to the package when it exists (a checkout or an editable
+    install), else the copy installed inside the package, else `./policies`."""
+    package = Path(groupgate.__file__).resolve().parent
+    for candidate in (package.parents[1] / "policies", package / "policies"):
+        if (candidate / "catalog.yaml").is_file():
+            return candidate
+    return Path("policies")
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -256,6 +267,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_format": _choice("json", "text"),
     "allow_py_parser": _bool,
     "public_url": _text,
+    "demo": _bool,
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
     "max_batch": _int(1, 1_000_000),
@@ -289,6 +301,101 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwt_cache_size": _int(0, 10_000_000),
 }
 SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_"}
+
+#: What each setting does, for `--help` (`describe` adds the default and the variable).
+HELP: dict[str, str] = {
+    "host": "address to listen on",
+    "port": "port of the API (0: any free port)",
+    "decision_port": "also serve POST /v1/check, /access/v1/evaluation and forward-auth on "
+    "this port through the lean decision listener",
+    "workers": "worker processes sharing the port (SO_REUSEPORT); with the embedded store each "
+    "holds its own graph, so use a Redis for more than one",
+    "redis_url": "the graph store (redis://, rediss://, unix://, redis+cluster://); unset: the "
+    "embedded in-process store, not persisted",
+    "policies": "policy directory (catalog.yaml, roles.yaml, ...)",
+    "data": "graph documents (JSON) imported at start (comma-separated in the environment)",
+    "default_tenant": "tenant of requests that name none",
+    "api_keys": "caller keys, comma-separated; key:tenant binds a key to one tenant",
+    "admin_keys": "admin keys (admin API and decisions), comma-separated; key:tenant allowed",
+    "admin_open": "open the admin API to anyone when no admin key is set (the demo does)",
+    "cache_size": "compiled subject profiles kept in memory",
+    "max_staleness": "seconds cached answers are served, flagged stale, while the store is "
+    "unreachable; then everything fails closed",
+    "poll_interval": "seconds between revision polls (the safety net under change events)",
+    "pool_size": "Redis connections per worker",
+    "pool_timeout": "seconds to wait for a free Redis connection",
+    "decision_log": "log every decision",
+    "log_level": "debug, info, warning, error or critical",
+    "log_format": "json or text",
+    "allow_py_parser": "start even without aiohttp's C HTTP parser (slower)",
+    "public_url": "the base URL clients use, for the AuthZEN metadata",
+    "demo": "demo mode: the policy directory's demo graph, an open admin API, open decisions "
+    "and a demo-only JWT secret; never in production",
+    "max_body_bytes": "largest request body, bytes (413 past it)",
+    "max_import_bytes": "largest bulk-import body, bytes",
+    "max_batch": "most evaluations or checks in one batch request",
+    "max_json_depth": "deepest nesting of a JSON request",
+    "search_page_size": "AuthZEN search results per page when the request names no limit",
+    "max_search_page": "most AuthZEN search results per page",
+    "http_max_url_bytes": "longest request target, bytes (414 past it)",
+    "http_max_field_bytes": "longest header line, bytes (431 past it)",
+    "http_max_header_bytes": "largest header section, bytes (431 past it)",
+    "http_max_headers": "most header fields in one request (431 past it)",
+    "http_keepalive_timeout": "seconds an idle keep-alive connection stays open",
+    "http_request_timeout": "seconds a client has to send one whole request (then 408)",
+    "http_max_connections": "open connections per worker and listener (then 503)",
+    "http_max_pipelined": "requests read ahead of their answers on one connection",
+    "http_shutdown_grace": "seconds in-flight requests get to finish on shutdown",
+    "gateway_kind": f"the gateway in front ({', '.join(GATEWAY_KINDS)}): which headers carry "
+    "the original request",
+    "jwt_algorithms": "pinned JWT algorithms, comma-separated; unset: HS256 with jwt_secret, "
+    "RS256 with public keys or a JWKS",
+    "jwt_secret": "HMAC secret for subject tokens (at least 32 bytes)",
+    "jwt_public_keys": "PEM files of the token signers' public keys, comma-separated",
+    "jwt_jwks_file": "a JWKS file of the token signers' keys",
+    "jwt_jwks_url": "an http(s) URL of the token signers' JWKS",
+    "jwt_issuer": "required iss claim",
+    "jwt_audience": "accepted aud claims, comma-separated",
+    "jwt_leeway": "seconds of clock skew allowed on exp/nbf/iat",
+    "jwt_subject_claim": "claim that holds the subject id",
+    "jwt_tenant_claim": "claim that holds the tenant",
+    "jwt_jwks_refresh_interval": "at most one JWKS fetch per this many seconds",
+    "jwt_jwks_ttl": "seconds before a fetched JWKS is read again",
+    "jwt_caller_tokens": "accept service JWTs as caller credentials",
+    "jwt_admin_scope": "scope (scope or scp claim) that makes a caller JWT an admin credential",
+    "jwt_cache_size": "verified subject tokens remembered until they expire (0: off)",
+}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: `max_batch` -> `GROUPGATE_MAX_BATCH`."""
+    return "GROUPGATE_" + name.upper()
+
+
+def default_text(name: str) -> str:
+    """A setting's default in words, read from the dataclasses that hold it."""
+    if name == "policies":
+        return "the policies/ of a checkout, else the copy installed with the package"
+    if name == "admin_keys":
+        return "none"
+    owner: Any = Config()
+    field_name = name
+    for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http)):
+        if name.startswith(prefix):
+            owner, field_name = holder, name.removeprefix(prefix)
+    if field_name in Limits.__dataclass_fields__ and not hasattr(Config, field_name):
+        owner = owner.limits
+    value = getattr(owner, field_name)
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def describe(name: str) -> str:
+    """`HELP[name]` with its default and environment variable, for `--help`."""
+    return f"{HELP[name]} (default: {default_text(name)}; env {env_name(name)})"
 
 
 # --------------------------------------------------------------------------- loading
@@ -325,7 +432,7 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Return the settings given as `GROUPGATE_<NAME>` variables."""
     out: dict[str, Any] = {}
     for name in PARSERS:
-        value = env.get("GROUPGATE_" + name.upper())
+        value = env.get(env_name(name))
         if value is not None:
             out[name] = value
     return out
@@ -353,7 +460,10 @@ def build(values: Mapping[str, Any]) -> Config:
     """Turn parsed values into a `Config`, checking the rules between settings."""
     policies = Path(values["policies"]) if "policies" in values else default_policies()
     if not (policies / "catalog.yaml").is_file():
-        raise ConfigError(f"policies: {policies} is not a policy directory (no catalog.yaml)")
+        raise ConfigError(
+            f"policies: {policies} is not a policy directory (no catalog.yaml); pass "
+            "--policies DIR or set GROUPGATE_POLICIES to the directory that holds catalog.yaml"
+        )
     data = tuple(Path(p) for p in values.get("data", ()))
     for item in data:
         if not item.is_file():

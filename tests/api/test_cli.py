@@ -1,13 +1,17 @@
-"""The `groupgate` command: check, token, lint, load, serve, and precise error exits."""
+"""The `groupgate` command: check, token, lint, load, serve, health, --help/--version, and
+precise error exits."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,9 +19,13 @@ from typing import Any
 import jwt
 import pytest
 
-from groupgate.cli import main
+import groupgate
+from groupgate.cli import main, parser
+from groupgate.config import HELP, PARSERS, describe
 from tests.api.conftest import TODO
 from tests.support.servers import free_port, wait_for_port
+
+POLICIES = TODO.parents[1]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -122,15 +130,105 @@ def test_token(capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 < claims["exp"] - time.time() <= 60
 
 
-def test_lint(capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
+def test_lint_labels_warnings_and_passes_the_projects_own_policies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(capsys, "lint", str(POLICIES))
+    lines = out.splitlines()
+    assert status == 0, out
+    findings = lines[:-1]
+    assert findings and all(line.startswith("warning: ") for line in findings)
+    assert lines[-1] == f"{POLICIES}: 0 error(s), {len(findings)} warning(s)"
+    assert len(set(findings)) == len(findings)
+    status, strict, _ = run(capsys, "lint", str(POLICIES), "--strict")
+    assert status == 1 and strict == out
+    # No DIR: the configured policy directory, the same one.
+    status, default, _ = run(capsys, "lint")
+    assert status == 0 and default.splitlines()[:-1] == findings
 
-    if importlib.util.find_spec("groupgate.policy.lint") is None:
-        status, _, err = run(capsys, "lint", "policies")
-        assert status == 2 and "not available" in err
-        return
-    status, out, _ = run(capsys, "lint", str(TODO.parents[1]))
-    assert status in (0, 1) and out
+
+def test_lint_with_data_prints_each_finding_once(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = POLICIES / "demo.json"
+    status, out, _ = run(capsys, "lint", str(POLICIES), "--data", str(demo))
+    findings = out.splitlines()[:-1]
+    assert status == 0 and len(set(findings)) == len(findings)
+    de = [line for line in findings if "group de-fulfillment:" in line]
+    assert de == [
+        f"warning: {demo}: group de-fulfillment: manages returns without read on products "
+        "(seed 004 Role/Permission Matrix)"
+    ]
+
+
+def test_lint_reports_an_invalid_policy_as_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for path in POLICIES.glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "companions.yaml").write_text("manage: {spaceships: {read: [orders]}}")
+    status, out, _ = run(capsys, "lint", str(tmp_path))
+    assert status == 1
+    assert out.startswith("error: companions.yaml") and "1 error(s), 0 warning(s)" in out
+
+
+def test_lint_of_a_directory_without_a_catalog_names_the_fix(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, out, err = run(capsys, "lint", str(tmp_path))
+    assert status == 2 and out == ""
+    assert "not a policy directory" in err and "GROUPGATE_POLICIES" in err
+
+
+def test_a_missing_policy_directory_names_the_flag_and_the_variable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["check", "--subject", "a", "--action", "read", "--type", "orders"]
+    status, _, err = run(capsys, *argv, "--policies", str(tmp_path))
+    assert status == 2
+    assert "--policies" in err and "GROUPGATE_POLICIES" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"groupgate {groupgate.__version__}"
+
+
+def test_every_setting_has_help_text() -> None:
+    assert set(HELP) == set(PARSERS)
+    assert all(text.strip() for text in HELP.values())
+    for name in PARSERS:
+        text = describe(name)
+        assert f"env GROUPGATE_{name.upper()})" in text and "(default: " in text
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    root = parser()
+    action = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_flag_says_what_it_does_and_settings_name_their_variable() -> None:
+    #: A flag's destination -> the setting it sets, where they differ.
+    settings = {"redis": "redis_url"}
+    for command, sub in subcommands().items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = "/".join(action.option_strings) or action.dest
+            assert action.help and len(action.help) > 10, f"{command} {flag}: no help"
+            name = settings.get(action.dest, action.dest)
+            if name in PARSERS and command != "lint":
+                assert f"env GROUPGATE_{name.upper()}" in action.help, f"{command} {flag}"
+                assert "(default: " in action.help, f"{command} {flag}"
+
+
+def test_serve_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    for name in PARSERS:
+        assert f"GROUPGATE_{name.upper()}" in out
 
 
 def test_load_into_redis(capsys: pytest.CaptureFixture[str], redis_process: Any) -> None:
@@ -165,7 +263,7 @@ def test_load_into_redis(capsys: pytest.CaptureFixture[str], redis_process: Any)
 def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
     port, decision_port = free_port(), free_port()
     env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
-    command = ["serve", "--port", str(port), "--decision-port", str(decision_port)]
+    command = ["serve", "--demo", "--port", str(port), "--decision-port", str(decision_port)]
     process = subprocess.Popen(
         [sys.executable, "-m", "groupgate.cli", *command],
         stdout=subprocess.PIPE,
@@ -233,7 +331,7 @@ def gone(pid: int) -> bool:
 def test_serve_with_workers_shares_one_port_and_stops_together() -> None:
     port, decision_port = free_port(), free_port()
     env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
-    command = ["serve", "--port", str(port), "--decision-port", str(decision_port)]
+    command = ["serve", "--demo", "--port", str(port), "--decision-port", str(decision_port)]
     process = subprocess.Popen(
         [sys.executable, "-m", "groupgate.cli", *command, "--workers", "2"],
         stdout=subprocess.PIPE,
@@ -277,3 +375,104 @@ def test_serve_refuses_bad_settings() -> None:
     )
     assert result.returncode == 2
     assert b"max_batch" in result.stderr and b"Traceback" not in result.stderr
+
+
+def production_env(**settings: str) -> dict[str, str]:
+    """The environment without GROUPGATE_* settings, plus `settings` (`api_keys=...`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPGATE_")}
+    env["GROUPGATE_LOG_LEVEL"] = "warning"
+    env.update({f"GROUPGATE_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def test_serve_without_demo_refuses_to_start_open() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=production_env(),
+        timeout=30,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    err = result.stderr
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for needle in ("GROUPGATE_API_KEYS=", "GROUPGATE_JWT_", "--demo"):
+        assert needle in err
+
+
+def request(url: str, body: Any = None, **headers: str) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        asked = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
+        with urllib.request.urlopen(asked, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def test_serve_in_production_loads_no_demo_and_closes_the_admin_api() -> None:
+    key = "caller-key-0123456789"
+    port = free_port()
+    env = production_env(api_keys=key, port=str(port))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groupgate.cli", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        wait_for_port(port, process, timeout=20)
+        base = f"http://127.0.0.1:{port}"
+        assert request(f"{base}/healthz") == 200
+        question = {
+            "subject": {"id": "emp-de"},
+            "action": "update",
+            "resource": {"type": "orders", "restrictions": ["DE"]},
+        }
+        assert request(f"{base}/v1/check", question) == 401
+        assert request(f"{base}/v1/admin/tenants") in (401, 403)
+        auth = {"Authorization": f"Bearer {key}"}
+        assert request(f"{base}/v1/admin/tenants", **auth) in (401, 403)
+        # No demo graph: the embedded store starts empty, so the demo's tenant is unknown.
+        assert request(f"{base}/v1/check", question, **auth) != 200
+        health = subprocess.run(
+            [sys.executable, "-m", "groupgate.cli", "health"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        assert health.returncode == 0, health.stderr
+        assert health.stdout.strip() == f"http://127.0.0.1:{port}/healthz: 200"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert b"DEMO MODE" not in out and b"data:" not in out
+    assert f"listening on http://127.0.0.1:{port}".encode() in out
+
+
+def test_health_fails_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "health", "--port", str(free_port()), "--timeout", "2")
+    assert status == 1 and out == "" and "/healthz" in err
+
+
+def test_a_failed_bind_prints_only_the_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "groupgate.cli", "serve", "--demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=production_env(),
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""  # no banner: it comes after the bind
+    assert "address already in use" in result.stderr and "GROUPGATE_PORT" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""A newcomer's gateway path: `groupgate serve` (the demo), then exactly what its banner prints.
+"""A newcomer's gateway path: `groupgate serve --demo`, then exactly what its banner prints.
 
 The demo has no JWT setting, so it generates a demo-only HS256 secret and prints the
 `groupgate token` command and the curl line that use it. This test runs the printed token
@@ -32,10 +32,10 @@ def clean_env() -> dict[str, str]:
 
 @pytest.fixture
 def demo_banner() -> Iterator[list[str]]:
-    """Start `groupgate serve` on a free port; yield the lines it printed once ready."""
+    """Start `groupgate serve --demo` on a free port; yield the lines it printed once ready."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "groupgate.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "groupgate.cli", "serve", "--demo", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -104,15 +104,18 @@ def test_a_secret_is_invented_for_the_demo_only(monkeypatch: pytest.MonkeyPatch)
     for name in list(os.environ):
         if name.startswith("GROUPGATE_"):
             monkeypatch.delenv(name)
-    demo = serve_config(parser().parse_args(["serve"]))
+    demo = serve_config(parser().parse_args(["serve", "--demo"]))
     assert demo.demo and demo.demo_secret is not None
     assert demo.config.jwt.secret == demo.demo_secret and demo.config.jwt.algorithms == ("HS256",)
-    again = serve_config(parser().parse_args(["serve"]))
+    again = serve_config(parser().parse_args(["serve", "--demo"]))
     assert again.demo_secret != demo.demo_secret  # random per start
     data = str(demo.config.data[0])
+    monkeypatch.setenv("GROUPGATE_API_KEYS", "k" * 20)
     served = serve_config(parser().parse_args(["serve", "--data", data]))
     assert not served.demo and served.demo_secret is None and not served.config.jwt.configured
     monkeypatch.setenv("GROUPGATE_JWT_SECRET", "mine-" + "0" * 40)
+    monkeypatch.delenv("GROUPGATE_API_KEYS")
+    monkeypatch.setenv("GROUPGATE_DEMO", "1")
     configured = serve_config(parser().parse_args(["serve"]))
     assert configured.demo and configured.demo_secret is None
     assert configured.config.jwt.secret == "mine-" + "0" * 40

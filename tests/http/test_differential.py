@@ -1,6 +1,6 @@
 """Both HTTP listeners, held to the same answers over raw sockets.
 
-One app runs in a child process (`groupgate serve`, as in production: `web.run_app`, uvloop)
+One app runs in a child process (`groupgate serve --demo`, as in production: `web.run_app`, uvloop)
 with its main port and its decision port, an API key, JWT verification, the demo graph and the
 small limits of `tests.http.cases.SETTINGS`. Every case of `tests.http.cases.CASES` is played
 to both ports; the answers must agree (status, problem type or body, compared headers, and a
@@ -67,7 +67,7 @@ def start(tmp: Path, **settings: str) -> App:
     log = tmp / f"serve-{main}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "groupgate.cli", "serve"],
+            [sys.executable, "-m", "groupgate.cli", "serve", "--demo"],
             cwd=REPO,
             env=env,
             stdout=out,

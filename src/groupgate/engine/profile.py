@@ -321,13 +321,24 @@ def _condition_clause(
     )
 
 
+def words(values: Iterable[Any]) -> str:
+    """A value set in plain words: sorted, comma-separated (`DE, FR`)."""
+    return ", ".join(sorted(map(str, values)))
+
+
+def _alternative(path: str, values: frozenset[Any]) -> str:
+    return f"{path} is {words(values)}" if len(values) == 1 else f"{path} is one of {words(values)}"
+
+
 def _reason(group: str, restrictions: frozenset[str] | None, requires: tuple[Clause, ...]) -> str:
-    parts = [f"group {group}"]
+    """`granted by group G`, then what scopes it: `; restricted to DE, FR; company is c1`."""
+    parts = [f"granted by group {group}"]
     if restrictions is not None:
-        parts.append(f"restrictions {sorted(restrictions)}")
+        parts.append(f"restricted to {words(restrictions)}")
     for clause in requires:
-        parts.append(" or ".join(f"{p} in {sorted(map(str, v))}" for p, _, v in clause))
-    return "granted by " + ", ".join(parts)
+        alternatives = [_alternative(p, v) for p, _, v in clause if v]
+        parts.append(" or ".join(alternatives) or "never")
+    return "; ".join(parts)
 
 
 def _guard(catalog: Catalog, group: Group, type_id: str, requires: tuple[Clause, ...]) -> Guard:

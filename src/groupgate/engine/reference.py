@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from groupgate.engine.profile import words
 from groupgate.model import (
     Catalog,
     Decision,
@@ -39,13 +40,13 @@ def evaluate(
     trace: list[str] = []
     rtype = catalog.types.get(resource.type)
     if rtype is None:
-        return _deny(f"unknown resource type {resource.type!r}", trace)
+        return _deny(f"unknown resource type {resource.type}", trace)
     governing = catalog.types[rtype.parent] if rtype.parent else rtype
     if rtype.parent:
         trace.append(f"{rtype.id} takes its permission from {governing.id}")
     needed = catalog.levels.get(action)
     if needed is None and action not in governing.actions:
-        return _deny(f"unknown action {action!r} for {resource.type}", trace)
+        return _deny(f"unknown action {action} for {resource.type}", trace)
     links = _links(subject, groups, settings, trace)
     companies = {g.company for _, g in links if g.company is not None}
     for link, group in links:
@@ -134,10 +135,9 @@ def _group_verdict(
             if condition is not None:
                 return f"grants {action} only when {condition} holds, and it does not"
     if site_aware and group.restrictions and group.restrictions.isdisjoint(resource.restrictions):
-        return (
-            f"restricted to {sorted(group.restrictions)}, resource has "
-            f"{sorted(resource.restrictions) or 'no restriction value'}"
-        )
+        where = words(resource.restrictions)
+        found = f"the resource is in {where}" if where else "the resource has no restriction value"
+        return f"restricted to {words(group.restrictions)}; {found}"
     if group.kind is GroupKind.VENDOR and resource.vendor != group.vendor:
         return f"applies to vendor {group.vendor}'s entities, resource vendor is {resource.vendor}"
     if group.kind is GroupKind.CUSTOMER and group.company is not None:

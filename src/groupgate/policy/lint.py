@@ -10,6 +10,9 @@ valid, and checks decide exactly what the groups grant. Only access that can be 
 linted: the role templates and the custom groups of a graph document. Predefined customer
 groups and vendor groups are skipped, since their access cannot be edited.
 
+`lint` is what `groupgate lint` prints: every finding labelled with its severity, `error`
+(an invalid policy or graph document) or `warning` (a missing companion grant), each once.
+
 `lint_policy` also parses a graph document found next to the policy (`data.json` or
 `demo.json`), so it uses `groupgate.engine.graph` to validate it: the one place where
 `policy` reaches into `engine`, for a development tool, not for the decision path.
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from groupgate.errors import GraphError
+from groupgate.errors import GraphError, PolicyError
 from groupgate.model import Catalog, Group, Level
 from groupgate.policy.loader import load_policy
 
@@ -76,18 +80,51 @@ def lint_groups(catalog: Catalog, groups: Iterable[Group] | Mapping[str, Any]) -
     ]
 
 
-def lint_policy(directory: str | Path) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `groupgate lint`: `warning: ...` or `error: ...`."""
+
+    severity: Literal["error", "warning"]
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message}"
+
+
+def lint(directory: str | Path, data: tuple[str, Any] | None = None) -> list[Finding]:
+    """Lint the policy in `directory` and one graph document; every finding once.
+
+    `data` is `(name, document)`: it is linted instead of the directory's own document, its
+    findings prefixed with `name`. An invalid policy or document is one `error` finding.
+    """
+    try:
+        found = lint_policy(directory, documents=data is None)
+        if data is not None:
+            name, doc = data
+            if not isinstance(doc, Mapping):
+                raise GraphError(name, "expected a graph document (an object)")
+            try:
+                found += [f"{name}: {w}" for w in lint_groups(load_policy(directory), doc)]
+            except GraphError as exc:
+                path = f"{name}: {exc.path}" if exc.path else name
+                raise GraphError(path, _message(exc)) from None
+    except (PolicyError, GraphError) as exc:
+        return [Finding("error", exc.detail)]
+    return [Finding("warning", message) for message in dict.fromkeys(found)]
+
+
+def lint_policy(directory: str | Path, *, documents: bool = True) -> list[str]:
     """Load the policy in `directory` and return its warnings.
 
     Raises `PolicyError` if the policy is invalid. Lints the role templates and, when the
-    directory holds a graph document (`data.json`, else `demo.json`), that document's groups,
-    each warning prefixed with the document's name. An invalid document raises `GraphError`
-    with the file name in front of the entry's path.
+    directory holds a graph document (`data.json`, else `demo.json`) and `documents` is true,
+    that document's groups, each warning prefixed with the document's name. An invalid
+    document raises `GraphError` with the file name in front of the entry's path.
     """
     root = Path(directory)
     catalog = load_policy(root)
     findings = lint_templates(catalog)
-    for name in DOCUMENTS:
+    for name in DOCUMENTS if documents else ():
         path = root / name
         if not path.is_file():
             continue
