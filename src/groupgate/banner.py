@@ -4,18 +4,13 @@
 the demo, the DEMO MODE line, and on the demo the demo-only token secret with the
 `groupgate token` command and curl line that try gateway forward-auth with it.
 
-`announce` prints it once this process listens on the port: aiohttp runs startup hooks (where
-`serve`'s `on_ready` runs) before it binds, so printing there would announce a port that may
-turn out to be taken. The socket is looked up in Linux's /proc; where that cannot be read
-the banner is printed at once.
+`serve` prints it once the port is bound (`groupgate.api.server.run`'s `on_bound`): a
+failed bind prints only the error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shlex
-from pathlib import Path
 
 from groupgate.config import Config
 
@@ -105,51 +100,3 @@ def banner(config: Config, demo: bool, demo_secret: str | None = None) -> str:
             "graph; admin writes reach one worker only. Use --redis for multi-worker setups."
         )
     return "\n".join(lines)
-
-
-def listening_here(port: int) -> bool | None:
-    """Whether this process holds a listening TCP socket on `port`.
-
-    Read from Linux's /proc (the sockets among this process's file descriptors); None where
-    that cannot be told (another system, or port 0).
-    """
-    if port == 0:
-        return None
-    try:
-        descriptors = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    inodes = set()
-    for fd in descriptors:
-        try:
-            inodes.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:  # closed meanwhile (the listing's own descriptor, for one)
-            continue
-    tables = 0
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        tables += 1
-        for row in rows:
-            fields = row.split()
-            listening = fields[3] == "0A"
-            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                if f"socket:[{fields[9]}]" in inodes:
-                    return True
-    return False if tables else None
-
-
-#: The tasks that print banners (kept referenced until they finish).
-ANNOUNCING: set[asyncio.Task[None]] = set()
-
-
-async def announce(port: int, text: str, interval: float = 0.001) -> None:
-    """Print `text` once this process listens on `port` (aiohttp binds after its startup
-    hooks, where `on_ready` runs): a failed bind never prints a banner."""
-    while True:
-        if listening_here(port) is not False:
-            print(text, flush=True)
-            return
-        await asyncio.sleep(interval)

@@ -28,12 +28,13 @@ tokens with a demo-only HS256 secret generated at start. The banner says DEMO MO
 prints the `groupgate token` command and the curl line that try the gateway forward-auth with
 that secret. Outside the demo no secret is ever invented.
 
-The banner is printed once the port is bound (`announce`): a failed bind prints only the
-error. With `--workers N` a supervisor starts N worker processes on one port (SO_REUSEPORT)
-and forwards SIGTERM/SIGINT to them; with the embedded store each worker has its *own* copy
-of the graph, so admin writes reach one worker only: use `--redis` for more than one worker.
-`--decision-port P` also serves `POST /v1/check` on port P through the decision listener
-(`groupgate.api.decisions`), for API gateways that ask it on every request.
+The banner is printed once the port is bound (`api.server.run`'s `on_bound`): a failed bind
+prints only the error. With `--workers N` a supervisor starts N worker processes on one port
+(SO_REUSEPORT) and forwards SIGTERM/SIGINT to them; with the embedded store each worker has
+its *own* copy of the graph, so admin writes reach one worker only: use `--redis` for more
+than one worker. `--decision-port P` also serves a gateway's per-request questions
+(`POST /v1/check`, `POST /access/v1/evaluation`, forward-auth) on port P through the
+decision listener (`groupgate.api.decisions`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import orjson
 
 import groupgate
 from groupgate import log
-from groupgate.banner import ANNOUNCING, announce, banner
+from groupgate.banner import banner
 from groupgate.config import (
     DEFAULT_PORT,
     PARSERS,
@@ -157,14 +158,12 @@ def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
 
     log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
 
-    def ready(app: Any) -> None:
+    def bound() -> None:
         if show:
-            task = asyncio.get_running_loop().create_task(announce(config.port, show))
-            ANNOUNCING.add(task)
-            task.add_done_callback(ANNOUNCING.discard)
+            print(show, flush=True)
 
     try:
-        run(config, reuse_port=reuse_port, on_ready=ready)
+        run(config, reuse_port=reuse_port, on_bound=bound)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -28,12 +28,13 @@ def test_run_raises_the_collector_thresholds_before_serving(
     def run_app(app: Any, **kwargs: Any) -> None:
         seen["thresholds"] = gc.get_threshold()
         seen["port"] = kwargs["port"]
+        kwargs["print"]("======== Running on ... ========")  # what aiohttp says once bound
         app.close()  # the un-awaited factory coroutine
         kwargs["loop"].close()
 
     monkeypatch.setattr(server.web, "run_app", run_app)
-    server.run(load_config(overrides={"port": 8123}))
-    assert seen == {"thresholds": server.GC_THRESHOLDS, "port": 8123}
+    server.run(load_config(overrides={"port": 8123}), on_bound=lambda: seen.update(bound=True))
+    assert seen == {"thresholds": server.GC_THRESHOLDS, "port": 8123, "bound": True}
     assert server.GC_THRESHOLDS[0] > 700  # young collections rarer than Python's default
 
 

@@ -72,28 +72,24 @@ def run(
     config: Config,
     *,
     reuse_port: bool = False,
-    on_ready: Callable[[web.Application], None] | None = None,
+    on_bound: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; `on_ready` runs once the app has started."""
+    """Serve until SIGTERM/SIGINT; `on_bound` runs once every listener is bound (aiohttp
+    reports it through `run_app`'s `print`, called after its sites started), so a failed
+    bind never runs it."""
     tune_gc()
     raise_file_limit(config)
 
-    async def factory() -> web.Application:
-        app = await build_app(config)
-        if on_ready is not None:
-
-            async def ready(app: web.Application) -> None:
-                on_ready(app)
-
-            app.on_startup.append(ready)
-        return app
+    def bound(*_: object, **__: object) -> None:
+        if on_bound is not None:
+            on_bound()
 
     web.run_app(
-        factory(),
+        build_app(config),
         host=config.host,
         port=config.port,
         reuse_port=reuse_port or None,
-        print=None,
+        print=bound,
         access_log=None,
         shutdown_timeout=config.http.shutdown_grace,
         loop=new_loop(),
