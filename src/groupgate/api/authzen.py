@@ -284,9 +284,11 @@ def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: s
             return Item("route", subject, action, Resource(type_id, rid))
         if type_id == "purchase":
             return _purchase(subject, action, props, f"{prefix}resource.properties")
-        return Item("error", subject, action, error=(422, f"unknown resource type {type_id!r}"))
+        unknown = f"unknown resource type {type_id!r}"
+        return Item("error", subject, action, Resource(type_id, rid), error=(422, unknown))
     if action not in allowed:
-        return Item("error", subject, action, error=(422, f"{type_id!r} has no action {action!r}"))
+        missing = f"{type_id!r} has no action {action!r}"
+        return Item("error", subject, action, Resource(type_id, rid), error=(422, missing))
     resource = Resource(
         type_id,
         rid,
