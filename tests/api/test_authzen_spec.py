@@ -7,6 +7,7 @@ Section numbers are those of the 1.0 text (openid/authzen, `api/authorization-ap
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -493,3 +494,46 @@ async def test_every_item_is_logged_with_subject_action_resource_and_tenant(
         (RICK, "can_read_todos", "todo", "todo-1"),
     ]
     assert tenants == {document(TODO / "data.json")["tenant"]}
+
+
+# --------------------------------------------------------------------------- the condition syntax
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("{request: subject.name, equals: x}", "expected subject.properties.<name>"),
+        ("{request: subject.properties., equals: x}", "expected subject.properties.<name>"),
+        ("{resource: subject.properties.x, equals: x}", "cannot start with 'subject'"),
+        ("{resource: owner, request: action.properties.x, equals: x}", "exactly one of"),
+        ("{resource: owner, subject: id, equals: x}", "exactly one of"),
+        ("{resource: owner}", "exactly one of"),
+        ("{resource: owner, equals: [x, 1.5]}", "expected a string or an integer"),
+        ("{resource: owner, equals: true}", "expected a string or an integer"),
+        ("{resource: owner, equals: []}", "at least one value"),
+    ],
+)
+def test_condition_syntax_is_checked(tmp_path: Path, entry: str, message: str) -> None:
+    from groupgate.errors import PolicyError
+    from groupgate.policy import load_policy
+
+    policies = tmp_path / "policies"
+    shutil.copytree(TODO, policies)
+    (policies / "conditions.yaml").write_text(f"conditions:\n  odd:\n    any: [{entry}]\n")
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        load_policy(policies)
+
+
+def test_request_conditions_load(tmp_path: Path) -> None:
+    from groupgate.policy import load_policy
+
+    policies = tmp_path / "policies"
+    shutil.copytree(TODO, policies)
+    (policies / "conditions.yaml").write_text(
+        (TODO / "conditions.yaml").read_text() + "  odd:\n    any:\n"
+        "      - {request: subject.properties.team.name, equals: [a, 2]}\n"
+        "      - {request: action.properties.mode, subject: attributes.email}\n"
+    )
+    condition = load_policy(policies).conditions["odd"]
+    assert condition.pairs == (("action.properties.mode", "attributes.email"),)
+    assert condition.equals == (("subject.properties.team.name", frozenset({"a", 2})),)
