@@ -537,3 +537,15 @@ def test_request_conditions_load(tmp_path: Path) -> None:
     condition = load_policy(policies).conditions["odd"]
     assert condition.pairs == (("action.properties.mode", "attributes.email"),)
     assert condition.equals == (("subject.properties.team.name", frozenset({"a", 2})),)
+
+
+async def test_an_incomplete_default_is_a_400(todo: Client) -> None:
+    # A top-level default is a whole entity too (§7.1.1), even when every item overrides it.
+    for default, where in (
+        ({"resource": {"type": "todo"}}, "resource.id"),
+        ({"subject": {"type": "user"}}, "subject.id"),
+        ({"action": {}}, "action.name"),
+        ({"context": []}, "context"),
+    ):
+        body = {**default, "evaluations": [EVALUATION]}
+        await bad_request(todo, "/access/v1/evaluations", body, where)

@@ -107,6 +107,16 @@ def _action(raw: Any, path: str) -> tuple[str, Mapping[str, Any] | None]:
     return parsing.text(body.get("name"), f"{path}.name", 256), _properties(body, path)
 
 
+def _resource(raw: Any, path: str) -> tuple[str, str, dict[str, Any]]:
+    """A Resource (§5.2): `type` and `id` REQUIRED strings, `properties` an OPTIONAL object
+    of any values; returns them (no properties: an empty object)."""
+    body = parsing.obj(raw, path)
+    type_id = parsing.text(body.get("type"), f"{path}.type", 256)
+    rid = parsing.text(body.get("id"), f"{path}.id")
+    props = body.get("properties")
+    return type_id, rid, {} if props is None else parsing.obj(props, f"{path}.properties")
+
+
 def _properties(body: dict[str, Any], path: str) -> Mapping[str, Any] | None:
     props = body.get("properties")
     return None if props is None else parsing.obj(props, f"{path}.properties")
@@ -140,10 +150,11 @@ def _restrictions(value: Any) -> frozenset[str]:
 def parse_item(state: State, raw: dict[str, Any], index: int | None = None) -> Item:
     """Validate the structure of one evaluation (`evaluations[index]`); map it onto the model.
 
-    The common shape (a check with string ids and string attributes) takes `_plain_check`,
-    which builds no error paths; anything else, and every error, takes `_parse_item`, whose
-    messages name the field. Both accept the same items and build the same `Item`
-    (tests/api/test_authzen.py holds them to it).
+    The common shape (a check with string ids and string attributes, no subject or action
+    properties) takes `_plain_check`, which builds no error paths; anything else, and every
+    error, takes `_parse_item`, whose messages name the field. An item the fast path answers
+    gets the same `Item` from the precise path (tests/api/test_authzen.py holds them to it).
+    A malformed item is a `BadRequest` (400, AuthZEN 1.0 §10.1.1).
     """
     plain = _plain_check(state.actions, raw)
     if plain is not None:
@@ -270,11 +281,7 @@ def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: s
     prefix = f"{path}." if path else ""
     subject, subject_props = _subject(raw.get("subject"), f"{prefix}subject")
     action, action_props = _action(raw.get("action"), f"{prefix}action")
-    body = parsing.obj(raw.get("resource"), f"{prefix}resource")
-    type_id = parsing.text(body.get("type"), f"{prefix}resource.type", 256)
-    rid = parsing.text(body.get("id"), f"{prefix}resource.id")
-    props = body.get("properties")
-    props = {} if props is None else parsing.obj(props, f"{prefix}resource.properties")
+    type_id, rid, props = _resource(raw.get("resource"), f"{prefix}resource")
     context = raw.get("context")
     if context is not None:
         parsing.obj(context, f"{prefix}context")
@@ -582,7 +589,7 @@ async def evaluations(request: web.Request) -> web.Response:
 
 
 #: The readers of the top-level defaults of a batch (§7.1.1 "Default values").
-DEFAULTS = {"subject": _subject, "action": _action, "resource": parsing.obj, "context": parsing.obj}
+DEFAULTS = {"subject": _subject, "action": _action, "resource": _resource, "context": parsing.obj}
 
 
 def parse_items(state: State, body: dict[str, Any], parsed: list[Item | None]) -> list[Item]:
