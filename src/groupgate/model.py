@@ -125,13 +125,18 @@ class Condition:
     """A named attribute comparison that a grant may require.
 
     It holds when, for some pair `(resource_path, subject_path)`, the resource's attribute
-    equals one of the subject's values. Paths are dotted: `owner`, `properties.ownerID`,
-    `attributes.email`. Subject paths may also be `id`, `vendor` and `companies`.
+    equals one of the subject's values, or, for some `(resource_path, values)` of `equals`,
+    the attribute is one of `values`. Paths are dotted: `owner`, `properties.ownerID`,
+    `attributes.email`. Subject paths may also be `id`, `vendor` and `companies`. The request
+    side may also read what the request says of its subject and action (AuthZEN
+    `subject.properties`, `action.properties`): `subject.properties.department`,
+    `action.properties.method` (see `Resource.attribute`).
     """
 
     id: str
     pairs: tuple[tuple[str, str], ...]
     description: str = ""
+    equals: tuple[tuple[str, frozenset[str | int]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,23 +305,38 @@ class Resource(NamedTuple):
     owner: str | None = None
     customer: str | None = None
     properties: Mapping[str, Any] = NO_PROPERTIES
+    #: What the request says of its subject and action besides their ids: AuthZEN's
+    #: `subject.properties` and `action.properties`, as `{"subject": {...}, "action": {...}}`
+    #: (either may be missing). Conditions read them as `subject.properties.<name>` and
+    #: `action.properties.<name>`; nothing else does.
+    request: Mapping[str, Any] = NO_PROPERTIES
 
     def attribute(self, path: str) -> Any:
-        """Return the attribute at dotted `path` (`company`, `properties.ownerID`), or None."""
+        """Return the attribute at dotted `path`, or None: `company`, `properties.ownerID`,
+        `subject.properties.department`, `action.properties.method` (the last two from
+        `request`). Any JSON value may come back: conditions compare only strings and integers
+        (`engine.check`), so a value they cannot compare never allows."""
         head, _, rest = path.partition(".")
         if head == "properties":
-            value: Any = self.properties
-            for part in rest.split("."):
-                if not isinstance(value, Mapping):
-                    return None
-                value = value.get(part)
-            return value
+            return _walk(self.properties, rest)
+        if head in _REQUEST_PARTS and rest.startswith("properties."):
+            return _walk(self.request.get(head), rest.removeprefix("properties."))
         if head in _RESOURCE_FIELDS and not rest:
             return getattr(self, head)
         return self.properties.get(path)
 
 
+def _walk(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
 _RESOURCE_FIELDS = frozenset({"type", "id", "company", "vendor", "owner", "customer"})
+#: The parts of a request whose properties conditions may read (`Resource.request`).
+_REQUEST_PARTS = frozenset({"subject", "action"})
 
 
 @dataclass(frozen=True, slots=True)

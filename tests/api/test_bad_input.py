@@ -21,19 +21,31 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
         "amount": "1.00",
         "currency": "EUR",
     },
+    # AuthZEN: whole entities (a subject's `type` and `id`, a resource's `type` and `id`).
     "/access/v1/evaluation": {
-        "subject": {"id": "emp-de"},
+        "subject": {"type": "user", "id": "emp-de"},
+        "action": {"name": "read"},
+        "resource": {"type": "orders", "id": "o-1"},
+    },
+    "/access/v1/evaluations": {
+        "subject": {"type": "user", "id": "emp-de"},
+        "action": {"name": "read"},
+        "evaluations": [{"resource": {"type": "orders", "id": "o-1"}}],
+    },
+    "/access/v1/search/subject": {
+        "subject": {"type": "user"},
+        "action": {"name": "read"},
+        "resource": {"type": "orders", "id": "o-1"},
+    },
+    "/access/v1/search/resource": {
+        "subject": {"type": "user", "id": "emp-de"},
         "action": {"name": "read"},
         "resource": {"type": "orders"},
     },
-    "/access/v1/evaluations": {
-        "subject": {"id": "emp-de"},
-        "action": {"name": "read"},
-        "evaluations": [{"resource": {"type": "orders"}}],
+    "/access/v1/search/action": {
+        "subject": {"type": "user", "id": "emp-de"},
+        "resource": {"type": "orders", "id": "o-1"},
     },
-    "/access/v1/search/subject": {"action": {"name": "read"}, "resource": {"type": "orders"}},
-    "/access/v1/search/resource": {"subject": {"id": "emp-de"}, "action": {"name": "read"}},
-    "/access/v1/search/action": {"subject": {"id": "emp-de"}, "resource": {"type": "orders"}},
     "/v1/admin/tenants/demo/settings": {"company_contact_propagation": "UPWARD"},
 }
 

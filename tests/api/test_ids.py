@@ -127,7 +127,7 @@ async def test_decisions_with_every_id_character(setup: tuple[Client, Ids]) -> N
     evaluation = {
         "subject": {"type": "user", "id": ids.employee},
         "action": {"name": "read"},
-        "resource": {"type": "orders"},
+        "resource": {"type": "orders", "id": ids.company},
     }
     headers = {"X-Groupgate-Tenant": ids.tenant}
     answer = await ok(await client.post("/access/v1/evaluation", json=evaluation, headers=headers))

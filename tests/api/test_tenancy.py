@@ -66,9 +66,9 @@ async def test_bound_key_refused_in_other_tenant(two: Client) -> None:
 
 async def test_authzen_uses_the_key_tenant(two: Client) -> None:
     body = {
-        "subject": {"id": "emp-viewer"},
+        "subject": {"type": "user", "id": "emp-viewer"},
         "action": {"name": "read"},
-        "resource": {"type": "orders"},
+        "resource": {"type": "orders", "id": "o-1"},
     }
     response = await two.post("/access/v1/evaluation", json=body, headers={"Authorization": KEY_B})
     assert response.status == 200 and (await response.json())["decision"] is True

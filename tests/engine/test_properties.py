@@ -180,6 +180,7 @@ def resources(types: list[str]) -> st.SearchStrategy[Resource]:
         customer=st.sampled_from([None, "cust", "emp", "vu", "other"]),
         id=st.sampled_from([None, "r1"]),
         properties=st.just({}),
+        request=st.just({}),
     )
 
 

@@ -1,11 +1,15 @@
 """AuthZEN Authorization API 1.0: evaluation, evaluations and the PDP metadata document.
 
 Mapping to the model (the search endpoints are in `search.py`):
-- `subject.id` is the subject; `subject.type` is not interpreted (subjects have one id space);
+- `subject.id` is the subject; `subject.type` is required and checked, not interpreted
+  (subjects have one id space);
 - `action.name` is the action; `resource.type` and `resource.id` are the type and id;
-- `resource.properties` keeps every property for conditions (the Todo scenario's `ownerID`),
-  and its keys `company`, `restrictions`, `vendor`, `owner`, `customer` fill the resource's
-  attributes of the same names;
+- `resource.properties` keeps every property, any JSON value, for conditions (the Todo
+  scenario's `ownerID`); its keys `company`, `vendor`, `owner`, `customer` (strings) and
+  `restrictions` (strings of an array) fill the resource's attributes of the same names, and
+  a value of another type leaves the attribute unknown, which never allows;
+- `subject.properties` and `action.properties` reach the conditions as the request paths
+  `subject.properties.<name>` and `action.properties.<name>` (`model.Resource.request`);
 - `resource.type == "route"` (the interop gateway scenario): `action.name` is the HTTP method,
   `resource.id` the route template or path, mapped through the route table; a route is allowed
   when the subject may do its action on some entity of its type (`Decider.some`);
@@ -15,15 +19,28 @@ Mapping to the model (the search endpoints are in `search.py`):
 (`route`/`purchase` are only special when the catalog has no type of that name.)
 
 AuthZEN requests carry no tenant: it is the credential's, else `X-Groupgate-Tenant`, else the
-configured default, else the only tenant loaded. Structural errors (not JSON, a missing
-`subject.id`, wrong types) are 400/422 problems for the whole request. Semantic ones inside a
-well-formed item (unknown type or action, no matching route) are a `decision: false` with
-`context.error: {status, message}`, so one bad item never sinks a batch; never an allow.
+configured default, else the only tenant loaded (a per-tenant metadata document says so).
+
+Errors, as AuthZEN 1.0 asks (section numbers of the 1.0 text, "Authorization API 1.0"):
+- a missing or mistyped required attribute (`subject.type`, `subject.id`, `action.name`,
+  `resource.type`, `resource.id`, §5.1, §5.2, §5.3, §6.1) is a 400 "Bad Request" problem
+  (§10.1.1 "JSON Serialization" MUST), as is every other malformed field here: the native
+  API's 422 and 415 become 400 on every AuthZEN endpoint (`spec_error`);
+- in a batch, an item that still lacks a required part (or has one mistyped) after the
+  top-level defaults are merged is a `decision: false` with `context.error: {status: 400,
+  message}` (§7.2.1 "Errors": errors in individual evaluations), the others are answered; a
+  malformed top level (a default, `options`, the array itself) stays a 400 for the whole;
+- semantic errors inside a well-formed item (unknown type or action, no matching route) are
+  a `decision: false` with `context.error: {status: 422, message}`; never an allow;
+- every response of an AuthZEN endpoint, problems included, carries the PEP's
+  `X-Request-ID` back (§10.1.3 "Request Identification" MUST; `route`, and
+  `answer_evaluation`'s callers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from time import perf_counter
 from typing import Any, NamedTuple, cast
 
@@ -34,17 +51,28 @@ from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.headers import MIN_REVISION, TENANT_HEADER, Headers, credentials, single
 from groupgate.api.native import caller_of, json_response, min_revision_header
-from groupgate.api.problems import TooLarge, Unprocessable, guarded
+from groupgate.api.problems import (
+    BadRequest,
+    Handler,
+    TooLarge,
+    Unprocessable,
+    UnsupportedMedia,
+    guarded,
+    to_problem,
+)
 from groupgate.api.record import Decided, record_many
 from groupgate.auth import Caller
 from groupgate.config import Config
 from groupgate.errors import InvalidInput, NotFound
-from groupgate.model import EMPTY, Decision, Money, Resource, new_tuple
+from groupgate.model import EMPTY, NO_PROPERTIES, Decision, Money, Resource, new_tuple
 from groupgate.store.contract import Answer
 
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
+REQUEST_ID = "X-Request-ID"
+#: The longest `X-Request-ID` echoed (a longer one is not: headers are not a data channel).
+MAX_REQUEST_ID = 256
 #: How deep a sealed item reaches, counted as `parsing.inspect` does from a batch's root (0):
 #: the array 1, the item 2, its resource 3, the properties 4, the restrictions 5.
 SEALED_DEPTH = 6
@@ -66,28 +94,76 @@ class Item(NamedTuple):
     error: tuple[int, str] | None = None
 
 
-def _subject(raw: Any, path: str) -> str:
+def _subject(raw: Any, path: str) -> tuple[str, Mapping[str, Any] | None]:
+    """A Subject (§5.1): `type` and `id` REQUIRED strings, `properties` an OPTIONAL object."""
     body = parsing.obj(raw, path)
+    parsing.text(body.get("type"), f"{path}.type", 256)
+    return parsing.text(body.get("id"), f"{path}.id", 256), _properties(body, path)
+
+
+def _action(raw: Any, path: str) -> tuple[str, Mapping[str, Any] | None]:
+    """An Action (§5.3): `name` a REQUIRED string, `properties` an OPTIONAL object."""
+    body = parsing.obj(raw, path)
+    return parsing.text(body.get("name"), f"{path}.name", 256), _properties(body, path)
+
+
+def _resource(raw: Any, path: str) -> tuple[str, str, dict[str, Any]]:
+    """A Resource (§5.2): `type` and `id` REQUIRED strings, `properties` an OPTIONAL object
+    of any values; returns them (no properties: an empty object)."""
+    body = parsing.obj(raw, path)
+    type_id = parsing.text(body.get("type"), f"{path}.type", 256)
+    rid = parsing.text(body.get("id"), f"{path}.id")
     props = body.get("properties")
-    if props is not None:
-        parsing.obj(props, f"{path}.properties")
-    if body.get("type") is not None:
-        parsing.text(body["type"], f"{path}.type", 256)
-    return parsing.text(body.get("id"), f"{path}.id", 256)
+    return type_id, rid, {} if props is None else parsing.obj(props, f"{path}.properties")
+
+
+def _properties(body: dict[str, Any], path: str) -> Mapping[str, Any] | None:
+    props = body.get("properties")
+    return None if props is None else parsing.obj(props, f"{path}.properties")
+
+
+def _request(
+    subject: Mapping[str, Any] | None, action: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """`Resource.request`: the subject's and the action's properties, when sent."""
+    if subject is None and action is None:
+        return NO_PROPERTIES
+    found = {} if subject is None else {"subject": subject}
+    if action is not None:
+        found["action"] = action
+    return found
+
+
+def _attribute(value: Any) -> str | None:
+    """A resource attribute from its property: a string is one; any other JSON value (§5.1.1,
+    §10.1.1: properties hold any JSON value) leaves it unknown, and unknown never allows."""
+    return value if parsing.short(value, parsing.MAX_TEXT) else None
+
+
+def _restrictions(value: Any) -> frozenset[str]:
+    """The restriction values from `properties.restrictions`: its strings (as `_attribute`)."""
+    if type(value) is not list:
+        return EMPTY
+    return frozenset(v for v in value if type(v) is str) or EMPTY
 
 
 def parse_item(state: State, raw: dict[str, Any], index: int | None = None) -> Item:
     """Validate the structure of one evaluation (`evaluations[index]`); map it onto the model.
 
-    The common shape (a check with string ids and string attributes) takes `_plain_check`,
-    which builds no error paths; anything else, and every error, takes `_parse_item`, whose
-    messages name the field. Both accept the same items and build the same `Item`
-    (tests/api/test_authzen.py holds them to it).
+    The common shape (a check with string ids and string attributes, no subject or action
+    properties) takes `_plain_check`, which builds no error paths; anything else, and every
+    error, takes `_parse_item`, whose messages name the field. An item the fast path answers
+    gets the same `Item` from the precise path (tests/api/test_authzen.py holds them to it).
+    A malformed item is a `BadRequest` (400, AuthZEN 1.0 §10.1.1).
     """
     plain = _plain_check(state.actions, raw)
     if plain is not None:
         return plain[0]
-    return _parse_item(state.actions, raw, "" if index is None else f"evaluations[{index}]")
+    path = "" if index is None else f"evaluations[{index}]"
+    try:
+        return _parse_item(state.actions, raw, path)
+    except Unprocessable as exc:
+        raise BadRequest(exc.detail) from None
 
 
 def _plain_check(
@@ -114,24 +190,23 @@ def _plain_check(
     if allowed is None or action not in allowed:
         return None
     rid = body.get("id")
-    subject_type = subject.get("type")
-    subject_props = subject.get("properties")
     context = raw.get("context")
     if (
-        (rid is not None and type(rid) is not str)
-        or (subject_type is not None and not parsing.short(subject_type, 256))
-        or (subject_props is not None and type(subject_props) is not dict)
+        not parsing.short(rid, parsing.MAX_TEXT)
+        or not parsing.short(subject.get("type"), 256)
+        or subject.get("properties") is not None  # for conditions: the precise path
+        or action_body.get("properties") is not None
         or (context is not None and type(context) is not dict)
     ):
         return None
     props = body.get("properties")
     if props is None:
         props = {}
-        read = 1 + (rid is not None)  # keys read in the resource object
+        read = 2  # keys read in the resource object
     elif type(props) is not dict:
         return None
     else:
-        read = 2 + (rid is not None)
+        read = 3
     company = props.get("company")
     vendor = props.get("vendor")
     owner = props.get("owner")
@@ -148,18 +223,18 @@ def _plain_check(
         return None
     attributes += codes is not None
     resource = new_tuple(
-        Resource, (type_id, rid, company, restrictions, vendor, owner, customer, props)
+        Resource,
+        (type_id, rid, company, restrictions, vendor, owner, customer, props, NO_PROPERTIES),
     )
     item = new_tuple(Item, ("check", sid, action, resource, None, None, None))
-    subject_keys = 1 + (subject_type is not None)
     if (
         len(raw) == 3
         and len(action_body) == 1
-        and len(subject) == subject_keys
+        and len(subject) == 2
         and len(body) == read
         and len(props) == attributes
     ):
-        return item, 4 + subject_keys + read + attributes
+        return item, 6 + read + attributes
     return item, -1
 
 
@@ -201,17 +276,12 @@ def read_batch(
 
 
 def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: str) -> Item:
+    """The precise path: `Unprocessable` naming the field for a malformed item (its callers
+    turn it into a 400), an error `Item` for a well-formed one that names nothing."""
     prefix = f"{path}." if path else ""
-    subject = _subject(raw.get("subject"), f"{prefix}subject")
-    action_body = parsing.obj(raw.get("action"), f"{prefix}action")
-    action = parsing.text(action_body.get("name"), f"{prefix}action.name", 256)
-    body = parsing.obj(raw.get("resource"), f"{prefix}resource")
-    type_id = parsing.text(body.get("type"), f"{prefix}resource.type", 256)
-    rid = body.get("id")
-    if rid is not None and type(rid) is not str:
-        raise Unprocessable(f"{prefix}resource.id: expected a string, got {parsing.kind(rid)}")
-    props = body.get("properties")
-    props = {} if props is None else parsing.obj(props, f"{prefix}resource.properties")
+    subject, subject_props = _subject(raw.get("subject"), f"{prefix}subject")
+    action, action_props = _action(raw.get("action"), f"{prefix}action")
+    type_id, rid, props = _resource(raw.get("resource"), f"{prefix}resource")
     context = raw.get("context")
     if context is not None:
         parsing.obj(context, f"{prefix}context")
@@ -221,30 +291,46 @@ def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: s
             return Item("route", subject, action, Resource(type_id, rid))
         if type_id == "purchase":
             return _purchase(subject, action, props, f"{prefix}resource.properties")
-        return Item("error", subject, action, error=(422, f"unknown resource type {type_id!r}"))
+        unknown = f"unknown resource type {type_id!r}"
+        return Item("error", subject, action, Resource(type_id, rid), error=(422, unknown))
     if action not in allowed:
-        return Item("error", subject, action, error=(422, f"{type_id!r} has no action {action!r}"))
-    try:
-        attributes = {
-            name: parsing.opt_text(props.get(name), f"{prefix}resource.properties.{name}")
-            for name in RESOURCE_ATTRIBUTES
-        }
-        restrictions = parsing.text_set(
-            props.get("restrictions"), f"{prefix}resource.properties.restrictions"
-        )
-    except InvalidInput as exc:
-        return Item("error", subject, action, error=(422, exc.detail))
+        missing = f"{type_id!r} has no action {action!r}"
+        return Item("error", subject, action, Resource(type_id, rid), error=(422, missing))
     resource = Resource(
         type_id,
         rid,
-        attributes["company"],
-        restrictions or EMPTY,
-        attributes["vendor"],
-        attributes["owner"],
-        attributes["customer"],
+        _attribute(props.get("company")),
+        _restrictions(props.get("restrictions")),
+        _attribute(props.get("vendor")),
+        _attribute(props.get("owner")),
+        _attribute(props.get("customer")),
         props,
+        _request(subject_props, action_props),
     )
     return Item("check", subject, action, resource)
+
+
+def _failed(raw: Any, detail: str) -> Item:
+    """The error item of a batch item that is not a valid evaluation (§7.2.1 "Errors"), with
+    what it names, as far as it names anything, for the decision log."""
+    part = raw if type(raw) is dict else {}
+
+    def read(key: str, field: str) -> Any:
+        found = part.get(key)
+        return found.get(field) if type(found) is dict else None
+
+    subject, action = read("subject", "id"), read("action", "name")
+    type_id, rid = read("resource", "type"), read("resource", "id")
+    resource = None
+    if type(type_id) is str:
+        resource = Resource(type_id, rid if type(rid) is str else None)
+    return Item(
+        "error",
+        subject if type(subject) is str else "",
+        action if type(action) is str else "",
+        resource,
+        error=(400, detail),
+    )
 
 
 def _purchase(subject: str, action: str, props: dict[str, Any], path: str) -> Item:
@@ -342,20 +428,55 @@ async def tenant_of(state: State, headers: Headers, caller: Caller) -> str:
     return await state.tenants.resolve(requested, caller)
 
 
-def _respond(request: web.Request, body: Any) -> web.Response:
-    response = json_response(body)
-    request_id = request_id_of(request.headers)
-    if request_id is not None:
-        response.headers["X-Request-ID"] = request_id
-    return response
-
-
 def request_id_of(headers: Headers) -> str | None:
-    """The PEP's `X-Request-ID`, to be returned as it came (None: none, or over 256 chars)."""
-    values = headers.getall("X-Request-ID", None)
-    if not values or len(values[0]) > 256:
+    """The PEP's `X-Request-ID`, to be returned as it came (§10.1.3 "Request
+    Identification": the PDP MUST include the same identifier in the response).
+
+    None: none sent, or one this sidecar does not repeat: over `MAX_REQUEST_ID` characters,
+    or not printable ASCII (a header value must not carry what could split a response). Of
+    two copies, the first is the one echoed.
+    """
+    values = headers.getall(REQUEST_ID, None)
+    if not values:
         return None
-    return values[0]
+    found = values[0]
+    if len(found) > MAX_REQUEST_ID or not (found.isascii() and found.isprintable()):
+        return None
+    return found
+
+
+def echo_line(headers: Headers) -> tuple[bytes, ...]:
+    """The `X-Request-ID` header line to add to any answer to `headers` (the decision
+    listener's form of `request_id_of`): empty when there is none to echo."""
+    found = request_id_of(headers)
+    return () if found is None else (f"{REQUEST_ID}: {found}".encode("ascii"),)
+
+
+def spec_error(exc: Exception) -> Exception:
+    """The error an AuthZEN endpoint raises for `exc`: a 400 "Bad Request" where the native
+    API answers 422 (a missing or mistyped field) or 415 (not JSON): AuthZEN 1.0 §10.1.1
+    MUST (a missing required attribute is a Bad Request) and §10.1.2's status table."""
+    if isinstance(exc, Unprocessable | UnsupportedMedia):
+        return BadRequest(exc.detail)
+    return exc
+
+
+def route(handler: Handler) -> Handler:
+    """`handler` as an AuthZEN endpoint of the main listener, guarded: its errors as
+    `spec_error` says, and the PEP's `X-Request-ID` on every answer, problems included."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = to_problem(request, spec_error(exc))
+        request_id = request_id_of(request.headers)
+        if request_id is not None:
+            response.headers[REQUEST_ID] = request_id
+        return response
+
+    return guarded(endpoint)
 
 
 def _record(
@@ -391,8 +512,8 @@ def _decided(item: Item, decision: dict[str, Any]) -> Decided:
     else:
         kind = rid = None
     return Decided(
-        item.subject,
-        item.action,
+        item.subject or None,  # an item too malformed to name one (`_failed`)
+        item.action or None,
         kind,
         rid,
         decision["decision"],
@@ -406,25 +527,28 @@ async def evaluation(request: web.Request) -> web.Response:
     `answer_evaluation`)."""
     state = request.app[STATE]
     raw = await parsing.read_body(request, state.config.limits.max_body_bytes)
-    body, request_id = await answer_evaluation(state, request.headers, raw)
-    response = web.Response(body=body, content_type="application/json")
-    if request_id is not None:
-        response.headers["X-Request-ID"] = request_id
-    return response
+    body, _ = await answer_evaluation(state, request.headers, raw)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def answer_evaluation(
     state: State, headers: Headers, body: bytes
 ) -> tuple[bytes, str | None]:
     """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
-    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit."""
-    started = perf_counter()
-    caller = await state.auth.caller(*credentials(headers))
-    media = headers.getall("Content-Type", None)
-    parsing.check_media_type(parsing.media_type(media[0] if media else None))
-    item = parse_item(state, parsing.loads_object(body, state.config.limits.max_json_depth))
-    tenant = await tenant_of(state, headers, caller)
-    min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit.
+
+    Errors are raised as `spec_error` says; the caller echoes `X-Request-ID` on them too
+    (`echo_line`, `route`)."""
+    try:
+        started = perf_counter()
+        caller = await state.auth.caller(*credentials(headers))
+        media = headers.getall("Content-Type", None)
+        parsing.check_media_type(parsing.media_type(media[0] if media else None))
+        item = parse_item(state, parsing.loads_object(body, state.config.limits.max_json_depth))
+        tenant = await tenant_of(state, headers, caller)
+        min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+    except (Unprocessable, UnsupportedMedia) as exc:
+        raise spec_error(exc) from None
     [decision] = await decide(state, tenant, [item], min_rev)
     _record(state, started, tenant, caller, [item], [decision])
     return orjson.dumps(decision), request_id_of(headers)
@@ -442,11 +566,11 @@ async def evaluations(request: web.Request) -> web.Response:
     min_rev = parsing.revision(None, min_revision_header(request))
     raw_items = body.get("evaluations")
     if raw_items is None or raw_items == []:
-        # No array: behave as the single evaluation API (AuthZEN 1.0).
+        # No array: behave as the single evaluation API (AuthZEN 1.0 §7.1).
         item = parse_item(state, body)
         [decision] = await decide(state, tenant, [item], min_rev)
         _record(state, started, tenant, caller, [item], [decision])
-        return _respond(request, decision)
+        return json_response(decision)
     if type(raw_items) is not list:
         raise Unprocessable(f"evaluations: expected an array, got {parsing.kind(raw_items)}")
     if len(raw_items) > limits.max_batch:
@@ -461,19 +585,37 @@ async def evaluations(request: web.Request) -> web.Response:
                 decisions = decisions[: i + 1]
                 break
     _record(state, started, tenant, caller, items, decisions)
-    return _respond(request, {"evaluations": decisions})
+    return json_response({"evaluations": decisions})
+
+
+#: The readers of the top-level defaults of a batch (§7.1.1 "Default values").
+DEFAULTS = {"subject": _subject, "action": _action, "resource": _resource, "context": parsing.obj}
 
 
 def parse_items(state: State, body: dict[str, Any], parsed: list[Item | None]) -> list[Item]:
-    """The items of a batch, defaults merged; `parsed` holds those `read_batch` built."""
+    """The items of a batch, defaults merged; `parsed` holds those `read_batch` built.
+
+    A malformed default is a 400 for the whole batch; an item that is not a valid evaluation
+    once the defaults are merged (a required part missing or mistyped) is an error item,
+    answered `decision: false` (§7.2.1 "Errors", the certification's execute_all case).
+    """
     defaults = {k: body[k] for k in ITEM_KEYS if k in body}
+    for key, value in defaults.items():
+        try:
+            DEFAULTS[key](value, key)
+        except Unprocessable as exc:
+            raise BadRequest(exc.detail) from None
     items = []
     for i, raw in enumerate(body["evaluations"]):
         item = parsed[i] if parsed else None
         if item is None:
             if type(raw) is not dict:
                 parsing.obj(raw, f"evaluations[{i}]")  # raises, naming the item
-            item = parse_item(state, {**defaults, **raw} if defaults else raw, i)
+            merged = {**defaults, **raw} if defaults else raw
+            try:
+                item = parse_item(state, merged, i)
+            except BadRequest as exc:
+                item = _failed(merged, exc.detail)
         items.append(item)
     return items
 
@@ -501,27 +643,62 @@ def public_base(config: Config) -> str:
     return f"http://{host}:{config.port}"
 
 
+WELL_KNOWN = "/.well-known/authzen-configuration"
+#: How the tenant of a request is chosen, as a per-tenant metadata document says it.
+TENANT_SELECTION = (
+    "the endpoints are shared by every tenant: a request is answered in the tenant its "
+    "credential is bound to, else in the one its X-Groupgate-Tenant header names"
+)
+
+
+def metadata(base: str, tenant: str | None = None) -> dict[str, Any]:
+    """The PDP metadata document (§9.1). With a tenant, the document of the PDP identifier
+    `<base>/<tenant>`, published at `/.well-known/authzen-configuration/<tenant>` (§9.2:
+    the well-known string goes between the host and the path; §9.2.3: `policy_decision_point`
+    MUST be the identifier it was derived from). The endpoints stay the shared ones (§10.1:
+    the URL MUST be the endpoint parameter's value), and `groupgate_tenant` tells the PEP how
+    to ask in that tenant (a parameter a PEP does not know it MUST ignore, §9.2.2)."""
+    found: dict[str, Any] = {
+        "policy_decision_point": base if tenant is None else f"{base}/{tenant}",
+        "access_evaluation_endpoint": f"{base}/access/v1/evaluation",
+        "access_evaluations_endpoint": f"{base}/access/v1/evaluations",
+        "search_subject_endpoint": f"{base}/access/v1/search/subject",
+        "search_resource_endpoint": f"{base}/access/v1/search/resource",
+        "search_action_endpoint": f"{base}/access/v1/search/action",
+    }
+    if tenant is not None:
+        found["groupgate_tenant"] = {
+            "id": tenant,
+            "header": TENANT_HEADER,
+            "selection": TENANT_SELECTION,
+        }
+    return found
+
+
 async def configuration(request: web.Request) -> web.Response:
     """GET /.well-known/authzen-configuration: the PDP metadata document."""
-    base = public_base(request.app[STATE].config)
-    return json_response(
-        {
-            "policy_decision_point": base,
-            "access_evaluation_endpoint": f"{base}/access/v1/evaluation",
-            "access_evaluations_endpoint": f"{base}/access/v1/evaluations",
-            "search_subject_endpoint": f"{base}/access/v1/search/subject",
-            "search_resource_endpoint": f"{base}/access/v1/search/resource",
-            "search_action_endpoint": f"{base}/access/v1/search/action",
-        }
-    )
+    return json_response(metadata(public_base(request.app[STATE].config)))
+
+
+async def tenant_configuration(request: web.Request) -> web.Response:
+    """GET /.well-known/authzen-configuration/<tenant>: a tenant's PDP metadata document.
+
+    Served for any well-formed tenant id, loaded or not (the document is public: whether a
+    tenant exists is not said to a caller without a credential); a malformed one is a 404.
+    """
+    tenant = request.match_info["tenant"]
+    if not (parsing.short(tenant, 128) and parsing.ID.match(tenant)):
+        raise NotFound(f"no metadata document for {tenant!r}: not a tenant id")
+    return json_response(metadata(public_base(request.app[STATE].config), tenant))
 
 
 def setup(app: web.Application) -> None:
     from groupgate.api import search
 
-    app.router.add_post("/access/v1/evaluation", guarded(evaluation), name="authzen.evaluation")
-    app.router.add_post("/access/v1/evaluations", guarded(evaluations), name="authzen.evaluations")
+    app.router.add_post("/access/v1/evaluation", route(evaluation), name="authzen.evaluation")
+    app.router.add_post("/access/v1/evaluations", route(evaluations), name="authzen.evaluations")
+    app.router.add_get(WELL_KNOWN, route(configuration), name="authzen.configuration")
     app.router.add_get(
-        "/.well-known/authzen-configuration", guarded(configuration), name="authzen.configuration"
+        WELL_KNOWN + "/{tenant}", route(tenant_configuration), name="authzen.tenant_configuration"
     )
     search.setup(app)

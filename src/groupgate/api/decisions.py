@@ -166,11 +166,15 @@ class Decisions:
         return found if isinstance(found, bytes) else await found
 
     async def _evaluation(self, request: http11.Request) -> http11.Response:
-        found, request_id = await authzen.answer_evaluation(
-            self.state, _headers(request), request.body
-        )
-        extra = () if request_id is None else (b"X-Request-ID: " + request_id.encode(),)
-        return http11.Response(200, JSON, found, extra)
+        # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3).
+        headers = _headers(request)
+        echo = authzen.echo_line(headers)
+        try:
+            found, _ = await authzen.answer_evaluation(self.state, headers, request.body)
+        except Exception as exc:
+            problem = self._problem(request, exc)
+            return problem._replace(headers=problem.headers + echo)
+        return http11.Response(200, JSON, found, echo)
 
     async def _gateway(self, request: http11.Request) -> http11.Response:
         answer = await forward_auth.decide(

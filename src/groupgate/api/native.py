@@ -194,7 +194,7 @@ def _sealed(actions: dict[str, frozenset[str]], value: Any) -> tuple[CheckQuesti
     if len(value) != plain:  # context, a null or an unknown field
         return None
     resource = new_tuple(
-        Resource, (type_id, rid, company, restrictions, vendor, owner, customer, {})
+        Resource, (type_id, rid, company, restrictions, vendor, owner, customer, {}, {})
     )
     found = new_tuple(CheckQuestion, (subject, action, resource, explain, min_rev, tenant))
     return found, keys + read

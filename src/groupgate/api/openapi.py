@@ -38,6 +38,15 @@ ERRORS = {
     "422": _problem("a field is missing, mistyped, unknown, or names nothing"),
     "503": _problem("store unavailable beyond the staleness bound (fail closed)"),
 }
+#: The AuthZEN endpoints' errors: 400 for what the others answer 422 or 415 (AuthZEN 1.0
+#: §10.1.1, §10.1.2; `authzen.spec_error`). Each answer, errors included, carries the request's
+#: `X-Request-ID` back (§10.1.3).
+AUTHZEN_ERRORS = {
+    **{code: found for code, found in ERRORS.items() if code != "422"},
+    "400": _problem(
+        "invalid JSON, or a field missing, mistyped or naming nothing (the native API's 422)"
+    ),
+}
 
 # (path, methods, operation id, summary, request schema or None, response schema or None)
 OPERATIONS: tuple[tuple[str, tuple[str, ...], str, str, str | None, str | None], ...] = (
@@ -104,6 +113,14 @@ OPERATIONS: tuple[tuple[str, tuple[str, ...], str, str, str | None, str | None],
         ("get",),
         "authzenConfiguration",
         "AuthZEN PDP metadata",
+        None,
+        "Object",
+    ),
+    (
+        "/.well-known/authzen-configuration/{tenant}",
+        ("get",),
+        "authzenTenantConfiguration",
+        "AuthZEN PDP metadata of a tenant (PDP identifier <base>/<tenant>)",
         None,
         "Object",
     ),
@@ -375,6 +392,12 @@ def _parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": n, "in": "path", "required": True, "schema": _STR} for n in names]
 
 
+def _errors(path: str) -> dict[str, Any]:
+    if path.startswith(("/access/", "/.well-known/authzen-configuration")):
+        return AUTHZEN_ERRORS
+    return ERRORS
+
+
 def document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document."""
     paths: dict[str, dict[str, Any]] = {}
@@ -386,7 +409,7 @@ def document() -> dict[str, Any]:
             operation: dict[str, Any] = {
                 "operationId": op_id if len(methods) == 1 else f"{op_id}_{method}",
                 "summary": summary,
-                "responses": {"200": ok, **ERRORS},
+                "responses": {"200": ok, **_errors(path)},
             }
             params = _parameters(path)
             if params:

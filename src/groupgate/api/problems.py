@@ -10,6 +10,7 @@ This module adds the transport-level members of the tree, all `InvalidInput`:
     InvalidInput
      +-- InvalidJson        400  the body is not one acceptable JSON document
      +-- Unprocessable      422  well-formed JSON with a wrong field, type or unknown name
+     +-- BadRequest         400  the same on the AuthZEN endpoints, whose spec answers 400
      +-- TooLarge           413  body or batch over its configured limit
      +-- UnsupportedMedia   415  a content type that is not JSON (nor YAML for imports)
      +-- DuplicateHeader    400  a header that must appear once (credentials, consistency token)
@@ -55,6 +56,13 @@ class Unprocessable(InvalidInput):
 
     status = 422
     title = "Unprocessable request"
+
+
+class BadRequest(InvalidInput):
+    """A missing or mistyped field on an AuthZEN endpoint: AuthZEN 1.0 answers "Bad Request"
+    where the native API answers 422 (`authzen.spec_error`)."""
+
+    title = "Bad Request"
 
 
 class TooLarge(InvalidInput):
@@ -112,6 +120,7 @@ def unreadable(exc: BaseException) -> InvalidInput:
 _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (InvalidJson, "invalid-json"),
     (Unprocessable, "unprocessable"),
+    (BadRequest, "bad-request"),
     (TooLarge, "too-large"),
     (UnsupportedMedia, "unsupported-media-type"),
     (DuplicateHeader, "duplicate-header"),

@@ -30,9 +30,9 @@ from aiohttp import web
 
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.authzen import RESOURCE_ATTRIBUTES, tenant_of
+from groupgate.api.authzen import RESOURCE_ATTRIBUTES, route, tenant_of
 from groupgate.api.native import caller_of, json_response, min_revision_header
-from groupgate.api.problems import Unprocessable, guarded
+from groupgate.api.problems import Unprocessable
 from groupgate.api.record import record
 from groupgate.auth import Caller
 from groupgate.model import EMPTY, Resource
@@ -109,7 +109,15 @@ def _action(body: dict[str, Any]) -> str:
 
 
 def _subject_id(body: dict[str, Any]) -> str:
-    return parsing.text(parsing.obj(body.get("subject"), "subject").get("id"), "subject.id", 256)
+    # The input subject is a whole Subject, `type` and `id` (AuthZEN 1.0 §5.1, §8.5.1, §8.6.1).
+    subject = parsing.obj(body.get("subject"), "subject")
+    parsing.text(subject.get("type"), "subject.type", 256)
+    return parsing.text(subject.get("id"), "subject.id", 256)
+
+
+def _resource_id(body: dict[str, Any]) -> None:
+    # The input resource is a whole Resource, `type` and `id` (AuthZEN 1.0 §5.2, §8.4.1, §8.6.1).
+    parsing.text(parsing.obj(body.get("resource"), "resource").get("id"), "resource.id")
 
 
 class Asked(NamedTuple):
@@ -164,9 +172,10 @@ async def search_subject(request: web.Request) -> web.Response:
     """POST /access/v1/search/subject."""
     asked = await _prologue(request)
     state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
-    subject = parsing.obj(body.get("subject") or {}, "subject")
-    subject_type = subject.get("type") or "user"
+    subject = parsing.obj(body.get("subject"), "subject")
+    subject_type = parsing.text(subject.get("type"), "subject.type", 256)  # §8.4.1 MUST
     action = _action(body)
+    _resource_id(body)
     resource = _resource(state, body.get("resource"), "resource", type_required=True)
     assert resource is not None
     if action not in state.actions[resource.type]:
@@ -205,7 +214,7 @@ async def search_resource(request: web.Request) -> web.Response:
     state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
     action = _action(body)
-    resource = _resource(state, body.get("resource"), "resource", type_required=False)
+    resource = _resource(state, body.get("resource"), "resource", type_required=True)  # §8.5.1
     token, limit = page_of(state, body)
     offset = decode_token(token, "resource") or 0
     if type(offset) is not int or offset < 0:
@@ -244,6 +253,7 @@ async def search_action(request: web.Request) -> web.Response:
     asked = await _prologue(request)
     state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
+    _resource_id(body)
     resource = _resource(state, body.get("resource"), "resource", type_required=True)
     assert resource is not None
     token, limit = page_of(state, body)
@@ -264,12 +274,13 @@ async def search_action(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    # `route`: 400 for a missing or mistyped field, X-Request-ID echoed (see `authzen`).
     app.router.add_post(
-        "/access/v1/search/subject", guarded(search_subject), name="authzen.search_subject"
+        "/access/v1/search/subject", route(search_subject), name="authzen.search_subject"
     )
     app.router.add_post(
-        "/access/v1/search/resource", guarded(search_resource), name="authzen.search_resource"
+        "/access/v1/search/resource", route(search_resource), name="authzen.search_resource"
     )
     app.router.add_post(
-        "/access/v1/search/action", guarded(search_action), name="authzen.search_action"
+        "/access/v1/search/action", route(search_action), name="authzen.search_action"
     )

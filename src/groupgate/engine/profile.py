@@ -315,9 +315,12 @@ def _condition_clause(
     catalog: Catalog, condition_id: str, subject: Subject, companies: frozenset[str]
 ) -> Clause:
     condition = catalog.conditions[condition_id]
-    return tuple(
-        (path, resource_getter(path), subject_values(subject, subject_path, companies))
-        for path, subject_path in condition.pairs
+    return (
+        *(
+            (path, resource_getter(path), subject_values(subject, subject_path, companies))
+            for path, subject_path in condition.pairs
+        ),
+        *((path, resource_getter(path), values) for path, values in condition.equals),
     )
 
 

@@ -153,8 +153,12 @@ def _group_verdict(
 def _condition_holds(
     catalog: Catalog, condition_id: str, subject: Subject, companies: set[str], resource: Resource
 ) -> bool:
-    for resource_path, subject_path in catalog.conditions[condition_id].pairs:
+    condition = catalog.conditions[condition_id]
+    for resource_path, subject_path in condition.pairs:
         if _is(resource.attribute(resource_path), _subject_side(subject, subject_path, companies)):
+            return True
+    for resource_path, values in condition.equals:
+        if _is(resource.attribute(resource_path), set(values)):
             return True
     return False
 

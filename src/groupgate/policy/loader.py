@@ -209,6 +209,15 @@ def _load_types(f: _File) -> tuple[dict[str, Level], dict[str, ResourceType]]:
 
 
 def _load_conditions(f: _File | None) -> dict[str, Condition]:
+    """`conditions.<id>.any`: comparisons, any of which makes the condition hold.
+
+    Each names the request side with `resource: <path>` (an attribute of the resource:
+    `owner`, `properties.ownerID`) or `request: <path>` (what the request says of its
+    subject or action: `subject.properties.<name>`, `action.properties.<name>`, AuthZEN's
+    properties), and what it must equal with `subject: <path>` (the stored subject's `id`,
+    `vendor`, `companies` or `attributes.<name>`) or `equals: <value or list of values>`
+    (strings or integers).
+    """
     if f is None:
         return {}
     f.only(f.data, "", {"conditions"})
@@ -216,11 +225,16 @@ def _load_conditions(f: _File | None) -> dict[str, Condition]:
     for cid, body in f.mapping(f.data.get("conditions", {}), "conditions").items():
         path = f"conditions.{cid}"
         f.only(f.mapping(body, path), path, {"description", "any"})
-        pairs = []
+        pairs: list[tuple[str, str]] = []
+        equals: list[tuple[str, frozenset[str | int]]] = []
         for k, pair in enumerate(f.sequence(body.get("any"), f"{path}.any")):
             ppath = f"{path}.any[{k}]"
-            f.only(f.mapping(pair, ppath), ppath, {"resource", "subject"})
-            resource = f.text(pair.get("resource"), f"{ppath}.resource")
+            f.only(f.mapping(pair, ppath), ppath, set(REQUEST_SIDES) | set(VALUE_SIDES))
+            asked = _one_of(f, pair, REQUEST_SIDES, ppath)
+            resource = _request_path(f, asked, pair[asked], f"{ppath}.{asked}")
+            if _one_of(f, pair, VALUE_SIDES, ppath) == "equals":
+                equals.append((resource, _constants(f, pair["equals"], f"{ppath}.equals")))
+                continue
             subject = f.text(pair.get("subject"), f"{ppath}.subject")
             head, dot, rest = subject.partition(".")
             # id, vendor, companies, or attributes.<name>: the only paths both evaluators read.
@@ -231,10 +245,48 @@ def _load_conditions(f: _File | None) -> dict[str, Condition]:
             ):
                 raise f.fail(f"{ppath}.subject", f"unknown subject path {subject!r}")
             pairs.append((resource, subject))
-        if not pairs:
+        if not pairs and not equals:
             raise f.fail(f"{path}.any", "a condition needs at least one comparison")
-        out[cid] = Condition(cid, tuple(pairs), str(body.get("description", "")))
+        out[cid] = Condition(
+            cid, tuple(pairs), str(body.get("description", "")), equals=tuple(equals)
+        )
     return out
+
+
+#: The keys naming a comparison's request side, and its other side.
+REQUEST_SIDES = ("resource", "request")
+VALUE_SIDES = ("subject", "equals")
+#: The request paths `request:` may name (`model.Resource.attribute` reads them).
+REQUEST_PREFIXES = ("subject.properties.", "action.properties.")
+
+
+def _one_of(f: _File, pair: dict[str, Any], keys: tuple[str, str], path: str) -> str:
+    found = [key for key in keys if key in pair]
+    if len(found) != 1:
+        raise f.fail(path, f"expected exactly one of {keys[0]!r} and {keys[1]!r}")
+    return found[0]
+
+
+def _request_path(f: _File, key: str, value: Any, path: str) -> str:
+    found = f.text(value, path)
+    head = found.partition(".")[0]
+    if key == "request":
+        if not found.startswith(REQUEST_PREFIXES) or found.endswith("."):
+            raise f.fail(path, "expected subject.properties.<name> or action.properties.<name>")
+    elif head in ("subject", "action"):
+        # `resource: subject.x` would read the request's subject: say so with `request:`.
+        raise f.fail(path, f"a resource path cannot start with {head!r} (see `request:`)")
+    return found
+
+
+def _constants(f: _File, value: Any, path: str) -> frozenset[str | int]:
+    values = value if isinstance(value, list) else [value]
+    for i, item in enumerate(values):
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            raise f.fail(f"{path}[{i}]", f"expected a string or an integer, got {_kind(item)}")
+    if not values:
+        raise f.fail(path, "expected at least one value")
+    return frozenset(values)
 
 
 def _access(f: _File, value: Any, path: str, types: Mapping[str, ResourceType]) -> dict[str, Level]:
