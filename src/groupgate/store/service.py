@@ -156,22 +156,22 @@ class GraphService:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         """Stop the listener and the poller, then close the connections, each step within
-        `timeout` seconds: a shutdown never hangs on a task that swallowed its cancellation
+        `grace` seconds: a shutdown never hangs on a task that swallowed its cancellation
         or a connection that does not answer (what is left is logged and abandoned)."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.warning("closing: %s had failed: %s", task.get_name(), task.exception())
             for task in pending:
-                log.warning("closing: %s did not stop within %.1f s", task.get_name(), timeout)
+                log.warning("closing: %s did not stop within %.1f s", task.get_name(), grace)
         with contextlib.suppress(TimeoutError, *STORE_ERRORS):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(grace):
                 await _close(self.client)
                 if self._subscriber is not self.client:
                     await _close(self._subscriber)
