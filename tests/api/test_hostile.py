@@ -288,7 +288,7 @@ async def test_a_content_coded_body_is_415_and_never_decoded(
     demo: Client, caplog: pytest.LogCaptureFixture, endpoint: str
 ) -> None:
     # Bodies are never decompressed (no decompression bombs): refused before they are read,
-    # as on the decision listener (`http11.head_problem`).
+    # as on the decision listener (`http_rules.head_problem`).
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     with caplog.at_level(logging.INFO):
         response = await demo.post(endpoint, data=b"not gzip at all", headers=headers)

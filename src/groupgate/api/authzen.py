@@ -494,6 +494,8 @@ def _record(
         started,
         tenant=tenant,
         caller=caller.name,
+        allowed=sum(1 for decision in decisions if decision["decision"]),
+        count=len(decisions),
         decided=(
             _decided(item, decision)
             for item, decision in zip(items[: len(decisions)], decisions, strict=True)

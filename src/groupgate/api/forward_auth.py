@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import unquote
 
 from groupgate import log
-from groupgate.api import http11, parsing
+from groupgate.api import http_rules, parsing
 from groupgate.api.record import record
 from groupgate.auth import ANONYMOUS, credential
 from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
@@ -81,6 +81,8 @@ FAMILIES = {"nginx": ORIGINAL, "haproxy": ORIGINAL, "caddy": FORWARDED, "traefik
 CHALLENGE = 'Bearer realm="groupgate"'
 MAX_URI = 8192
 _FORBIDDEN_ESCAPES = ("%2f", "%5c", "%00", "%2e")
+#: A path of unreserved characters and sub-delims only: no escape, no backslash, no control.
+_PLAIN = re.compile(r"[A-Za-z0-9/\-._~!$&'()*+,;=:@]*\Z")
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
 _VISIBLE = re.compile(r"[\x21-\x7e]{1,512}\Z")
 
@@ -125,6 +127,8 @@ def normalised_path(uri: str) -> str | None:
     if not uri.startswith("/") or len(uri) > MAX_URI:
         return None
     path = uri.split("?", 1)[0].split("#", 1)[0]
+    if _PLAIN.match(path) and "//" not in path and "/." not in path:
+        return path  # the common case: nothing escaped, no dot segment, nothing to decode
     lowered = path.lower()
     if "//" in path or "\\" in path or any(e in lowered for e in _FORBIDDEN_ESCAPES):
         return None
@@ -155,9 +159,9 @@ def single(headers: HeaderView, name: str) -> str | None:
 def endpoint(target: str) -> str | None:
     """`"headers"` or `"envoy"`: which endpoint `target` names; None for neither (404).
 
-    The target routes as on every listener (`http11.route_path`: absolute-form accepted,
+    The target routes as on every listener (`http_rules.route_path`: absolute-form accepted,
     percent-escapes of the path decoded but `%2F`)."""
-    path = http11.route_path(target.encode("utf-8", "surrogateescape")).decode(
+    path = http_rules.route_path(target.encode("utf-8", "surrogateescape")).decode(
         "utf-8", "surrogateescape"
     )
     if path in AUTH_PATHS:
@@ -179,7 +183,7 @@ def original(kind: str, method: str, target: str, headers: HeaderView) -> Origin
         if a is not None and b is not None and a != b:
             raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
     if envoy:
-        origin = http11.origin_form(target.encode("utf-8", "surrogateescape"))
+        origin = http_rules.origin_form(target.encode("utf-8", "surrogateescape"))
         raw = origin.decode("utf-8", "surrogateescape")
         if not raw.startswith(ENVOY_PREFIX):  # the prefix itself escaped: read it no further
             raise Refused("non-normalised-path", f"target {raw[:128]!r}")

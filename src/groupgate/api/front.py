@@ -43,7 +43,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from groupgate import log
-from groupgate.api import http11
+from groupgate.api import http11, http_rules
 from groupgate.api.problems import PROBLEM, problem_json
 from groupgate.config import HttpLimits
 
@@ -54,7 +54,7 @@ HALF_CLOSED = "the client closed its side before the request body was complete"
 _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-class RequestTimeout(HttpProcessingError):
+class ReadTimedOut(HttpProcessingError):
     """Raised into a handler's body read when the request took too long to arrive."""
 
     code = 408
@@ -63,7 +63,7 @@ class RequestTimeout(HttpProcessingError):
         super().__init__(message=TIMED_OUT)
 
 
-class IncompleteBody(HttpProcessingError):
+class BodyCut(HttpProcessingError):
     """Raised into a handler's body read when the client half-closed before the body ended."""
 
     code = 400
@@ -134,7 +134,7 @@ class FrontHandler(RequestHandler):
         self._lingering_time = 0.0  # no more body can come
         payload = self._last_payload
         if payload is not None and not payload.is_eof():
-            payload.set_exception(IncompleteBody())
+            payload.set_exception(BodyCut())
         return True
 
     async def _handle_request(
@@ -148,15 +148,18 @@ class FrontHandler(RequestHandler):
         if request_handler is not self._request_handler:  # aiohttp's answer to a parse error
             return await self._answer(request, start_time, request_handler)
         target = request.raw_path.encode("utf-8", "surrogateescape")
-        problem = http11.head_problem(
+        limits = self.front.limits
+        problem = http_rules.head_problem(
             request.method.encode("latin-1"),
             target,
             (request.version.major, request.version.minor),
             [(name.lower(), value) for name, value in request.raw_headers],
-            self.front.http11_limits,
+            limits.max_url_bytes,
+            limits.max_header_bytes,
         )
         if problem is None and (
-            target == b"*" or (not target.startswith(b"/") and http11.origin_form(target) == b"/")
+            target == b"*"
+            or (not target.startswith(b"/") and http_rules.origin_form(target) == b"/")
         ):
             problem = 404, "no such endpoint", "http-404"  # aiohttp's router would say text
         if problem is not None:
@@ -200,7 +203,7 @@ class FrontHandler(RequestHandler):
             if now - self._current_began > timeout and not request.content.is_eof():
                 self._close = True
                 self._lingering_time = 0.0  # the rest of the body is not waited for
-                request._cancel(RequestTimeout())
+                request._cancel(ReadTimedOut())
             return
         since = self._reading_since
         if since is None or now - since <= timeout or self._messages:
@@ -242,7 +245,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 
     `100-continue` is honoured only in HTTP/1.1, and not for a body over the limit, which
     gets its 413 at once; an empty `Expect` is ignored; any other value was refused before
-    routing (`http11.head_problem`).
+    routing (`http_rules.head_problem`).
     """
     if request.version < HttpVersion11 or not request.headers.get("Expect", "").strip():
         return None
@@ -297,12 +300,9 @@ def handler_args(limits: HttpLimits) -> dict[str, Any]:
 class FrontServer(Server):
     """aiohttp's connection factory with the connection cap and the request-timeout sweeper."""
 
-    def __init__(
-        self, handler: Any, *, limits: HttpLimits, max_body_bytes: int, **kwargs: Any
-    ) -> None:
+    def __init__(self, handler: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
-        self.http11_limits = listener_limits(limits, max_body_bytes)
         self._sweeper = self._loop.create_task(self._sweep())
 
     def __call__(self) -> RequestHandler:
@@ -349,7 +349,6 @@ with warnings.catch_warnings():
             return FrontServer(
                 self._handle,
                 limits=self.front_limits,
-                max_body_bytes=self.front_limits_body,
                 request_factory=self._make_request,
                 loop=self._loop,
                 **kwargs,

@@ -350,6 +350,8 @@ async def checks(request: web.Request) -> web.Response:
         started,
         tenant=tenant,
         caller=caller.name,
+        allowed=sum(1 for answer in answers if answer.decision.allow),
+        count=len(answers),
         decided=(
             Decided(
                 subject,

@@ -186,7 +186,7 @@ def guarded(handler: Handler) -> Handler:
 
     Every route is added with its handler guarded (`create_app` refuses a route that is not).
     HTTP-level rules (Host, targets, limits) are applied before routing, alike on every
-    listener (`api/front.py`, `api/http11.head_problem`).
+    listener (`api/front.py`, `api/http_rules.head_problem`).
     This is a wrapper per route rather than an aiohttp middleware because a middleware costs
     every request two more coroutine frames and a cache look-up in aiohttp's dispatch: about
     3 µs of a 50 µs `/v1/check` under load (`python -m benchmarks http`).
