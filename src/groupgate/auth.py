@@ -348,6 +348,13 @@ class JwtVerifier:
     def configured(self) -> bool:
         return self.settings.configured
 
+    def verified(self, token: str) -> Identity | None:
+        """`verify` answered from the verified-token cache alone: None when the token must be
+        verified (or the key set re-read) first; then await `verify`."""
+        if self.tokens is None or len(token) > MAX_TOKEN_BYTES or self.jwks.due():
+            return None
+        return self.tokens.get(_digest(token), self.wall_clock(), self.jwks.generation)
+
     async def verify(self, token: str) -> Identity:
         """Return the token's identity; raise `AuthError` saying why it is refused.
 

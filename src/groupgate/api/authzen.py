@@ -40,7 +40,7 @@ Errors, as AuthZEN 1.0 asks (section numbers of the 1.0 text, "Authorization API
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from time import perf_counter
 from typing import Any, NamedTuple, cast
 
@@ -422,10 +422,13 @@ async def _purchase_decision(
 
 async def tenant_of(state: State, headers: Headers, caller: Caller) -> str:
     """The tenant of an AuthZEN request (see the module docstring)."""
+    return await state.tenants.resolve(_requested_tenant(headers), caller)
+
+
+def _requested_tenant(headers: Headers) -> str | None:
+    """`X-Groupgate-Tenant`, at most once and a valid id, or None."""
     requested = single(headers, TENANT_HEADER)
-    if requested is not None:
-        requested = parsing.ident(requested, TENANT_HEADER)
-    return await state.tenants.resolve(requested, caller)
+    return None if requested is None else parsing.ident(requested, TENANT_HEADER)
 
 
 def request_id_of(headers: Headers) -> str | None:
@@ -540,20 +543,66 @@ async def answer_evaluation(
     `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit.
 
     Errors are raised as `spec_error` says; the caller echoes `X-Request-ID` on them too
-    (`echo_line`, `route`)."""
+    (`echo_line`, `route`). `evaluation_answer` without the await."""
+    found = evaluation_answer(state, headers, body)
+    return found if isinstance(found, tuple) else await found
+
+
+def evaluation_answer(
+    state: State, headers: Headers, body: bytes
+) -> tuple[bytes, str | None] | Awaitable[tuple[bytes, str | None]]:
+    """`answer_evaluation`, answered at once for an API-key caller whose tenant is known
+    asking a plain check about a cached subject without a consistency token (the decision
+    listener then answers without a task); otherwise an awaitable of the answer."""
+    started = perf_counter()
     try:
-        started = perf_counter()
-        caller = await state.auth.caller(*credentials(headers))
-        media = headers.getall("Content-Type", None)
-        parsing.check_media_type(parsing.media_type(media[0] if media else None))
-        item = parse_item(state, parsing.loads_object(body, state.config.limits.max_json_depth))
-        tenant = await tenant_of(state, headers, caller)
+        authorization, key = credentials(headers)
+        caller = state.auth.key_caller(authorization, key)
+        if caller is None:  # a service token: verified before anything else is read
+            return _evaluation_later(state, headers, body, started, None)
+        item = _evaluation_item(state, headers, body)
+        tenant = state.tenants.known(_requested_tenant(headers), caller)
         min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+    except (Unprocessable, UnsupportedMedia) as exc:
+        raise spec_error(exc) from None
+    if tenant is not None and min_rev is None and item.kind == "check":
+        assert item.resource is not None  # a check item always has its resource
+        found = state.service.check_cached(tenant, item.subject, item.action, item.resource)
+        if found is not None:
+            decision = _decision(found.decision, found.revision, found.stale)
+            _record(state, started, tenant, caller, [item], [decision])
+            return orjson.dumps(decision), request_id_of(headers)
+    return _evaluation_later(state, headers, body, started, (caller, item, min_rev))
+
+
+async def _evaluation_later(
+    state: State,
+    headers: Headers,
+    body: bytes,
+    started: float,
+    read: tuple[Caller, Item, int | None] | None,
+) -> tuple[bytes, str | None]:
+    """`evaluation_answer` for what must be awaited (`read`: what it has read already)."""
+    try:
+        if read is None:
+            caller = await state.auth.caller(*credentials(headers))
+            item = _evaluation_item(state, headers, body)
+            min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+        else:
+            caller, item, min_rev = read
+        tenant = await tenant_of(state, headers, caller)
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
     [decision] = await decide(state, tenant, [item], min_rev)
     _record(state, started, tenant, caller, [item], [decision])
     return orjson.dumps(decision), request_id_of(headers)
+
+
+def _evaluation_item(state: State, headers: Headers, body: bytes) -> Item:
+    """The media type checked and the body read into one evaluation item."""
+    media = headers.getall("Content-Type", None)
+    parsing.check_media_type(parsing.media_type(media[0] if media else None))
+    return parse_item(state, parsing.loads_object(body, state.config.limits.max_json_depth))
 
 
 async def evaluations(request: web.Request) -> web.Response:

@@ -119,7 +119,7 @@ class Decisions:
         self, request: http11.Request
     ) -> bytes | http11.Response | Awaitable[bytes | http11.Response]:
         started = perf_counter()
-        found: bytes | Awaitable[bytes | http11.Response]
+        found: bytes | http11.Response | Awaitable[bytes | http11.Response]
         try:
             path = request.path()
             if path == CHECK and request.method == b"POST":
@@ -128,18 +128,28 @@ class Decisions:
                 found = self._route(request, path)
         except Exception as exc:
             return self._problem(request, exc)
-        if isinstance(found, bytes):
+        if isinstance(found, bytes | http11.Response):
             return found
         return self._later(request, found)
 
-    def _route(self, request: http11.Request, path: bytes) -> Awaitable[bytes | http11.Response]:
+    def _route(
+        self, request: http11.Request, path: bytes
+    ) -> http11.Response | Awaitable[bytes | http11.Response]:
         """Everything but a `POST /v1/check`."""
         if path in (CHECK, EVALUATION):
             if request.method != b"POST":
                 raise http11.Refusal(405, "method not allowed on this endpoint", "http-405")
             return self._evaluation(request)
         if path in GATEWAY or path.startswith(ENVOY):
-            return self._gateway(request)
+            found = forward_auth.answer(
+                self.state,
+                request.method.decode("latin-1"),
+                request.url.decode("utf-8", "surrogateescape"),
+                _headers(request),
+            )
+            if isinstance(found, forward_auth.GatewayAnswer):
+                return _gateway_response(found)
+            return self._gateway_later(found)
         raise http11.Refusal(404, NOT_HERE, "http-404")
 
     def _check(self, request: http11.Request, started: float) -> bytes | Awaitable[bytes]:
@@ -165,26 +175,39 @@ class Decisions:
         found = native.answer(state, caller, body, value, revision, started)
         return found if isinstance(found, bytes) else await found
 
-    async def _evaluation(self, request: http11.Request) -> http11.Response:
+    def _evaluation(self, request: http11.Request) -> http11.Response | Awaitable[http11.Response]:
         # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3).
         headers = _headers(request)
         echo = authzen.echo_line(headers)
         try:
-            found, _ = await authzen.answer_evaluation(self.state, headers, request.body)
+            found = authzen.evaluation_answer(self.state, headers, request.body)
         except Exception as exc:
-            problem = self._problem(request, exc)
-            return problem._replace(headers=problem.headers + echo)
+            return self._echoed(self._problem(request, exc), echo)
+        if isinstance(found, tuple):
+            return http11.Response(200, JSON, found[0], echo)
+        return self._evaluation_later(request, found, echo)
+
+    async def _evaluation_later(
+        self,
+        request: http11.Request,
+        pending: Awaitable[tuple[bytes, str | None]],
+        echo: tuple[bytes, ...],
+    ) -> http11.Response:
+        try:
+            found, _ = await pending
+        except Exception as exc:
+            return self._echoed(self._problem(request, exc), echo)
         return http11.Response(200, JSON, found, echo)
 
-    async def _gateway(self, request: http11.Request) -> http11.Response:
-        answer = await forward_auth.decide(
-            self.state,
-            request.method.decode("latin-1"),
-            request.url.decode("utf-8", "surrogateescape"),
-            _headers(request),
-        )
-        extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
-        return http11.Response(answer.status, EMPTY, b"", extra)
+    @staticmethod
+    def _echoed(response: http11.Response, echo: tuple[bytes, ...]) -> http11.Response:
+        return response._replace(headers=response.headers + echo)
+
+    @staticmethod
+    async def _gateway_later(
+        pending: Awaitable[forward_auth.GatewayAnswer],
+    ) -> http11.Response:
+        return _gateway_response(await pending)
 
     async def _later(
         self, request: http11.Request, pending: Awaitable[bytes | http11.Response]
@@ -215,6 +238,11 @@ class Decisions:
             500, "Internal error", "internal error; see the sidecar's log", "internal"
         )
         return http11.Response(500, PROBLEM, body)
+
+
+def _gateway_response(answer: forward_auth.GatewayAnswer) -> http11.Response:
+    extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
+    return http11.Response(answer.status, EMPTY, b"", extra)
 
 
 def _headers(request: http11.Request) -> CIMultiDict[str]:

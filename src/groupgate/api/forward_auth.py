@@ -53,6 +53,7 @@ binding applies. Every answer but a 404, 401s and 503s included, is recorded thr
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -61,8 +62,10 @@ from urllib.parse import unquote
 from groupgate import log
 from groupgate.api import http_rules, parsing
 from groupgate.api.record import record
-from groupgate.auth import ANONYMOUS, credential
+from groupgate.auth import ANONYMOUS, Caller, Identity, credential
 from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
+from groupgate.model import Route
+from groupgate.store.contract import Answer
 
 if TYPE_CHECKING:
     from groupgate.api.app import State
@@ -240,8 +243,18 @@ async def decide(state: State, method: str, target: str, headers: HeaderView) ->
     """Answer one forward-auth request (see the module docstring for every rule).
 
     `method` and `target` are the auth request's own (`GET`, `/v1/gateway/auth`); a target
-    that names neither endpoint is a 404.
+    that names neither endpoint is a 404. `answer` without the await.
     """
+    found = answer(state, method, target, headers)
+    return found if isinstance(found, GatewayAnswer) else await found
+
+
+def answer(
+    state: State, method: str, target: str, headers: HeaderView
+) -> GatewayAnswer | Awaitable[GatewayAnswer]:
+    """`decide`, answered at once when everything it needs is cached (a verified token, the
+    caller key, the tenant, the subject's profile, no consistency token); otherwise an
+    awaitable of the answer. The decision listener answers without a task that way."""
     trace = Trace(perf_counter())
     if endpoint(target) is None:
         return NOT_FOUND
@@ -251,36 +264,42 @@ async def decide(state: State, method: str, target: str, headers: HeaderView) ->
         key = single(headers, KEY)
         min_revision = _min_revision(single(headers, MIN_REVISION))
     except Refused as refused:
-        log.api.info("gateway: refused (%s): %s", refused.reason, refused.detail)
-        trace.record(state, refused.reason)
-        return FORBIDDEN
+        return _refused(state, trace, refused)
     if token is None:
         trace.record(state, "no-token")
         return unauthorized(None)
     try:
-        return await _decide(state, trace, trace.asked, token, key, min_revision)
-    except Refused as refused:
-        log.api.info("gateway: refused (%s): %s", refused.reason, refused.detail)
-        trace.record(state, refused.reason)
+        found = _decide_now(state, trace, trace.asked, token, key, min_revision)
+    except (GroupgateError, Refused) as exc:
+        return _refused(state, trace, exc)
+    if found is not None:
+        return found
+    return _decide_later(state, trace, trace.asked, token, key, min_revision)
+
+
+def _refused(state: State, trace: Trace, exc: GroupgateError | Refused) -> GatewayAnswer:
+    """The answer to a refusal or an error (each logged and recorded with its reason)."""
+    if isinstance(exc, Refused):
+        log.api.info("gateway: refused (%s): %s", exc.reason, exc.detail)
+        trace.record(state, exc.reason)
         return FORBIDDEN
-    except Forbidden as exc:
+    if isinstance(exc, Forbidden):
         # A valid token for a tenant the caller key may not use.
         log.auth.info("gateway: %s", exc.detail)
         trace.record(state, "forbidden")
         return FORBIDDEN
-    except AuthError as exc:
+    if isinstance(exc, AuthError):
         log.auth.info("gateway: %s", exc.detail)
         trace.record(state, "invalid-credential")
         return unauthorized("invalid_token")
-    except StoreUnavailable as exc:
+    if isinstance(exc, StoreUnavailable):
         log.api.warning("gateway: %s", exc.detail)
         trace.record(state, "store-unavailable")
         return UNAVAILABLE
-    except GroupgateError as exc:
-        # An unknown tenant, or no tenant named while several are loaded.
-        log.api.info("gateway: %s", exc.detail)
-        trace.record(state, "invalid")
-        return FORBIDDEN
+    # An unknown tenant, or no tenant named while several are loaded.
+    log.api.info("gateway: %s", exc.detail)
+    trace.record(state, "invalid")
+    return FORBIDDEN
 
 
 def _min_revision(header: str | None) -> int | None:
@@ -290,7 +309,34 @@ def _min_revision(header: str | None) -> int | None:
         raise Refused("bad-min-revision", exc.detail) from None
 
 
-async def _decide(
+def _decide_now(
+    state: State,
+    trace: Trace,
+    asked: Original,
+    token: str,
+    key: str | None,
+    min_revision: int | None,
+) -> GatewayAnswer | None:
+    """`_decide_later` from caches alone, or None when something must be awaited."""
+    if min_revision is not None:
+        return None
+    identity = state.auth.verifier.verified(token)
+    if identity is None:
+        return None
+    caller = ANONYMOUS if key is None else state.auth.key_caller(None, key)
+    if caller is None:  # a service token in X-Groupgate-Key: verified by `token_caller`
+        return None
+    tenant = state.tenants.known(identity.tenant, caller)
+    if tenant is None:
+        return None
+    route = _route(state, trace, asked, identity, caller, tenant)
+    if route is None:
+        return FORBIDDEN
+    found = state.service.some_cached(tenant, identity.subject, route.action, route.resource_type)
+    return None if found is None else _answered(state, trace, identity, tenant, found)
+
+
+async def _decide_later(
     state: State,
     trace: Trace,
     asked: Original,
@@ -299,25 +345,43 @@ async def _decide(
     min_revision: int | None,
 ) -> GatewayAnswer:
     """Verify the token (and key), resolve the tenant, match the route, ask the store."""
-    identity = await state.auth.verifier.verify(token)
-    trace.subject = identity.subject
-    caller = ANONYMOUS if key is None else await state.auth.caller(None, key)
-    trace.caller = caller.name
-    tenant = await state.tenants.resolve(identity.tenant, caller)
-    trace.tenant = tenant
+    try:
+        identity = await state.auth.verifier.verify(token)
+        caller = ANONYMOUS if key is None else await state.auth.caller(None, key)
+        tenant = await state.tenants.resolve(identity.tenant, caller)
+        route = _route(state, trace, asked, identity, caller, tenant)
+        if route is None:
+            return FORBIDDEN
+        found = await state.service.some(
+            tenant, identity.subject, route.action, route.resource_type, min_revision=min_revision
+        )
+    except (GroupgateError, Refused) as exc:
+        return _refused(state, trace, exc)
+    return _answered(state, trace, identity, tenant, found)
+
+
+def _route(
+    state: State, trace: Trace, asked: Original, identity: Identity, caller: Caller, tenant: str
+) -> Route | None:
+    """The route of the original request (None: no route, recorded); refuses an identity
+    that could not be sent in a header."""
+    trace.subject, trace.caller, trace.tenant = identity.subject, caller.name, tenant
     if not (_VISIBLE.match(identity.subject) and _VISIBLE.match(tenant)):
         raise Refused("unsafe-identity", "the subject or tenant is not visible ASCII")
     route = state.routes.match("GET" if asked.method == "HEAD" else asked.method, asked.path)
     if route is None:
         trace.record(state, "no-route")
-        return FORBIDDEN
+        return None
     trace.action, trace.type = route.action, route.resource_type
-    answer = await state.service.some(
-        tenant, identity.subject, route.action, route.resource_type, min_revision=min_revision
-    )
-    trace.revision = answer.revision
-    allowed = answer.decision.allow
-    trace.record(state, answer.decision.reason, allowed)
+    return route
+
+
+def _answered(
+    state: State, trace: Trace, identity: Identity, tenant: str, found: Answer
+) -> GatewayAnswer:
+    trace.revision = found.revision
+    allowed = found.decision.allow
+    trace.record(state, found.decision.reason, allowed)
     if not allowed:
         return FORBIDDEN
     return GatewayAnswer(200, ((SUBJECT, identity.subject), (TENANT, tenant)))

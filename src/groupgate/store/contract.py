@@ -107,6 +107,12 @@ class Decider(Protocol):
         """May the subject do `action` on *some* entity of the type (the gateway's question)?"""
         ...
 
+    def some_cached(self, tenant: str, subject: str, action: str, type_id: str) -> Answer | None:
+        """`some` (no consistency token) from the in-process cache alone; None when it needs
+        the store (then await `some`). Raises as `some` does when the cache may no longer be
+        used (fail closed)."""
+        ...
+
     async def filter(
         self,
         tenant: str,

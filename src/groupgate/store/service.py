@@ -232,9 +232,14 @@ class GraphService:
         min_revision: int | None = None,
     ) -> Answer:
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
-        if entry.subject is None:
-            return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
-        return Answer(decide_some(entry.profile, action, type_id), rev, stale)
+        return _some(entry, subject, action, type_id, rev, stale)
+
+    def some_cached(self, tenant: str, subject: str, action: str, type_id: str) -> Answer | None:
+        cached = self._cached(tenant, subject, None)
+        if cached is None:
+            return None
+        entry, rev, stale = cached
+        return _some(entry, subject, action, type_id, rev, stale)
 
     async def filter(
         self,
@@ -594,6 +599,12 @@ class GraphService:
             subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
             return codec.subject_document(subject)
         return decode(snap.values[0])
+
+
+def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale: bool) -> Answer:
+    if entry.subject is None:
+        return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
+    return Answer(decide_some(entry.profile, action, type_id), rev, stale)
 
 
 async def _close(client: Client) -> None:
