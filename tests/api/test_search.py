@@ -158,16 +158,20 @@ async def test_entities_that_live_elsewhere_point_to_the_filter(demo: Client) ->
     assert "orders" in answer["context"]["reason"]
 
 
-async def test_companies_are_entities(demo: Client) -> None:
+@pytest.mark.parametrize("type_id", ["companies", "customers"])
+async def test_companies_and_customers_are_entities(demo: Client, type_id: str) -> None:
     body = {"subject": {"id": "emp-viewer"}, "action": {"name": "read"},
-            "resource": {"type": "companies"}}  # fmt: skip
+            "resource": {"type": type_id}}  # fmt: skip
     found = await every_page(demo, "resource", body, 1)
     ids = [r["id"] for r in found]
-    assert ids and ids == sorted(ids)
+    assert ids and ids == sorted(ids) and all(r["type"] == type_id for r in found)
     for rid in ids:
-        evaluation = {**body, "resource": {"type": "companies", "id": rid}}
+        evaluation = {**body, "resource": {"type": type_id, "id": rid}}
         response = await demo.post("/access/v1/evaluation", json=evaluation)
         assert (await response.json())["decision"] is True
+    if type_id == "customers":  # a viewer reads every customer of the demo graph
+        assert ids == ["cust-admin", "cust-buyer", "cust-buyer-2", "cust-contact",
+                       "cust-requester", "cust-sub-admin"]  # fmt: skip
 
 
 async def test_held_attributes_win_over_sent_ones(records: Client) -> None:
