@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from groupgate.errors import PolicyError
+from groupgate.model import SubjectKind
+from groupgate.policy import load_policy
 from tests.api.conftest import ADMIN_KEY, API_KEY, POLICIES, MakeClient, document
 
 Client = TestClient[Any, Any]
@@ -247,3 +250,17 @@ async def test_import_validates_resources(records: Client) -> None:
     response = await records.post("/v1/admin/tenants/search/import", json=doc, headers=ADMIN)
     assert response.status == 422
     assert "resources[20]" in (await response.json())["detail"]
+
+
+def test_a_policy_declares_subject_types(tmp_path: Path) -> None:
+    for name in ("catalog.yaml", "conditions.yaml", "roles.yaml"):
+        (tmp_path / name).write_text((SEARCH / name).read_text())
+    catalog = tmp_path / "catalog.yaml"
+    base = catalog.read_text()
+    catalog.write_text(base + "subject_types: {person: [employee, customer]}\n")
+    types = load_policy(tmp_path).subject_types
+    assert types["person"] == {SubjectKind.EMPLOYEE, SubjectKind.CUSTOMER}
+    assert types["user"] == set(SubjectKind) and types["vendor_user"] == {SubjectKind.VENDOR_USER}
+    catalog.write_text(base + "subject_types: {person: [robot]}\n")
+    with pytest.raises(PolicyError, match=r"subject_types\.person"):
+        load_policy(tmp_path)
