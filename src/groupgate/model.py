@@ -64,6 +64,18 @@ class SubjectKind(enum.StrEnum):
     VENDOR_USER = "vendor_user"
 
 
+#: The AuthZEN subject types every policy knows: `user` and `identity` (the interop
+#: scenarios' words) name every subject, and each subject kind names itself. A policy may
+#: declare more in its catalog (`subject_types`).
+SUBJECT_TYPES: Mapping[str, frozenset[SubjectKind]] = MappingProxyType(
+    {
+        "user": frozenset(SubjectKind),
+        "identity": frozenset(SubjectKind),
+        **{kind.value: frozenset({kind}) for kind in SubjectKind},
+    }
+)
+
+
 class GroupKind(enum.StrEnum):
     USER = "user"
     CUSTOMER = "customer"
@@ -188,6 +200,10 @@ class Catalog:
     companions: Mapping[tuple[str, Level], tuple[tuple[str, Level], ...]] = field(
         default_factory=frozen_map
     )
+    #: AuthZEN subject types -> the subject kinds they name (see `SUBJECT_TYPES`).
+    subject_types: Mapping[str, frozenset[SubjectKind]] = field(
+        default_factory=lambda: SUBJECT_TYPES
+    )
 
     def permission_type(self, type_id: str) -> str:
         """Return the type whose permission governs `type_id` (its parent if dependent)."""
@@ -284,6 +300,21 @@ class Graph:
     companies: Mapping[str, Company] = field(default_factory=frozen_map)
     groups: Mapping[str, Group] = field(default_factory=frozen_map)
     subjects: Mapping[str, Subject] = field(default_factory=frozen_map)
+    #: Resource entities groupgate holds, keyed by (type, id).
+    resources: Mapping[tuple[str, str], ResourceEntity] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceEntity:
+    """A resource groupgate holds (a PIP for checks and search): its attributes as given.
+
+    `owner`, `company`, `vendor`, `customer` and `restrictions` fill the `Resource` fields of
+    the same names; every other attribute is a property conditions may read.
+    """
+
+    type: str
+    id: str
+    attributes: Mapping[str, Any] = field(default_factory=frozen_map)
 
 
 # --------------------------------------------------------------------------- questions

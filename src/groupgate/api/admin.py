@@ -7,6 +7,8 @@ tenant's new revision `{"revision": N}`.
     POST   /v1/admin/tenants/{t}/import               replace the graph (JSON or YAML body)
     PUT    /v1/admin/tenants/{t}/settings             tenant settings
     PUT|GET|DELETE /v1/admin/tenants/{t}/{kind}/{id}  kind: subjects|groups|companies|vendors
+    PUT|GET|DELETE /v1/admin/tenants/{t}/resources/{type}/{id}  a held resource entity,
+                                                      body {"attributes": {...}}
     POST   /v1/admin/tenants/{t}/subjects/{id}/memberships           add a membership
     DELETE /v1/admin/tenants/{t}/subjects/{id}/memberships/{group}   remove one
 
@@ -175,6 +177,30 @@ async def delete_entity(request: web.Request) -> web.Response:
     return _revision(await deleters[kind](tenant, entity_id))
 
 
+def _resource(request: web.Request) -> tuple[str, str]:
+    return request.match_info["type"], request.match_info["id"]
+
+
+async def put_resource(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    type_id, resource_id = _resource(request)
+    body = await _body(state, request)
+    for name, value in (("type", type_id), ("id", resource_id)):
+        if body.setdefault(name, value) != value:
+            raise Unprocessable(f"{name}: the body names {body[name]!r}, the path {value!r}")
+    return _revision(await state.service.put_resource(tenant, body))
+
+
+async def get_resource(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    return json_response(await state.service.get_resource(tenant, *_resource(request)))
+
+
+async def delete_resource(request: web.Request) -> web.Response:
+    state, tenant = await _tenant(request)
+    return _revision(await state.service.delete_resource(tenant, *_resource(request)))
+
+
 async def add_membership(request: web.Request) -> web.Response:
     """Body: `{"group": id, "permission"?}` or `{"company": id, "role": "buyer"}`."""
     state, tenant = await _tenant(request)
@@ -209,6 +235,10 @@ def setup(app: web.Application) -> None:
         guarded(remove_membership),
         name="admin.remove_membership",
     )
+    resource = f"{base}/{{tenant}}/resources/{{type}}/{{id:.+}}"
+    router.add_put(resource, guarded(put_resource), name="admin.put_resource")
+    router.add_get(resource, guarded(get_resource), name="admin.get_resource")
+    router.add_delete(resource, guarded(delete_resource), name="admin.delete_resource")
     # Predefined and vendor group ids contain '/': the id is the rest of the path.
     entity = f"{base}/{{tenant}}/{kinds}/{{id:.+}}"
     router.add_put(entity, guarded(put_entity), name="admin.put")

@@ -1,19 +1,28 @@
 """AuthZEN 1.0 search: `/access/v1/search/subject`, `/search/resource`, `/search/action`.
 
 Every answer is `{"results": [...], "page": {"next_token": "..."}}`; an empty `next_token`
-means the last page. Tokens are opaque (base64url JSON naming the endpoint and a cursor) and
-`page.limit` is capped by `max_search_page` (default page: `search_page_size`).
+means the last page. `page.limit` is a non-negative integer capped by `max_search_page`
+(default page: `search_page_size`); `limit: 0` answers no results and a token for the same
+position. Tokens are opaque (base64url JSON naming the endpoint, a cursor and a digest of
+the tenant and the request without its `page`): a token sent with another request is a 400
+(the spec's SHOULD); one that was never issued is a 422. Each result evaluates to `true`
+when asked as an evaluation naming it (with the held attributes of a held resource).
 
-- subject search: subjects of the tenant, in id order, allowed the action on the resource.
-  Subjects are read page by page from the store and decided in batches; one request scans at
-  most `SCAN_PAGES` store pages, so a sparse result may come back short with a next token.
-  `subject.type` is echoed in the results, not used as a filter (one id space).
-- resource search: groupgate holds no entity list, so it answers at the level it knows.
-  Without `resource.type`: the resource *types* on which the subject may do the action on
-  some entity, as `{"type": t}`. With `resource.type`: the restriction filter: `{"type": t}`
-  alone when every entity is allowed, else one `{"type": t, "properties": {...}}` pattern per
-  filter (entities whose `restrictions` intersect the listed values and whose attributes are
-  among those listed), and no results when none is.
+An unknown subject type, resource type or action names nothing: 200 with no results (the
+interop scenario's "valid empty response").
+
+- subject search: subjects of the asked type (`Catalog.subject_types`: `user` and `identity`
+  name every subject, `employee`, `customer`, `vendor_user` their kind, a policy may declare
+  more), in id order, allowed the action on the resource. Subjects are read page by page and
+  decided in batches; one request scans at most `SCAN_PAGES` pages, so a sparse result may
+  come back short with a next token.
+- resource search: the entities groupgate holds, in id order, each allowed for the subject
+  and action: held resource entities of the type (`resources` of the graph), else the
+  tenant's companies (`companies`) or customers (`customers`); such an entity is asked with
+  its type and id only (plus held attributes), as an evaluation naming it would be. For a
+  type whose entities live elsewhere (orders, products...), an empty page whose `context`
+  says so and points to `/v1/filter`, which answers how to filter them. `resource.type`
+  is required (AuthZEN 1.0 section 8.5.1): without it the answer is a 400.
 - action search: the level actions and the type's named actions the subject may do on the
   given resource, as `{"name": a}`, in name order.
 """
@@ -22,6 +31,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -35,18 +47,46 @@ from groupgate.api.native import caller_of, json_response, min_revision_header
 from groupgate.api.problems import Unprocessable
 from groupgate.api.record import record
 from groupgate.auth import Caller
-from groupgate.model import EMPTY, Resource
+from groupgate.errors import InvalidInput
+from groupgate.model import EMPTY, Resource, SubjectKind
 
 SCAN_PAGES = 10
+#: Candidates decided per batch of a resource search (at least the page limit).
+SCAN_CHUNK = 100
+FILTER_POINTER = "/v1/filter"
+ALL_KINDS = frozenset(SubjectKind)
 
 
-def encode_token(surface: str, cursor: Any) -> str:
-    raw = orjson.dumps({"s": surface, "c": cursor})
+class TokenMismatch(InvalidInput):
+    """A page token sent with a request other than the one it was issued for."""
+
+    title = "Page token of another request"
+
+
+class Paging(NamedTuple):
+    """A search's page: the cursor of its token (None: first page), its limit and the
+    digest that binds tokens to the request."""
+
+    cursor: Any
+    limit: int
+    digest: str
+
+
+def request_digest(tenant: str, body: dict[str, Any]) -> str:
+    """A digest of the tenant and the request without its `page`."""
+    asked = {k: v for k, v in body.items() if k != "page"}
+    raw = orjson.dumps([tenant, asked], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def encode_token(surface: str, digest: str, cursor: Any) -> str:
+    raw = orjson.dumps({"s": surface, "r": digest, "c": cursor})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: Any, surface: str) -> Any:
-    """Return the cursor of a page token issued by `surface`; None for the first page."""
+def decode_token(token: Any, surface: str, digest: str) -> Any:
+    """Return the cursor of a page token issued by `surface` for this request; None for the
+    first page."""
     if token is None or token == "":
         return None
     if type(token) is not str or len(token) > 2048:
@@ -57,33 +97,43 @@ def decode_token(token: Any, surface: str) -> Any:
         raise Unprocessable("page.token: not a token issued by this endpoint") from None
     if type(data) is not dict or data.get("s") != surface:
         raise Unprocessable("page.token: not a token issued by this endpoint")
+    if data.get("r") != digest:
+        raise TokenMismatch(
+            "page.token: issued for another request (a token continues the request that "
+            "received it, with only its page changed)"
+        )
     return data.get("c")
 
 
-def page_of(state: State, body: dict[str, Any]) -> tuple[Any, int]:
+def page_of(state: State, tenant: str, body: dict[str, Any], surface: str) -> Paging:
     limits = state.config.limits
+    digest = request_digest(tenant, body)
     raw = body.get("page")
     if raw is None:
-        return None, limits.search_page_size
+        return Paging(None, limits.search_page_size, digest)
     page = parsing.obj(raw, "page")
     limit = page.get("limit", limits.search_page_size)
-    if type(limit) is not int or not 1 <= limit <= limits.max_search_page:
-        raise Unprocessable(f"page.limit: expected an integer in [1, {limits.max_search_page}]")
-    return page.get("token"), limit
+    if type(limit) is not int or not 0 <= limit <= limits.max_search_page:
+        raise Unprocessable(f"page.limit: expected an integer in [0, {limits.max_search_page}]")
+    return Paging(decode_token(page.get("token"), surface, digest), limit, digest)
 
 
-def answer(results: list[dict[str, Any]], next_token: str | None) -> web.Response:
-    return json_response({"results": results, "page": {"next_token": next_token or ""}})
+def answer(
+    results: list[dict[str, Any]],
+    next_token: str | None,
+    context: dict[str, Any] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"results": results, "page": {"next_token": next_token or ""}}
+    if context is not None:
+        body["context"] = context
+    return json_response(body)
 
 
-def _resource(state: State, raw: Any, path: str, *, type_required: bool) -> Resource | None:
+def _resource(state: State, raw: Any, path: str) -> Resource | None:
+    """The resource of a search (its type is required); None for a type groupgate does not
+    know (the search then finds nothing)."""
     body = parsing.obj(raw if raw is not None else {}, path)
-    type_id = body.get("type")
-    if type_id is None and not type_required:
-        return None
-    type_id = parsing.text(type_id, f"{path}.type", 256)
-    if type_id not in state.actions:
-        raise Unprocessable(f"{path}.type: unknown resource type {type_id!r}")
+    type_id = parsing.text(body.get("type"), f"{path}.type", 256)
     rid = body.get("id")
     if rid is not None and type(rid) is not str:
         raise Unprocessable(f"{path}.id: expected a string")
@@ -92,6 +142,8 @@ def _resource(state: State, raw: Any, path: str, *, type_required: bool) -> Reso
         n: parsing.opt_text(props.get(n), f"{path}.properties.{n}") for n in RESOURCE_ATTRIBUTES
     }
     restrictions = parsing.text_set(props.get("restrictions"), f"{path}.properties.restrictions")
+    if type_id not in state.actions:
+        return None
     return Resource(
         type_id,
         rid,
@@ -168,6 +220,66 @@ def _record(
     )
 
 
+#: Read candidates after a cursor: (candidates, last id read, whether more follow it).
+Fetch = Callable[[str | None, int], Awaitable[tuple[list[str], str | None, bool]]]
+#: Decide candidates: one allow flag each, in order.
+Decide = Callable[[list[str]], Awaitable[list[bool]]]
+
+
+async def scan(
+    fetch: Fetch, decide: Decide, cursor: str | None, limit: int
+) -> tuple[list[str], str | None, bool]:
+    """Up to `limit` allowed candidates after `cursor`, with the next cursor and whether
+    more may follow. Reads at most `SCAN_PAGES` batches."""
+    if limit == 0:
+        _, last, _ = await fetch(cursor, 1)
+        return [], cursor, last is not None
+    found: list[str] = []
+    more = False
+    for _ in range(SCAN_PAGES):
+        candidates, last, more = await fetch(cursor, max(limit, SCAN_CHUNK))
+        if last is None:
+            return found, cursor, False
+        allowed = await decide(candidates) if candidates else []
+        for candidate, ok in zip(candidates, allowed, strict=True):
+            if ok:
+                found.append(candidate)
+                if len(found) == limit:
+                    return found, candidate, more or candidate != last
+        cursor = last
+        if not more:
+            break
+    return found, cursor, more
+
+
+def listed(ids: Sequence[str]) -> Fetch:
+    """A `Fetch` over a sorted id sequence held in memory."""
+
+    async def fetch(after: str | None, n: int) -> tuple[list[str], str | None, bool]:
+        start = 0 if after is None else bisect_right(ids, after)
+        chunk = list(ids[start : start + n])
+        return chunk, chunk[-1] if chunk else None, start + n < len(ids)
+
+    return fetch
+
+
+def subjects_of(
+    state: State, tenant: str, kinds: frozenset[SubjectKind], min_rev: int | None
+) -> Fetch:
+    """A `Fetch` over the tenant's subjects of `kinds`, page by page from the store."""
+
+    async def fetch(after: str | None, n: int) -> tuple[list[str], str | None, bool]:
+        page = await state.service.subject_ids(tenant, after, n)
+        ids = list(page.items)
+        last = ids[-1] if ids else None
+        if ids and kinds != ALL_KINDS:
+            found = await state.service.subject_kinds(tenant, ids, min_revision=min_rev)
+            ids = [sid for sid, kind in zip(ids, found, strict=True) if kind in kinds]
+        return ids, last, page.next_token is not None
+
+    return fetch
+
+
 async def search_subject(request: web.Request) -> web.Response:
     """POST /access/v1/search/subject."""
     asked = await _prologue(request)
@@ -176,36 +288,42 @@ async def search_subject(request: web.Request) -> web.Response:
     subject_type = parsing.text(subject.get("type"), "subject.type", 256)  # §8.4.1 MUST
     action = _action(body)
     _resource_id(body)
-    resource = _resource(state, body.get("resource"), "resource", type_required=True)
-    assert resource is not None
-    if action not in state.actions[resource.type]:
-        raise Unprocessable(f"action.name: {resource.type!r} has no action {action!r}")
-    token, limit = page_of(state, body)
-    cursor = decode_token(token, "subject")
+    resource = _resource(state, body.get("resource"), "resource")
+    paging = page_of(state, tenant, body, "subject")
+    cursor = paging.cursor
     if cursor is not None and type(cursor) is not str:
         raise Unprocessable("page.token: not a token issued by this endpoint")
-    results: list[dict[str, Any]] = []
-    more = False
-    for _ in range(SCAN_PAGES):
-        page = await state.service.subject_ids(tenant, cursor, limit)
-        if not page.items:
-            more = False
-            break
+    kinds = state.service.catalog.subject_types.get(subject_type)
+    if resource is None or kinds is None or action not in state.actions[resource.type]:
+        _record(asked, "subject", None, action, resource, 0)
+        return answer([], None)
+    asked_about = resource
+
+    async def decide(ids: list[str]) -> list[bool]:
         answers = await state.service.check_many(
-            tenant, [(sid, action, resource) for sid in page.items], min_revision=min_rev
+            tenant, [(sid, action, asked_about) for sid in ids], min_revision=min_rev
         )
-        more = page.next_token is not None
-        for index, (sid, found) in enumerate(zip(page.items, answers, strict=True)):
-            cursor = sid
-            if found.decision.allow:
-                results.append({"type": subject_type, "id": sid})
-                if len(results) == limit:
-                    more = more or index + 1 < len(page.items)
-                    break
-        if len(results) == limit or not more:
-            break
-    _record(asked, "subject", None, action, resource, len(results))
-    return answer(results, encode_token("subject", cursor) if more else None)
+        return [found.decision.allow for found in answers]
+
+    fetch = subjects_of(state, tenant, kinds, min_rev)
+    ids, cursor, more = await scan(fetch, decide, cursor, paging.limit)
+    _record(asked, "subject", None, action, resource, len(ids))
+    results = [{"type": subject_type, "id": sid} for sid in ids]
+    return answer(results, encode_token("subject", paging.digest, cursor) if more else None)
+
+
+async def _entities(asked: Asked, type_id: str) -> Fetch | None:
+    """Where the entities of `type_id` come from; None when groupgate holds none."""
+    service, tenant = asked.state.service, asked.tenant
+    held = await service.held_ids(tenant, type_id, min_revision=asked.min_revision)
+    if held:
+        return listed(held)
+    if type_id == "companies":
+        return listed(await service.company_ids(tenant))
+    if type_id == "customers":
+        customers = frozenset({SubjectKind.CUSTOMER})
+        return subjects_of(asked.state, tenant, customers, asked.min_revision)
+    return None
 
 
 async def search_resource(request: web.Request) -> web.Response:
@@ -214,38 +332,39 @@ async def search_resource(request: web.Request) -> web.Response:
     state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
     action = _action(body)
-    resource = _resource(state, body.get("resource"), "resource", type_required=True)  # §8.5.1
-    token, limit = page_of(state, body)
-    offset = decode_token(token, "resource") or 0
-    if type(offset) is not int or offset < 0:
+    raw = body.get("resource")
+    resource = _resource(state, raw, "resource")  # §8.5.1 MUST
+    paging = page_of(state, tenant, body, "resource")
+    if resource is None:  # a type groupgate does not know: no results
+        _record(asked, "resource", subject, action, None, 0)
+        return answer([], None)
+    type_id = resource.type
+    if action not in state.actions[type_id]:
+        _record(asked, "resource", subject, action, resource, 0)
+        return answer([], None)
+    cursor = paging.cursor
+    if cursor is not None and type(cursor) is not str:
         raise Unprocessable("page.token: not a token issued by this endpoint")
-    results: list[dict[str, Any]] = []
-    if resource is None:
-        for type_id in sorted(state.actions):
-            if action not in state.actions[type_id]:
-                continue
-            found = await state.service.some(tenant, subject, action, type_id, min_revision=min_rev)
-            if found.decision.allow:
-                results.append({"type": type_id})
-    else:
-        if action not in state.actions[resource.type]:
-            raise Unprocessable(f"action.name: {resource.type!r} has no action {action!r}")
-        found_filter = await state.service.filter(
-            tenant, subject, action, resource.type, min_revision=min_rev
+    fetch = await _entities(asked, type_id)
+    if fetch is None:
+        _record(asked, "resource", subject, action, resource, 0)
+        context = {
+            "reason": f"groupgate holds no {type_id} entities: they live in the service "
+            f"that owns them; {FILTER_POINTER} answers how to filter them for this subject",
+            "filter": FILTER_POINTER,
+        }
+        return answer([], None, context)
+
+    async def decide(ids: list[str]) -> list[bool]:
+        answers = await state.service.check_many(
+            tenant, [(subject, action, Resource(type_id, rid)) for rid in ids], min_revision=min_rev
         )
-        if found_filter.result.all:
-            results.append({"type": resource.type})
-        for item in found_filter.result.filters:
-            properties: dict[str, Any] = {
-                k: sorted(map(str, v)) for k, v in item.attributes.items()
-            }
-            if item.restrictions is not None:
-                properties["restrictions"] = sorted(item.restrictions)
-            results.append({"type": resource.type, "properties": properties})
-    window = results[offset : offset + limit]
-    more = offset + limit < len(results)
-    _record(asked, "resource", subject, action, resource, len(window))
-    return answer(window, encode_token("resource", offset + limit) if more else None)
+        return [found.decision.allow for found in answers]
+
+    ids, cursor, more = await scan(fetch, decide, cursor, paging.limit)
+    _record(asked, "resource", subject, action, resource, len(ids))
+    results = [{"type": type_id, "id": rid} for rid in ids]
+    return answer(results, encode_token("resource", paging.digest, cursor) if more else None)
 
 
 async def search_action(request: web.Request) -> web.Response:
@@ -254,12 +373,14 @@ async def search_action(request: web.Request) -> web.Response:
     state, body, tenant, min_rev = asked.state, asked.body, asked.tenant, asked.min_revision
     subject = _subject_id(body)
     _resource_id(body)
-    resource = _resource(state, body.get("resource"), "resource", type_required=True)
-    assert resource is not None
-    token, limit = page_of(state, body)
-    offset = decode_token(token, "action") or 0
+    resource = _resource(state, body.get("resource"), "resource")
+    paging = page_of(state, tenant, body, "action")
+    offset = paging.cursor or 0
     if type(offset) is not int or offset < 0:
         raise Unprocessable("page.token: not a token issued by this endpoint")
+    if resource is None:
+        _record(asked, "action", subject, None, None, 0)
+        return answer([], None)
     candidates = sorted(state.actions[resource.type])
     answers = await state.service.check_many(
         tenant, [(subject, a, resource) for a in candidates], min_revision=min_rev
@@ -267,10 +388,11 @@ async def search_action(request: web.Request) -> web.Response:
     allowed = [
         {"name": a} for a, found in zip(candidates, answers, strict=True) if found.decision.allow
     ]
-    window = allowed[offset : offset + limit]
-    more = offset + limit < len(allowed)
+    window = allowed[offset : offset + paging.limit]
+    more = offset + paging.limit < len(allowed)
     _record(asked, "action", subject, None, resource, len(window))
-    return answer(window, encode_token("action", offset + limit) if more else None)
+    token = encode_token("action", paging.digest, offset + paging.limit) if more else None
+    return answer(window, token)
 
 
 def setup(app: web.Application) -> None:

@@ -35,6 +35,7 @@ from groupgate.model import (
     Membership,
     Money,
     Propagation,
+    ResourceEntity,
     RoleTemplate,
     Settings,
     Subject,
@@ -575,7 +576,39 @@ def slug(name: str) -> str:
 # --------------------------------------------------------------------------- whole documents
 
 
-DOCUMENT_FIELDS = frozenset({"tenant", "settings", "vendors", "companies", "groups", "subjects"})
+DOCUMENT_FIELDS = frozenset(
+    {"tenant", "settings", "vendors", "companies", "groups", "subjects", "resources"}
+)
+#: Attributes of a held resource that fill `Resource` fields: a string (or null) each, and
+#: `restrictions` a list of strings. Any other attribute is a property, any JSON value.
+RESOURCE_FIELDS = ("company", "vendor", "owner", "customer")
+MAX_RESOURCE_ATTRIBUTES = 64
+
+
+def parse_resource(value: Any, path: str, catalog: Catalog) -> ResourceEntity:
+    """A held resource entity `{"type", "id", "attributes"?}` of a type of the catalog."""
+    body = _mapping(value, path)
+    _only(body, path, frozenset({"type", "id", "attributes"}))
+    type_id = _text(body.get("type"), f"{path}.type")
+    if type_id not in catalog.types:
+        raise GraphError(f"{path}.type", f"unknown resource type {type_id!r}")
+    resource_id = _ident(body.get("id"), f"{path}.id")
+    attributes = _mapping(body.get("attributes") or {}, f"{path}.attributes")
+    if len(attributes) > MAX_RESOURCE_ATTRIBUTES:
+        raise GraphError(f"{path}.attributes", f"at most {MAX_RESOURCE_ATTRIBUTES} attributes")
+    out: dict[str, Any] = {}
+    for name, item in attributes.items():
+        where = f"{path}.attributes.{name}"
+        if name in ("type", "id"):
+            raise GraphError(where, "the type and id are the entity's, not attributes")
+        if name == "restrictions":
+            out[name] = sorted(_restrictions(item, where))
+        elif name in RESOURCE_FIELDS:
+            if item is not None:
+                out[name] = _text(item, where)
+        else:
+            out[name] = item
+    return ResourceEntity(type_id, resource_id, frozen_map(out))
 
 
 def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
@@ -644,6 +677,12 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         subjects[subject.id] = expand_memberships(
             subject, shorthand, groups, parents, settings, path
         )
+    resources: dict[tuple[str, str], ResourceEntity] = {}
+    for i, item in enumerate(_list(body.get("resources") or [], "resources")):
+        entity = parse_resource(item, f"resources[{i}]", catalog)
+        if (entity.type, entity.id) in resources:
+            raise GraphError(f"resources[{i}].id", f"duplicate resource {entity.type}/{entity.id}")
+        resources[entity.type, entity.id] = entity
     return Graph(
         tenant=name,
         settings=settings,
@@ -651,6 +690,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         companies=frozen_map(companies),
         groups=frozen_map(groups),
         subjects=frozen_map(subjects),
+        resources=frozen_map(resources),
     )
 
 

@@ -24,6 +24,7 @@ import yaml
 from groupgate.errors import PolicyError
 from groupgate.model import (
     PREDEFINED_ROLES,
+    SUBJECT_TYPES,
     VENDOR_ROLES,
     ActionGrant,
     Catalog,
@@ -33,6 +34,7 @@ from groupgate.model import (
     ResourceType,
     RoleTemplate,
     Route,
+    SubjectKind,
     frozen_map,
 )
 
@@ -148,11 +150,32 @@ def load_policy(directory: str | Path) -> Catalog:
         conditions=frozen_map(conditions),
         routes=routes,
         companions=frozen_map(companions),
+        subject_types=_load_subject_types(catalog_file),
     )
 
 
+def _load_subject_types(f: _File) -> Mapping[str, frozenset[SubjectKind]]:
+    """`subject_types: {name: [kind, ...]}` in catalog.yaml: AuthZEN subject types this
+    policy's PEPs send, added to the built-in ones (`model.SUBJECT_TYPES`)."""
+    out = dict(SUBJECT_TYPES)
+    declared = f.mapping(f.data.get("subject_types", {}), "subject_types")
+    for name, kinds in declared.items():
+        path = f"subject_types.{name}"
+        f.text(name, "subject_types")
+        found: set[SubjectKind] = set()
+        for i, kind in enumerate(f.sequence(kinds, path)):
+            try:
+                found.add(SubjectKind(f.text(kind, f"{path}[{i}]")))
+            except ValueError:
+                raise f.fail(
+                    f"{path}[{i}]", f"expected one of {', '.join(SubjectKind)}, got {kind!r}"
+                ) from None
+        out[name] = frozenset(found)
+    return frozen_map(out)
+
+
 def _load_types(f: _File) -> tuple[dict[str, Level], dict[str, ResourceType]]:
-    f.only(f.data, "", {"levels", "sections"})
+    f.only(f.data, "", {"levels", "sections", "subject_types"})
     levels: dict[str, Level] = {}
     for action, level in f.mapping(f.data.get("levels", {}), "levels").items():
         levels[f.text(action, "levels")] = f.level(level, f"levels.{action}")

@@ -3,12 +3,14 @@
 Invariants that keep it from ever serving a revoked permission:
 
 1. Every change event evicts what it names at once (subjects; members of changed groups
-   through a local reverse index; the whole tenant for imports and settings), in whatever
-   order events arrive. Evicting is always safe.
+   through a local reverse index; the tenant's held resource table for resource writes; the
+   whole tenant for imports and settings), in whatever order events arrive. Evicting is
+   always safe.
 2. `known_rev` advances only through contiguous revisions: the cache reflects every write up
    to `known_rev`. A missing event leaves a gap; the poller then drops the tenant's entries.
-3. An entry resolved at revision r is stored only if no event above r has been seen
-   (`r >= seen_rev`): otherwise an event that already passed might have been about it.
+3. An entry (or a resource table) read at revision r is stored only if no event above r has
+   been seen (`r >= seen_rev`): otherwise an event that already passed might have been
+   about it.
 4. A revision or generation that goes backwards, or the same revision with another stamp
    (a failover lost acknowledged writes), drops the tenant's entries.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 from groupgate.engine.profile import Profile
 from groupgate.model import Group, Settings, Subject
+from groupgate.store.held import Table
 
 log = logging.getLogger("groupgate.store.cache")
 
@@ -44,6 +47,10 @@ class TenantState:
     seen_rev: int = 0
     pending: dict[int, str] = field(default_factory=dict)
     behind_since: float | None = None
+    #: The held resource entities (None: not loaded; load them before deciding).
+    held: Table | None = None
+    #: Held ids per type, sorted (resource search), loaded with `held`.
+    held_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.seen_rev = max(self.seen_rev, self.known_rev)
@@ -135,10 +142,28 @@ class ProfileCache:
 
     def drop_tenant(self, tenant: str) -> None:
         self.flushes += 1
+        self.drop_resources(tenant)
         for key in [k for k in self.entries if k[0] == tenant]:
             del self.entries[key]
         for key in [k for k in self._by_group if k[0] == tenant]:
             del self._by_group[key]
+
+    def drop_resources(self, tenant: str) -> None:
+        state = self.tenants.get(tenant)
+        if state is not None:
+            state.held = None
+            state.held_ids = {}
+
+    def put_resources(
+        self, tenant: str, table: Table, ids: dict[str, tuple[str, ...]], rev: int
+    ) -> bool:
+        """Keep a resource table loaded at `rev` unless a later event may concern it."""
+        state = self.tenants.get(tenant)
+        if state is None or rev < state.seen_rev:
+            return False
+        state.held = table
+        state.held_ids = ids
+        return True
 
     # ----------------------------------------------------------------- revisions
 
@@ -158,6 +183,7 @@ class ProfileCache:
         subjects: Iterable[str],
         groups: Iterable[str],
         everything: bool,
+        resources: bool = False,
     ) -> None:
         """Apply one change event (invariants 1 and 2)."""
         if everything:
@@ -165,6 +191,8 @@ class ProfileCache:
         else:
             self.evict_subjects(tenant, subjects)
             self.evict_groups(tenant, groups)
+            if resources:
+                self.drop_resources(tenant)
         state = self.tenants.get(tenant)
         if state is None or rev <= state.known_rev:
             return

@@ -18,6 +18,7 @@ from groupgate.model import (
     Money,
     PurchaseDecision,
     Resource,
+    SubjectKind,
 )
 
 
@@ -139,6 +140,22 @@ class Decider(Protocol):
         """Subjects of the tenant in id order, starting after `after` (for AuthZEN search)."""
         ...
 
+    async def subject_kinds(
+        self, tenant: str, subjects: list[str], *, min_revision: int | None = None
+    ) -> list[SubjectKind | None]:
+        """The kind of each subject, in order (None: no such subject)."""
+        ...
+
+    async def held_ids(
+        self, tenant: str, type_id: str, *, min_revision: int | None = None
+    ) -> tuple[str, ...]:
+        """Ids of the resource entities of `type_id` groupgate holds, sorted."""
+        ...
+
+    async def company_ids(self, tenant: str) -> tuple[str, ...]:
+        """Every company id of the tenant, sorted."""
+        ...
+
     async def revision(self, tenant: str) -> int: ...
 
     async def tenants(self) -> list[str]: ...
@@ -177,3 +194,11 @@ class Admin(Protocol):
         ...
 
     async def delete_tenant(self, tenant: str) -> int: ...
+    async def put_resource(self, tenant: str, document: Any) -> int:
+        """Create or replace a held resource entity `{"type", "id", "attributes"}`."""
+        ...
+
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int: ...
+    async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
+        """Return a held resource entity as `{"type", "id", "attributes"}`."""
+        ...

@@ -19,6 +19,8 @@ atomically, on one Redis or on a Cluster.
     gg:{t}:<gen>:cgroups:<id>   SET    ids of the groups bound to the company
     gg:{t}:<gen>:vendors        SET    every vendor id
     gg:{t}:<gen>:vendor:<id>    STRING JSON of the vendor
+    gg:{t}:<gen>:rtypes         SET    resource types of which the tenant holds entities
+    gg:{t}:<gen>:resources:<type>  HASH  resource id -> JSON of its attributes (held entities)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
@@ -117,6 +119,14 @@ class Gen:
 
     def vendor(self, vendor_id: str) -> str:
         return self.base + "vendor:" + vendor_id
+
+    def rtypes(self) -> str:
+        return self.base + "rtypes"
+
+    def resources(self, type_id: str) -> str:
+        """The held entities of one resource type (`resources("")` is the prefix the
+        LOAD_RESOURCES script appends a type to)."""
+        return self.base + "resources:" + type_id
 
 
 #: Keys relative to the current generation, for `Graphs.read` (see `Gen.relative`).

@@ -40,6 +40,8 @@ class Ops:
     subjects: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     everything: bool = False
+    #: The write changes held resource entities (sidecars reload their resource table).
+    resources: bool = False
 
     def add(self, command: str, key: str, *args: Any) -> None:
         self.args += [command, key, len(args), *args]
@@ -59,6 +61,7 @@ class Graphs:
         self._read = client.register_script(scripts.READ)
         self._cas = client.register_script(scripts.CAS)
         self._meta = client.register_script(scripts.META)
+        self._resources = client.register_script(scripts.LOAD_RESOURCES)
 
     async def meta(self, tenant: str) -> tuple[int, str, str] | None:
         """Return (rev, gen, stamp) of a tenant, or None if it does not exist."""
@@ -88,6 +91,22 @@ class Graphs:
             link_map = {_text(links[i]): _text(links[i + 1]) for i in range(0, len(links), 2)}
             values.append((subject, link_map, [_text(g) for g in ids], groups))
         return Snapshot(int(rev or 0), _text(gen), _text(stamp), values), settings or b""
+
+    async def resources(self, tenant: str) -> tuple[Snapshot, dict[str, dict[str, bytes]]] | None:
+        """Every held resource entity of a tenant, `{type: {id: json}}`, atomically; None
+        when the tenant does not exist."""
+        rel = keys.RELATIVE
+        raw = await self._resources(
+            keys=[keys.meta(tenant)],
+            args=[keys.tenant_prefix(tenant), rel.rtypes(), rel.resources("")],
+        )
+        if not raw or raw[0] is None:
+            return None
+        found: dict[str, dict[str, bytes]] = {}
+        for i in range(3, len(raw), 2):
+            flat = raw[i + 1]
+            found[_text(raw[i])] = {_text(flat[k]): flat[k + 1] for k in range(0, len(flat), 2)}
+        return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.
@@ -119,13 +138,15 @@ class Graphs:
         return int(new_rev)
 
     async def publish(self, tenant: str, rev: int, stamp: str, ops: Ops) -> None:
-        event = {
+        event: dict[str, Any] = {
             "rev": rev,
             "stamp": stamp,
             "subjects": sorted(ops.subjects),
             "groups": sorted(ops.groups),
             "all": ops.everything,
         }
+        if ops.resources:
+            event["resources"] = True
         await self.client.publish(keys.channel(tenant), orjson.dumps(event))
 
     async def next_gen(self, tenant: str) -> str:

@@ -38,9 +38,26 @@ end
 return out
 """
 
+# Every resource entity the tenant holds, for the in-process table. One round trip.
+# ARGV: tenant prefix, the `rtypes` suffix, the `resources:` suffix prefix.
+# Returns {rev, gen, stamp, type, {id, json, ...}, type, {...}, ...}; {false}: no tenant.
+LOAD_RESOURCES = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then return {false} end
+local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
+local base = ARGV[1] .. gen .. ':'
+local out = {rev, gen, stamp}
+for _, t in ipairs(redis.call('SMEMBERS', base .. ARGV[2])) do
+  out[#out + 1] = t
+  out[#out + 1] = redis.call('HGETALL', base .. ARGV[3] .. t)
+end
+return out
+"""
+
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
-# Commands: GET, SMEMBERS, HGETALL, HGET, ZRANGEBYLEX, SISMEMBER, EXISTS.
+# Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS.
 # Returns {rev, gen, stamp, result...}; {false} when the tenant does not exist.
 READ = """
 local rev = redis.call('HGET', KEYS[1], 'rev')

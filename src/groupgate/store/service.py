@@ -39,10 +39,11 @@ from groupgate.model import (
     Money,
     Resource,
     Settings,
+    SubjectKind,
     new_tuple,
     predefined_group_id,
 )
-from groupgate.store import codec, keys
+from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
 from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
 from groupgate.store.ops import Client, Graphs, pairs, text
@@ -189,6 +190,11 @@ class GraphService:
         explain: bool = False,
     ) -> Answer:
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
+        table = await self._held(tenant, min_revision)  # loaded once: `check_cached` needs it
+        if table and resource.id is not None:
+            found = table.get((resource.type, resource.id))
+            if found is not None:
+                resource = found.merge(resource)
         if explain:
             return Answer(self._explain(entry, subject, action, resource), rev, stale)
         return Answer(_decide(entry, subject, action, resource), rev, stale)
@@ -196,10 +202,17 @@ class GraphService:
     def check_cached(
         self, tenant: str, subject: str, action: str, resource: Resource
     ) -> Answer | None:
-        cached = self._cached(tenant, subject, None)
+        cached = self._lookup(tenant, subject, None)
         if cached is None:
             return None
-        entry, rev, stale = cached
+        entry, rev, stale, table = cached
+        if resource.id is not None and table is not None:
+            if table:
+                found = table.get((resource.type, resource.id))
+                if found is not None:
+                    resource = found.merge(resource)
+        elif resource.id is not None:
+            return None  # the held resources are not loaded: `check` loads them
         return new_tuple(Answer, (_decide(entry, subject, action, resource), rev, stale))
 
     async def check_many(
@@ -212,9 +225,14 @@ class GraphService:
     ) -> list[Answer]:
         wanted = {sid for sid, _, _ in items}
         entries = await self._entries(tenant, wanted, min_revision)
+        table = await self._held(tenant, min_revision)
         answers: list[Answer] = []
         for sid, action, resource in items:
             entry, rev, stale = entries[sid]
+            if table and resource.id is not None:
+                found = table.get((resource.type, resource.id))
+                if found is not None:
+                    resource = found.merge(resource)
             if explain:
                 decision = self._explain(entry, sid, action, resource)
             else:
@@ -299,6 +317,73 @@ class GraphService:
             )
         return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
 
+    # ------------------------------------------------------------------ held resources
+
+    async def _held(self, tenant: str, min_revision: int | None) -> held.Table:
+        """The tenant's held resource table: the in-process one, else loaded in one call."""
+        state = self.cache.tenants.get(tenant)
+        if (
+            state is not None
+            and state.held is not None
+            and (min_revision is None or state.known_rev >= min_revision)
+        ):
+            return state.held
+        table, _ = await self._load_held(tenant, min_revision)
+        return table
+
+    async def _load_held(
+        self, tenant: str, min_revision: int | None
+    ) -> tuple[held.Table, dict[str, tuple[str, ...]]]:
+        found = await self._guard(self.graphs.resources(tenant))
+        if found is None:
+            self.cache.tenants.pop(tenant, None)
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap, raw = found
+        if min_revision is not None and snap.rev < min_revision:
+            raise Conflict(
+                f"revision {min_revision} not reached: the store is at {snap.rev} "
+                "(a token from another store, or writes lost in a failover)"
+            )
+        self.cache.observe(tenant, snap.rev, snap.gen, snap.stamp)
+        table: held.Table = {}
+        ids: dict[str, tuple[str, ...]] = {}
+        for type_id, entities in raw.items():
+            ids[type_id] = tuple(sorted(entities))
+            for resource_id, value in entities.items():
+                table[type_id, resource_id] = held.load(value)
+        self.cache.put_resources(tenant, table, ids, snap.rev)
+        return table, ids
+
+    async def held_ids(
+        self, tenant: str, type_id: str, *, min_revision: int | None = None
+    ) -> tuple[str, ...]:
+        """Ids of the held entities of `type_id`, sorted (empty: none held)."""
+        state = self.cache.tenants.get(tenant)
+        if (
+            state is not None
+            and state.held is not None
+            and (min_revision is None or state.known_rev >= min_revision)
+        ):
+            return state.held_ids.get(type_id, ())
+        _, ids = await self._load_held(tenant, min_revision)
+        return ids.get(type_id, ())
+
+    async def company_ids(self, tenant: str) -> tuple[str, ...]:
+        """Every company id of the tenant, sorted."""
+        snap = await self._guard(self.graphs.read(tenant, ("HGETALL", "parents", ())))
+        return tuple(sorted(pairs(snap.values[0])))
+
+    async def subject_kinds(
+        self, tenant: str, subjects: list[str], *, min_revision: int | None = None
+    ) -> list[SubjectKind | None]:
+        """The kind of each subject, in order (None: no such subject)."""
+        entries = await self._entries(tenant, set(subjects), min_revision)
+        out: list[SubjectKind | None] = []
+        for sid in subjects:
+            subject = entries[sid][0].subject
+            out.append(None if subject is None else subject.kind)
+        return out
+
     # ------------------------------------------------------------------ cache and resolve
 
     async def _entry(
@@ -314,6 +399,13 @@ class GraphService:
         self, tenant: str, subject: str, min_revision: int | None
     ) -> tuple[Entry, int, bool] | None:
         """The cached entry with its revision and staleness flag, or None: ask the store."""
+        found = self._lookup(tenant, subject, min_revision)
+        return None if found is None else found[:3]
+
+    def _lookup(
+        self, tenant: str, subject: str, min_revision: int | None
+    ) -> tuple[Entry, int, bool, held.Table | None] | None:
+        """`_cached`, with the tenant's held resource table (None: not loaded)."""
         state = self.cache.tenants.get(tenant)
         if state is None or (min_revision is not None and state.known_rev < min_revision):
             return None
@@ -322,13 +414,13 @@ class GraphService:
             return None
         age = time.monotonic() - self._last_ok
         if age <= self.stale_after:
-            return entry, state.known_rev, False
+            return entry, state.known_rev, False, state.held
         if age > self.max_staleness:
             raise StoreUnavailable(
                 f"store unreachable for {age:.0f}s "
                 f"(bound {self.max_staleness:.0f}s): failing closed"
             )
-        return entry, state.known_rev, True
+        return entry, state.known_rev, True, state.held
 
     async def _entries(
         self, tenant: str, subjects: Collection[str], min_revision: int | None
@@ -475,6 +567,7 @@ class GraphService:
             event.get("subjects") or (),
             event.get("groups") or (),
             bool(event.get("all")),
+            bool(event.get("resources")),
         )
 
     async def _poll(self) -> None:
@@ -585,6 +678,21 @@ class GraphService:
 
     async def delete_tenant(self, tenant: str) -> int:
         return await self._guard(self.writer.delete_tenant(tenant))
+
+    async def put_resource(self, tenant: str, document: Any) -> int:
+        return await self._guard(self.writer.put_resource(tenant, document))
+
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int:
+        return await self._guard(self.writer.delete_resource(tenant, type_id, resource_id))
+
+    async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
+        rel = keys.RELATIVE
+        snap = await self._guard(
+            self.graphs.read(tenant, ("HGET", rel.resources(type_id), (resource_id,)))
+        )
+        if not snap.values[0]:
+            raise NotFound(f"unknown resource {type_id}/{resource_id}")
+        return held.document(type_id, resource_id, snap.values[0])
 
     async def get_entity(self, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
         rel = keys.RELATIVE

@@ -32,7 +32,7 @@ from groupgate.model import (
     predefined_group_id,
     vendor_group_id,
 )
-from groupgate.store import codec, keys
+from groupgate.store import codec, held, keys
 from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
 
 MAX_ATTEMPTS = 50
@@ -392,6 +392,41 @@ class Writer:
 
         return await self._retry(attempt)
 
+    # ------------------------------------------------------------------ held resources
+
+    async def put_resource(self, tenant: str, document: Any) -> int:
+        """Create or replace a held resource entity `{"type", "id", "attributes"}`."""
+        entity = rules.parse_resource(document, "resource", self.catalog)
+
+        async def attempt() -> int | None:
+            snap = await self.graphs.read(tenant)
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(resources=True)
+            ops.add("HSET", g.resources(entity.type), entity.id, held.dump(entity))
+            ops.add("SADD", g.rtypes(), entity.type)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int:
+        async def attempt() -> int | None:
+            rel = keys.RELATIVE
+            snap = await self.graphs.read(
+                tenant,
+                ("HEXISTS", rel.resources(type_id), (resource_id,)),
+                ("HLEN", rel.resources(type_id), ()),
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown resource {type_id}/{resource_id}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops(resources=True)
+            ops.add("HDEL", g.resources(type_id), resource_id)
+            if int(snap.values[1]) <= 1:
+                ops.add("SREM", g.rtypes(), type_id)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
     # ------------------------------------------------------------------ settings, tenants
 
     async def put_settings(self, tenant: str, document: Any) -> int:
@@ -515,6 +550,11 @@ class Writer:
             await flush()
         if batch:
             pipe.zadd(g.subjects(), dict.fromkeys(batch, 0))
+        for entity in graph.resources.values():
+            pipe.hset(g.resources(entity.type), entity.id, held.dump(entity))
+            pipe.sadd(g.rtypes(), entity.type)
+            count += 2
+            await flush()
         for gid, ids in members.items():
             for i in range(0, len(ids), IMPORT_BATCH):
                 pipe.sadd(g.members(gid), *ids[i : i + IMPORT_BATCH])
@@ -530,7 +570,9 @@ class Writer:
         groups = [text(s) for s in await client.smembers(g.groups())]
         companies = [text(s) for s in await client.hkeys(g.parents())]
         vendors = [text(s) for s in await client.smembers(g.vendors())]
+        rtypes = [text(s) for s in await client.smembers(g.rtypes())]
         names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
+        names += [g.rtypes(), *[g.resources(t) for t in rtypes]]
         names += [k for s in subjects for k in (g.subject(s), g.links(s))]
         names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
         names += [k for c in companies for k in (g.company(c), g.cgroups(c))]
