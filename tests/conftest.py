@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from typing import ParamSpec, Protocol, TypeVar
 
 import pytest
 import redis
@@ -104,47 +105,42 @@ def redis_cluster() -> Iterator[RedisCluster]:
         cluster.stop()
 
 
-@pytest.fixture
-def nginx_factory() -> Iterator[Callable[[str, int], Nginx]]:
-    """Yield `start(conf, port) -> Nginx`; every nginx started is stopped at teardown."""
-    started: list[Nginx] = []
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
-    def start(conf: str, port: int) -> Nginx:
-        server = Nginx(conf, port)
+
+S = TypeVar("S", bound=Stoppable)
+P = ParamSpec("P")
+
+
+def _servers(make: Callable[P, S]) -> Iterator[Callable[P, S]]:
+    """Yield a function that starts servers with `make`; every one started is stopped after."""
+    started: list[S] = []
+
+    def start(*args: P.args, **kwargs: P.kwargs) -> S:
+        server = make(*args, **kwargs)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def nginx_factory() -> Iterator[Callable[[str, int], Nginx]]:
+    """Yield `start(conf, port) -> Nginx`; every nginx started is stopped at teardown."""
+    yield from _servers(Nginx)
 
 
 @pytest.fixture
 def caddy_factory() -> Iterator[Callable[[str, int], Caddy]]:
     """Yield `start(caddyfile, port) -> Caddy`; every Caddy started is stopped at teardown."""
-    started: list[Caddy] = []
-
-    def start(caddyfile: str, port: int) -> Caddy:
-        server = Caddy(caddyfile, port)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    yield from _servers(Caddy)
 
 
 @pytest.fixture
 def haproxy_factory() -> Iterator[Callable[[str, int, Mapping[str, str]], HAProxy]]:
     """Yield `start(config, port, files) -> HAProxy` (`files`: name -> text, written beside
     the config); every HAProxy started is stopped at teardown."""
-    started: list[HAProxy] = []
-
-    def start(config: str, port: int, files: Mapping[str, str]) -> HAProxy:
-        server = HAProxy(config, port, files)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    yield from _servers(HAProxy)
