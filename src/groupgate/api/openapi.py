@@ -76,7 +76,8 @@ PROBLEMS: dict[str, Problem] = {
     "duplicate-header": Problem(
         400,
         "duplicate-header",
-        "Authorization, X-Groupgate-Key or X-Groupgate-Min-Revision sent more than once",
+        "a header that must appear once came more than once (Authorization, "
+        "X-Groupgate-Key, X-Groupgate-Min-Revision; X-Groupgate-Tenant on AuthZEN)",
     ),
     "unauthorized": Problem(401, "unauthorized", "missing or invalid credential"),
     "forbidden": Problem(403, "forbidden", "the credential is bound to another tenant"),
@@ -759,14 +760,20 @@ def _with_id(name: str) -> dict[str, Any]:
 
 
 ADMIN_SCHEMAS: dict[str, Any] = {
+    # Under `allOf`: the Purchase schema's `amount` stays the one top-level `amount` property
+    # (tests/api/test_hostile.py finds the amount syntax there).
     "Money": {
-        "type": "object",
-        "required": ["amount", "currency"],
-        "additionalProperties": False,
-        "properties": {
-            "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        },
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+            }
+        ]
     },
     "Settings": {
         "type": "object",
