@@ -127,14 +127,14 @@ def test_admin_writes_have_body_schemas() -> None:
 def test_gateway_contract() -> None:
     for path in ("/v1/gateway/auth", "/auth", "/v1/gateway/envoy/{path}"):
         item = DOC["paths"][path]
-        assert "forward_auth" in item["description"]
-        headers = {p["name"] for p in item["parameters"] if p["in"] == "header"}
-        assert "X-Groupgate-Min-Revision" in headers
-        if path != "/v1/gateway/envoy/{path}":
-            assert {"X-Original-Method", "X-Original-URI"} <= headers
-            assert {"X-Forwarded-Method", "X-Forwarded-Uri"} <= headers
         for method in ANY:
             op = item[method]
+            assert "forward_auth" in op["description"]
+            headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+            assert "X-Groupgate-Min-Revision" in headers
+            if path != "/v1/gateway/envoy/{path}":
+                assert {"X-Original-Method", "X-Original-URI"} <= headers
+                assert {"X-Forwarded-Method", "X-Forwarded-Uri"} <= headers
             assert {"subjectJwt": []} in op["security"]
             answers = responses_of(path, method)
             assert set(answers["200"]["headers"]) == {"X-Groupgate-Subject", "X-Groupgate-Tenant"}

@@ -1088,10 +1088,11 @@ def operation(op: Op, method: str) -> dict[str, Any]:
         "summary": op.summary,
         "responses": responses,
     }
-    if not gateway:  # the gateway's are on its path item, shared by every method
-        params = [*_parameters(op.path), *(_header(name) for name in op.headers)]
-        if params:
-            found["parameters"] = params
+    if gateway:
+        found["description"] = GATEWAY_CONTRACT
+    params = [*_parameters(op.path), *(_header(name) for name in op.headers)]
+    if params:
+        found["parameters"] = params
     if op.request is not None:
         found["requestBody"] = _request_body(op)
     security = _security(op)
@@ -1106,10 +1107,6 @@ def document() -> dict[str, Any]:
     for op in OPERATIONS:
         for method in op.methods:
             paths.setdefault(op.path, {})[method] = operation(op, method)
-        if op.methods == ANY:
-            item = paths[op.path]
-            item["description"] = GATEWAY_CONTRACT
-            item["parameters"] = [*_parameters(op.path), *(_header(n) for n in op.headers)]
     return {
         "openapi": "3.1.0",
         "info": {
