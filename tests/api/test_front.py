@@ -166,3 +166,23 @@ async def test_malformed_http_is_a_problem_logged_without_a_traceback(
     assert status_of(answer) == 400
     assert problem_type(answer) == "urn:groupgate:problem:invalid-http"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_expect_follows_each_routes_body_limit(make_client: MakeClient) -> None:
+    client: TestClient[Any, Any] = await make_client(api_keys=KEY, max_body_bytes=2048)
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: pdp\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    for path, first in (
+        (b"/v1/admin/tenants/demo/import", b"HTTP/1.1 100 "),
+        (b"/v1/check", b"HTTP/1.1 413 "),
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        try:
+            writer.write(head % path)
+            # The import takes bodies up to max_import_bytes: it is told to send; a check's
+            # body over max_body_bytes is refused at once, without a 100.
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(first)
+        finally:
+            writer.close()

@@ -191,7 +191,10 @@ def create_app(config: Config, service: Service) -> web.Application:
     admin.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
-    front.use_expect_handler(app)
+    limits = config.limits
+    front.use_expect_handler(
+        app, {"admin.import_graph": limits.max_import_bytes}, limits.max_body_bytes
+    )
     for route in app.router.routes():
         if not problems.is_guarded(route.handler):
             raise RuntimeError(f"route {route.method} {route.resource} is not guarded")

@@ -10,15 +10,19 @@ same use cases as the main listener:
 | endpoint | use case |
 |---|---|
 | `POST /v1/check` | `native.answer` |
-| `POST /access/v1/evaluation` | `authzen.answer_evaluation` |
-| forward-auth (any method): `/v1/gateway/auth`, `/auth`, `/v1/gateway/envoy/...` | `forward_auth` |
+| `POST /access/v1/evaluation` | `authzen.evaluation_answer` |
+| forward-auth, any method: `/v1/gateway/auth`, `/auth`, `/v1/gateway/envoy/...` | `forward_auth` |
+
+Each use case answers at once when what it needs is cached, else returns an awaitable: only
+then does the listener start a task for the answer.
 
 Why a hand-written HTTP server rather than aiohttp's low-level `web.Server` (which skips
 routing and middleware but keeps aiohttp's request and response objects): answering the same
 `/v1/check` with the same `native.answer`, one core, wrk at 32 connections, five interleaved
 rounds on 2026-11-30, the medians were 19,500 req/s here against 12,933 for `web.Server`
-(1.5x) and 10,446 for the main listener. `python -m benchmarks http` times the low-level
-server beside the others (benchmarks/README.md, "Why the decision listener is hand-written").
+(1.5x) and 10,446 for the main listener; `python -m benchmarks http` times the low-level
+server beside the others in every run (1.87x and 1.69x in the two full runs of that day;
+benchmarks/README.md, "Why the decision listener is hand-written").
 
 Everything else stays on the main listener: any other path is a 404, another method on a
 served path a 405 with `Allow`. Authentication, tenant rules, body limits and JSON safety,

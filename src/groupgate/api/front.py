@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, cast
 
 from aiohttp import web
@@ -240,31 +240,38 @@ def _detail_of(exc: HttpProcessingError, status: int) -> str:
     return f"malformed HTTP request: {exc.message}"
 
 
-async def expect(request: web.Request) -> web.StreamResponse | None:
-    """Every route's `Expect` handler: the decision listener's rules (`http11`).
+ExpectHandler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse | None]]
+
+
+def expect_handler(limit: int) -> ExpectHandler:
+    """A route's `Expect` handler under its body `limit`: the decision listener's rules.
 
     `100-continue` is honoured only in HTTP/1.1, and not for a body over the limit, which
     gets its 413 at once; an empty `Expect` is ignored; any other value was refused before
     routing (`http_rules.head_problem`).
     """
-    if request.version < HttpVersion11 or not request.headers.get("Expect", "").strip():
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.version < HttpVersion11 or not request.headers.get("Expect", "").strip():
+            return None
+        length = request.content_length
+        if length is not None and length > limit:
+            if isinstance(request.protocol, FrontHandler):
+                request.protocol._lingering_time = 0.0  # the client awaits a 100: no body
+            return refusal_response(
+                413, f"body of {length} bytes exceeds the limit of {limit}", "too-large"
+            )
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
-    length = request.content_length
-    limit = request.app.front_limits_body if isinstance(request.app, FrontApplication) else None
-    if length is not None and limit is not None and length > limit:
-        if isinstance(request.protocol, FrontHandler):
-            request.protocol._lingering_time = 0.0  # the client waits for a 100: no body comes
-        return refusal_response(
-            413, f"body of {length} bytes exceeds the limit of {limit}", "too-large"
-        )
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    return None
+
+    return expect
 
 
-def use_expect_handler(app: web.Application) -> None:
-    """Install `expect` on every route of `app` (aiohttp takes it per route)."""
+def use_expect_handler(app: web.Application, limits: Mapping[str, int], default: int) -> None:
+    """Install `expect_handler` on every route of `app` (aiohttp takes it per route), under
+    the body limit of the route's name in `limits`, else `default`."""
     for route in app.router.routes():
-        route._expect_handler = expect
+        route._expect_handler = expect_handler(limits.get(route.name or "", default))
 
 
 def listener_limits(http: HttpLimits, max_body_bytes: int) -> http11.Limits:
@@ -331,7 +338,6 @@ with warnings.catch_warnings():
         """`web.Application` whose connections are served by `FrontServer`."""
 
         front_limits: HttpLimits = HttpLimits()
-        front_limits_body: int = 1024 * 1024
 
         def _make_handler(
             self,
@@ -359,5 +365,4 @@ def application(limits: HttpLimits, client_max_size: int) -> web.Application:
     """A new application served by the front under `limits`."""
     app = FrontApplication(client_max_size=client_max_size)
     app.front_limits = limits
-    app.front_limits_body = client_max_size
     return app
