@@ -115,9 +115,7 @@ class Decisions:
         self.state = state
 
     def refuse(self, status: int, detail: str, slug: str) -> http11.Response:
-        return http11.Response(
-            status, PROBLEM, problem_json(status, http11.reason(status), detail, slug)
-        )
+        return front.http_problem(status, detail, slug)
 
     def respond(
         self, request: http11.Request
@@ -223,13 +221,8 @@ class Decisions:
 
     def _problem(self, request: http11.Request, exc: Exception) -> http11.Response:
         if isinstance(exc, http11.Refusal):
-            extra = (b"Allow: POST",) if exc.status == 405 else ()
-            return http11.Response(
-                exc.status,
-                PROBLEM,
-                problem_json(exc.status, http11.reason(exc.status), exc.detail, exc.slug),
-                extra,
-            )
+            answer = front.http_problem(exc.status, exc.detail, exc.slug)
+            return answer._replace(headers=(b"Allow: POST",)) if exc.status == 405 else answer
         if isinstance(exc, GroupgateError):
             status = exc.status
             if status >= 500:

@@ -81,6 +81,13 @@ def refusal_response(status: int, detail: str, slug: str) -> web.Response:
     return response
 
 
+def http_problem(status: int, detail: str, slug: str) -> http11.Response:
+    """A problem as the HTTP front writes it (`http11.Response`)."""
+    return http11.Response(
+        status, PROBLEM, problem_json(status, http11.reason(status), detail, slug)
+    )
+
+
 def _refused(status: int, detail: str, slug: str) -> _Handler:
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         return refusal_response(status, detail, slug)
@@ -310,11 +317,12 @@ class FrontServer(Server):
     def __init__(self, handler: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
+        self.busy = http11.busy_answer(http_problem)
         self._sweeper = self._loop.create_task(self._sweep())
 
     def __call__(self) -> RequestHandler:
         if len(self._connections) >= self.limits.max_connections:
-            return cast(RequestHandler, http11.Busy())  # asyncio needs only a Protocol
+            return cast(RequestHandler, http11.Busy(self.busy))  # asyncio needs a Protocol
         return FrontHandler(self, loop=self._loop, **self._kwargs)
 
     async def _sweep(self) -> None:

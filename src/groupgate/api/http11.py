@@ -31,7 +31,7 @@ import asyncio
 import http
 import math
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from typing import NamedTuple, Protocol, cast
 
@@ -184,23 +184,18 @@ class Busy(asyncio.Protocol):
     instead of a reset.
     """
 
-    BODY = (
-        b'{"type":"urn:groupgate:problem:overloaded","title":"Service Unavailable",'
-        b'"status":503,"detail":"too many open connections; retry shortly"}'
-    )
+    DETAIL = "too many open connections; retry shortly"
+    SLUG = "overloaded"
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Response) -> None:
+        self.answer = answer  # the app's 503 (`busy_answer`)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        answer = self.answer
         self.transport.write(
-            closing_response(
-                503,
-                "application/problem+json",
-                self.BODY,
-                (b"Retry-After: %d" % RETRY_AFTER,),
-            )
+            closing_response(answer.status, answer.media, answer.body, answer.headers)
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -215,12 +210,19 @@ class Busy(asyncio.Protocol):
         return None
 
 
+def busy_answer(refuse: Callable[[int, str, str], Response]) -> Response:
+    """The 503 a connection past the cap gets, rendered by the app (`App.refuse`)."""
+    answer = refuse(503, Busy.DETAIL, Busy.SLUG)
+    return answer._replace(headers=(*answer.headers, b"Retry-After: %d" % RETRY_AFTER))
+
+
 class Listener:
     """The listening socket, its connections, the shared response head, the sweeper."""
 
     def __init__(self, app: App, limits: Limits) -> None:
         self.app = app
         self.limits = limits
+        self.busy = busy_answer(app.refuse)
         self.slots = {b"content-length": CONTENT_LENGTH, b"expect": EXPECT}
         for name in app.fields:
             self.slots[name] = len(self.slots)
@@ -241,7 +243,7 @@ class Listener:
 
     def _connection(self) -> asyncio.Protocol:
         if len(self.connections) >= self.limits.max_connections:
-            return Busy()
+            return Busy(self.busy)
         return Connection(self)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
