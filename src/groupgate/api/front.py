@@ -44,12 +44,9 @@ from aiohttp.web_server import Server
 
 from groupgate import log
 from groupgate.api import http11, http_rules
+from groupgate.api.http11 import HALF_CLOSED, SWEEP_INTERVAL, TIMED_OUT
 from groupgate.api.problems import PROBLEM, problem_json
 from groupgate.config import HttpLimits
-
-SWEEP_INTERVAL = 1.0
-TIMED_OUT = "the request was not completed in time"
-HALF_CLOSED = "the client closed its side before the request body was complete"
 
 _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -116,7 +113,12 @@ class FrontHandler(RequestHandler):
         self._max_msg_queue_size = front.limits.max_pipelined
         self._msg_queue_resume_size = max(1, front.limits.max_pipelined // 2)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.front.open_connections += 1
+        super().connection_made(transport)
+
     def connection_lost(self, exc: BaseException | None) -> None:
+        self.front.open_connections -= 1
         super().connection_lost(exc)
         # Drop what would keep this handler in a reference cycle (body stream, keep-alive
         # timer): freed now by reference counting, not at the next full collection.
@@ -222,6 +224,9 @@ class FrontHandler(RequestHandler):
         self.force_close()
 
 
+TOO_MANY_HEADERS = "Too many headers received"
+
+
 def _status_of(exc: HttpProcessingError, limits: HttpLimits) -> tuple[int, str]:
     if isinstance(exc, LineTooLong):
         # aiohttp says which limit was passed only by number: the request line's is set to
@@ -232,7 +237,7 @@ def _status_of(exc: HttpProcessingError, limits: HttpLimits) -> tuple[int, str]:
         return 431, "headers-too-large"
     if exc.code == 408:
         return 408, "timeout"
-    if "Too many headers" in exc.message or "too many headers" in exc.message.lower():
+    if exc.message == TOO_MANY_HEADERS:  # aiohttp's words for `max_headers` passed
         return 431, "headers-too-large"
     return 400, "invalid-http"
 
@@ -317,11 +322,14 @@ class FrontServer(Server):
     def __init__(self, handler: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
+        self.open_connections = 0
         self.busy = http11.busy_answer(http_problem)
         self._sweeper = self._loop.create_task(self._sweep())
 
     def __call__(self) -> RequestHandler:
-        if len(self._connections) >= self.limits.max_connections:
+        # Counted as they open and close: aiohttp forgets a closed connection only once its
+        # task has finished, which would refuse clients for connections already gone.
+        if self.open_connections >= self.limits.max_connections:
             return cast(RequestHandler, http11.Busy(self.busy))  # asyncio needs a Protocol
         return FrontHandler(self, loop=self._loop, **self._kwargs)
 
