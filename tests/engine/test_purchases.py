@@ -224,15 +224,17 @@ def test_a_requester_in_the_approval_group_never_approves_their_own_purchase(g: 
     assert "x2" not in result.approver_subjects
 
 
-def test_an_approval_group_with_only_the_requester_falls_back_to_the_standard_approvers(
+def test_an_approval_group_with_only_the_requester_leaves_no_customer_approver(
     g: Graph,
 ) -> None:
-    # r1 is the only member of c4-approvers: the company's buyers (b2) approve instead.
+    # SPEC section 5: r1 is the only member of c4-approvers, so c4-approvers still replaces
+    # the Buyers and Admins (who may not approve c4's purchases), and r1 never approves their
+    # own purchase: no customer approver is left, the merchant decides.
     result = buy(g, "r1", "c4", "10", currency="USD")
     assert result.decision == "approval_required"
-    assert result.rule == "requester_within_limit"
-    assert result.approver_groups == ("c4/buyer", "c4/admin")
-    assert result.approver_subjects == ("b2",)
+    assert result.rule == "requester_within_limit:approval_group"
+    assert result.approver_groups == ("c4-approvers",)
+    assert result.approver_subjects == ()
 
 
 def test_an_empty_approval_group_falls_back_to_the_standard_approvers() -> None:
