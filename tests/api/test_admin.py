@@ -196,3 +196,71 @@ async def test_admin_closed_without_keys_unless_opened(make_client: MakeClient) 
     opened = await make_client(admin_open=True)
     response = await opened.get("/v1/admin/tenants")
     assert response.status == 200
+
+
+async def test_approval_group_members_must_be_customers_of_the_company(admin: Client) -> None:
+    """SPEC section 5: refused with the entry named, through every admin write and import."""
+
+    async def stored(kind: str, entity: str) -> str:
+        response = await admin.get(f"{T}/{kind}/{entity}", headers=ADMIN)
+        return f"{response.status} {await response.text()}"
+
+    async def refused(response: Any, path: str) -> None:
+        assert response.status == 422, await response.text()
+        detail = (await response.json(content_type=None))["detail"]
+        assert path in detail and "not a customer of 'c-parent'" in detail, detail
+
+    group = {"name": "Approvers", "kind": "customer", "company": "c-parent"}
+    await revision(await admin.put(f"{T}/groups/p-approvers", json=group, headers=ADMIN))
+    # us-1 is a customer of c-us only (c-sub's customers are contacts of c-parent: UPWARD).
+    us = {"kind": "customer", "companies": {"c-us": ["buyer"]}}
+    await revision(await admin.put(f"{T}/subjects/us-1", json=us, headers=ADMIN))
+    await revision(
+        await admin.post(
+            f"{T}/subjects/us-1/memberships",
+            json={"group": "p-approvers"},
+            headers=ADMIN,
+        )
+    )
+    company = {"name": "Parent AG", "approval_group": "p-approvers"}
+    await refused(
+        await admin.put(f"{T}/companies/c-parent", json=company, headers=ADMIN),
+        "company.approval_group",
+    )
+    assert "p-approvers" not in await stored("companies", "c-parent")
+    await revision(await admin.delete(f"{T}/subjects/us-1/memberships/p-approvers", headers=ADMIN))
+    await revision(await admin.put(f"{T}/companies/c-parent", json=company, headers=ADMIN))
+    await refused(
+        await admin.post(
+            f"{T}/subjects/us-1/memberships",
+            json={"group": "p-approvers"},
+            headers=ADMIN,
+        ),
+        "membership.group",
+    )
+    outsider = {"kind": "customer", "companies": {"c-us": ["buyer"]}, "groups": ["p-approvers"]}
+    await refused(
+        await admin.put(f"{T}/subjects/outsider", json=outsider, headers=ADMIN),
+        "subject.groups[0]",
+    )
+    assert "p-approvers" not in await stored("subjects", "us-1")
+    assert (await stored("subjects", "outsider")).startswith("404")
+    # A customer of c-parent may join; so may one assigned in the same write.
+    await revision(
+        await admin.post(
+            f"{T}/subjects/cust-buyer/memberships", json={"group": "p-approvers"}, headers=ADMIN
+        )
+    )
+    inside = {"kind": "customer", "companies": {"c-parent": []}, "groups": ["p-approvers"]}
+    await revision(await admin.put(f"{T}/subjects/insider", json=inside, headers=ADMIN))
+
+    doc = {
+        "tenant": "fresh",
+        "companies": [{"id": "c-parent", "name": "P", "approval_group": "p-approvers"}],
+        "groups": [{"id": "p-approvers", **group}],
+        "subjects": [{"id": "x", "kind": "customer", "groups": ["p-approvers"]}],
+    }
+    response = await admin.post("/v1/admin/tenants/fresh/import", json=doc, headers=ADMIN)
+    await refused(response, "subjects[0].groups[0]")
+    response = await admin.get("/v1/admin/tenants", headers=ADMIN)
+    assert "fresh" not in (await response.json())["tenants"]

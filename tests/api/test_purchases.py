@@ -77,9 +77,10 @@ async def test_approval_group_replaces_standard_approvers(make_client: Any) -> N
     client = await make_client(documents=[acme("acme")])
     result = await purchase(client, "cust-1", "6200.00")
     assert result["decision"] == "approval_required"
-    # cust-1 is the only member of c-parent-approvers and may not approve their own purchase:
-    # the standard approvers (the admins) apply.
-    assert result["approvers"] == {"groups": ["c-parent/admin"], "subjects": ["cust-7"]}
+    # cust-1 is the only member of c-parent-approvers and may not approve their own purchase.
+    # SPEC section 5: the approval group still replaces the Admins (who may not approve
+    # c-parent's approvals), so no customer approver is left: the merchant decides.
+    assert result["approvers"] == {"groups": ["c-parent-approvers"], "subjects": []}
 
 
 async def test_currency_mismatch_is_an_error_never_an_allow(demo: Client) -> None:

@@ -8,15 +8,13 @@ consistency test of the two readings of SPEC section 1.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from groupgate.engine import check, compile_profile, evaluate, parse_graph
-from groupgate.engine.graph import members_of
+from groupgate.engine import approvers, check, compile_profile, evaluate, parse_graph
 from groupgate.model import (
     EXCLUSIVE_ROLES,
     Catalog,
@@ -24,7 +22,6 @@ from groupgate.model import (
     Graph,
     Money,
     Resource,
-    predefined_group_id,
 )
 from groupgate.policy import load_policy
 
@@ -62,10 +59,13 @@ def both(
     """Return (compiled decision, reference decision) for one check."""
     policy = policy or catalog()
     subj = g.subjects[subject]
-    profile = compile_profile(policy, subj, g.groups, g.settings, tenant=g.tenant)
+    active = approvers.active_approval_groups(g)
+    profile = compile_profile(
+        policy, subj, g.groups, g.settings, tenant=g.tenant, approval_groups=active
+    )
     return (
         check(profile, action, res),
-        evaluate(policy, subj, g.groups, g.settings, action, res),
+        evaluate(policy, subj, g.groups, g.settings, action, res, active),
     )
 
 
@@ -97,15 +97,8 @@ def purchase_roles(g: Graph, subject: str, company: str) -> frozenset[str]:
 
 
 def purchase_members(g: Graph, company: str) -> dict[str, frozenset[str]]:
-    """The company's admin, buyer and approval group members, keyed by group id."""
-    ids: Iterable[str] = [
-        predefined_group_id(company, "admin"),
-        predefined_group_id(company, "buyer"),
-    ]
-    approval = g.companies[company].approval_group
-    if approval is not None:
-        ids = [*ids, approval]
-    return {gid: members_of(g, gid) for gid in ids}
+    """The company's admin, buyer and approval group members who may approve, by group id."""
+    return approvers.purchase_members(g, company)
 
 
 def money(amount: str, currency: str = "EUR") -> Money:

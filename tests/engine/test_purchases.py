@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from groupgate.engine import evaluate_purchase
+from groupgate.engine import approvers, evaluate_purchase
 from groupgate.model import Graph, PurchaseDecision
 
 from .helpers import graph, money, purchase_members, purchase_roles
@@ -224,15 +224,17 @@ def test_a_requester_in_the_approval_group_never_approves_their_own_purchase(g: 
     assert "x2" not in result.approver_subjects
 
 
-def test_an_approval_group_with_only_the_requester_falls_back_to_the_standard_approvers(
+def test_an_approval_group_with_only_the_requester_leaves_no_customer_approver(
     g: Graph,
 ) -> None:
-    # r1 is the only member of c4-approvers: the company's buyers (b2) approve instead.
+    # SPEC section 5: r1 is the only member of c4-approvers, so c4-approvers still replaces
+    # the Buyers and Admins (who may not approve c4's purchases), and r1 never approves their
+    # own purchase: no customer approver is left, the merchant decides.
     result = buy(g, "r1", "c4", "10", currency="USD")
     assert result.decision == "approval_required"
-    assert result.rule == "requester_within_limit"
-    assert result.approver_groups == ("c4/buyer", "c4/admin")
-    assert result.approver_subjects == ("b2",)
+    assert result.rule == "requester_within_limit:approval_group"
+    assert result.approver_groups == ("c4-approvers",)
+    assert result.approver_subjects == ()
 
 
 def test_an_empty_approval_group_falls_back_to_the_standard_approvers() -> None:
@@ -254,3 +256,68 @@ def test_an_empty_approval_group_falls_back_to_the_standard_approvers() -> None:
     result = buy(graph(doc), "b", "c", "2")
     assert result.rule == "buyer_over_limit"
     assert result.approver_groups == ("c/admin",) and result.approver_subjects == ("a",)
+
+
+# --------------------------------------------------------------------------- SPEC section 5
+
+
+def test_a_subsidiary_without_a_limit_uses_its_nearest_ancestors() -> None:
+    doc = {
+        "companies": [
+            {"id": "top", "name": "Top", "account_limit": {"amount": "1000", "currency": "EUR"}},
+            {"id": "mid", "name": "Mid", "parent": "top"},
+            {"id": "low", "name": "Low", "parent": "mid"},
+            {
+                "id": "own",
+                "name": "Own",
+                "parent": "top",
+                "account_limit": {"amount": "10", "currency": "EUR"},
+            },
+        ],
+        "subjects": [
+            {"id": "a", "kind": "customer", "companies": {"low": ["admin"]}},
+            {"id": "b", "kind": "customer", "companies": {"low": ["buyer"], "own": ["buyer"]}},
+        ],
+    }
+    g = graph(doc)
+
+    def buy_in(subject: str, company: str, amount: str, currency: str = "EUR") -> PurchaseDecision:
+        return evaluate_purchase(
+            subject,
+            g.companies[company],
+            purchase_roles(g, subject, company),
+            purchase_members(g, company),
+            money(amount, currency),
+            ancestors=approvers.company_ancestors(company, g.companies),
+        )
+
+    within = buy_in("b", "low", "1000")
+    assert within.decision == "allow" and within.rule == "buyer_within_limit"
+    assert within.limit == money("1000")
+    over = buy_in("b", "low", "1000.01")
+    assert over.rule == "buyer_over_limit" and over.approver_subjects == ("a",)
+    # Its own limit wins over the ancestor's; the inherited limit's currency still holds.
+    assert buy_in("b", "own", "11").rule == "buyer_over_limit"
+    assert buy_in("b", "low", "1", currency="USD").rule == "currency_mismatch"
+    # Without ancestors given, a company without a limit has none.
+    assert buy(g, "b", "low", "5000").rule == "buyer_no_limit"
+
+
+def test_a_read_only_linked_admin_is_no_approver() -> None:
+    doc = {
+        "companies": [
+            {"id": "c", "name": "C", "account_limit": {"amount": "1", "currency": "EUR"}}
+        ],
+        "subjects": [
+            {
+                "id": "a-ro",
+                "kind": "customer",
+                "groups": [{"group": "c/admin", "permission": "ro"}],
+            },
+            {"id": "a", "kind": "customer", "companies": {"c": ["admin"]}},
+            {"id": "b", "kind": "customer", "companies": {"c": ["buyer"]}},
+        ],
+    }
+    result = buy(graph(doc), "b", "c", "2")
+    assert result.approver_groups == ("c/admin",)
+    assert result.approver_subjects == ("a",)

@@ -363,6 +363,24 @@ def test_an_approval_group_must_be_a_custom_customer_group_of_the_company() -> N
     assert refused(with_approval_group("c1/admin")).path == "companies[0].approval_group"
 
 
+def test_an_approval_group_member_must_be_a_customer_of_the_company() -> None:
+    doc = with_approval_group("c1-approvers")
+    members = [
+        {"id": "in-c1", "kind": "customer", "companies": {"c1": []}, "groups": ["c1-approvers"]},
+        {"id": "buyer-c1", "kind": "customer", "groups": ["c1/buyer", "c1-approvers"]},
+    ]
+    assert graph({**doc, "subjects": members}).subjects["in-c1"]
+    # In c2 only (or in no company at all): refused, naming the entry and the membership.
+    for outsider in (
+        {"id": "x", "kind": "customer", "companies": {"c2": ["admin"]}, "groups": ["c1-approvers"]},
+        {"id": "x", "kind": "customer", "groups": ["c1-approvers"]},
+    ):
+        error = refused({**doc, "subjects": [*members, outsider]})
+        assert error.path == "subjects[2].groups[0]"
+        assert "'x' is in 'c1-approvers', the approval group of 'c1'" in str(error)
+        assert "not a customer of 'c1'" in str(error)
+
+
 def test_an_unknown_approval_group_is_refused() -> None:
     error = refused(with_approval_group("nope"))
     assert error.path == "companies[0].approval_group"

@@ -251,10 +251,15 @@ async def test_purchases_read_the_store(open_service: Opener, tenant: str) -> No
     assert within.result.decision == "allow"
     over = await service.purchase(tenant, "cust-1", "c-parent", eur("6200.00"))
     assert over.result.decision == "approval_required"
-    assert over.result.approver_subjects == ("cust-7",)
-    rev = await service.put_subject(
-        tenant, {"id": "cust-9", "kind": "customer", "groups": ["c-parent-approvers"]}
-    )
+    # cust-1 alone is in c-parent-approvers, which still replaces the Admins (SPEC section 5):
+    # nobody approves their own purchase, so no customer approver is left.
+    assert over.result.approver_groups == ("c-parent-approvers",)
+    assert over.result.approver_subjects == ()
+    # An approval group member must be a customer of the company (SPEC section 5).
+    cust_9 = {"id": "cust-9", "kind": "customer", "groups": ["c-parent-approvers"]}
+    with pytest.raises(GraphError, match="not a customer of 'c-parent'"):
+        await service.put_subject(tenant, cust_9)
+    rev = await service.put_subject(tenant, {**cust_9, "companies": {"c-parent": []}})
     over = await service.purchase(tenant, "cust-1", "c-parent", eur("6200.00"), min_revision=rev)
     assert over.result.approver_groups == ("c-parent-approvers",)
     assert over.result.approver_subjects == ("cust-9",)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from groupgate.engine.approvers import check_approval_member
 from groupgate.errors import GraphError
 from groupgate.model import (
     EMPTY,
@@ -677,6 +678,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         subjects[subject.id] = expand_memberships(
             subject, shorthand, groups, parents, settings, path
         )
+    check_approval_members(companies, groups, subjects)
     resources: dict[tuple[str, str], ResourceEntity] = {}
     for i, item in enumerate(_list(body.get("resources") or [], "resources")):
         entity = parse_resource(item, f"resources[{i}]", catalog)
@@ -702,6 +704,27 @@ def check_approval_group(company: Company, groups: Mapping[str, Group], path: st
         raise GraphError(path, f"unknown group {company.approval_group!r}")
     if group.kind is not GroupKind.CUSTOMER or group.company != company.id or group.predefined:
         raise GraphError(path, f"{group.id!r} is not a custom customer group of {company.id!r}")
+
+
+def check_approval_members(
+    companies: Mapping[str, Company], groups: Mapping[str, Group], subjects: Mapping[str, Subject]
+) -> None:
+    """Every member of a company's approval group is a customer of that company."""
+    approval = {c.approval_group: c.id for c in companies.values() if c.approval_group}
+    for i, subject in enumerate(subjects.values()):
+        for j, link in enumerate(subject.memberships):
+            company = approval.get(link.group)
+            if company is None:
+                continue
+            owners = {m.group: _owner(m.group, groups) for m in subject.memberships}
+            check_approval_member(
+                subject.id, company, link.group, owners, f"subjects[{i}].groups[{j}]"
+            )
+
+
+def _owner(group_id: str, groups: Mapping[str, Group]) -> str | None:
+    group = groups.get(group_id)
+    return group.company if group is not None else None
 
 
 def check_default_group(group: Group | None, group_id: str, path: str) -> None:

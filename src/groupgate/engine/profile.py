@@ -25,8 +25,10 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
+from groupgate.engine.approvers import APPROVALS, APPROVE, REPLACED_ROLES, approves_through
 from groupgate.model import (
     EMPTY,
     Catalog,
@@ -42,9 +44,12 @@ from groupgate.model import (
 )
 
 Getter = Callable[[Resource], Any]
+EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 #: One clause: it holds when some (path, getter, values) finds the attribute among the values.
 Clause = tuple[tuple[str, Getter, frozenset[Any]], ...]
 Key = tuple[str, str]
+#: A fragment's memo key: group identity, link level, approve replaced by an approval group.
+MemoKey = tuple[int, str | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +153,11 @@ def subject_companies(pairs: Iterable[tuple[Membership, Group]]) -> frozenset[st
 def group_grants(
     link: Membership, group: Group
 ) -> tuple[dict[str, Level], dict[str, list[tuple[str, str | None]]]]:
-    """Return the group's levels and named actions as seen through the link's permission."""
-    if link.level is None:
+    """Return the group's levels and named actions as seen through the link's permission.
+
+    A link never widens a predefined group (SPEC section 5): `rw` means its own grants.
+    """
+    if link.level is None or (link.level == "rw" and group.predefined):
         levels = dict(group.access)
     elif link.level == "ro":
         levels = {t: min(lv, Level.READ) for t, lv in group.access.items() if lv}
@@ -173,7 +181,7 @@ class ProfileCompiler:
     def __init__(self, catalog: Catalog, memo_size: int = 20_000) -> None:
         self.catalog = catalog
         self._memo_size = memo_size
-        self._memo: OrderedDict[tuple[int, str | None], tuple[Group, Fragment]] = OrderedDict()
+        self._memo: OrderedDict[MemoKey, tuple[Group, Fragment]] = OrderedDict()
         self._dependents: dict[str, list[str]] = {}
         for rtype in catalog.types.values():
             if rtype.parent is not None:
@@ -191,13 +199,28 @@ class ProfileCompiler:
         *,
         tenant: str = "",
         revision: int = 0,
+        approval_groups: Mapping[str, str] = EMPTY_MAP,
     ) -> Profile:
+        """Compile the subject's profile.
+
+        `approval_groups` maps each company whose approval group has an approver to that
+        group (`approvers.active_approval_groups`): its members approve the company's
+        purchases, its Admins and Buyers do not.
+        """
         pairs = effective_groups(subject, groups, settings)
         companies = subject_companies(pairs)
         allows: dict[Key, Rule] = {}
         guarded: dict[Key, list[Guard]] = {}
         for link, group in pairs:
-            fragment = self.fragment(group, link.level)
+            replaced = replaced_approver(group, approval_groups)
+            fragment = self.fragment(group, link.level, replaced)
+            approver = _approval_guard(self.catalog, link, group, approval_groups)
+            if approver is not None:
+                fragment = Fragment(
+                    fragment.allows,
+                    {**fragment.guarded, (APPROVALS, APPROVE): approver},
+                    fragment.conditional,
+                )
             extra: Clause | None = None
             if link.same_customer:
                 extra = _same_customer_clause(subject, companies)
@@ -227,20 +250,23 @@ class ProfileCompiler:
         rules.update(allows)
         return Profile(tenant, subject.id, revision, tuple(g.id for _, g in pairs), rules)
 
-    def fragment(self, group: Group, level: str | None) -> Fragment:
-        memo_key = (id(group), level)
+    def fragment(self, group: Group, level: str | None, replaced: bool = False) -> Fragment:
+        memo_key = (id(group), level, replaced)
         found = self._memo.get(memo_key)
         if found is not None and found[0] is group:
             self._memo.move_to_end(memo_key)
             return found[1]
-        fragment = self._build(group, Membership(group.id, level))  # type: ignore[arg-type]
+        link = Membership(group.id, level)  # type: ignore[arg-type]
+        fragment = self._build(group, link, replaced)
         self._memo[memo_key] = (group, fragment)
         if len(self._memo) > self._memo_size:
             self._memo.popitem(last=False)
         return fragment
 
-    def _build(self, group: Group, link: Membership) -> Fragment:
+    def _build(self, group: Group, link: Membership, replaced: bool = False) -> Fragment:
         levels, actions = group_grants(link, group)
+        if replaced and APPROVALS in actions:
+            actions[APPROVALS] = [a for a in actions[APPROVALS] if a[0] != APPROVE]
         scope = _scope_clauses(group)
         allows: dict[Key, Rule] = {}
         guarded: dict[Key, Guard] = {}
@@ -290,10 +316,39 @@ def compile_profile(
     *,
     tenant: str = "",
     revision: int = 0,
+    approval_groups: Mapping[str, str] = EMPTY_MAP,
 ) -> Profile:
     """Compile one profile without sharing fragments (tests, one-off questions)."""
     compiler = ProfileCompiler(catalog)
-    return compiler.compile(subject, groups, settings, tenant=tenant, revision=revision)
+    return compiler.compile(
+        subject,
+        groups,
+        settings,
+        tenant=tenant,
+        revision=revision,
+        approval_groups=approval_groups,
+    )
+
+
+def replaced_approver(group: Group, approval_groups: Mapping[str, str]) -> bool:
+    """Whether an active approval group of its company replaces this group's `approve`."""
+    return (
+        group.predefined
+        and group.company is not None
+        and group.company in approval_groups
+        and group.role in REPLACED_ROLES
+    )
+
+
+def _approval_guard(
+    catalog: Catalog, link: Membership, group: Group, approval_groups: Mapping[str, str]
+) -> Guard | None:
+    """The `approve` a company's approval group gives its members, on that company only."""
+    if group.company is None or approval_groups.get(group.company) != group.id:
+        return None
+    if not approves_through(link) or APPROVALS not in catalog.types:
+        return None
+    return _guard(catalog, group, APPROVALS, _scope_clauses(group))
 
 
 def _scope_clauses(group: Group) -> tuple[Clause, ...]:

@@ -12,16 +12,20 @@ Choices where the sources are silent:
   an admin's approval (every requester purchase does).
 - An admin above the limit needs another admin of the company; with none, the answer is still
   `approval_required` with no customer approver (the merchant decides).
-- A company's approval group, when it has members other than the requester, replaces the
-  standard approvers in every approval case.
+- A company's approval group, when it has members (who may approve: see `approvers`),
+  replaces the standard approvers in every approval case, even when its only member is the
+  requester (then no customer approves: the merchant decides). SPEC section 5: the approvers
+  are exactly the subjects a check allows `approve` on the company's approvals.
+- A company without its own account limit uses its nearest ancestor's (SPEC section 5).
 - Nobody approves their own purchase. A currency other than the limit's is an error, never an
   allow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from groupgate.engine.approvers import effective_limit
 from groupgate.model import Company, Money, PurchaseDecision, predefined_group_id
 
 
@@ -31,13 +35,17 @@ def evaluate_purchase(
     roles: frozenset[str],
     members: Mapping[str, frozenset[str]],
     amount: Money,
+    *,
+    ancestors: Sequence[Company] = (),
 ) -> PurchaseDecision:
     """Decide a purchase of `amount` by `subject_id` for `company`.
 
     `roles` are the subject's predefined roles in that company; `members` maps the company's
-    admin and buyer group ids and its approval group id (when it has one) to their members.
+    admin and buyer group ids and its approval group id (when it has one) to the members who
+    may approve (`approvers.purchase_members`: not those linked `ro`); `ancestors`, nearest
+    first, give the limit of a company without its own.
     """
-    limit = company.account_limit
+    limit = effective_limit(company, ancestors)
     if limit is not None and amount.currency != limit.currency:
         return PurchaseDecision(
             "deny",
@@ -78,15 +86,14 @@ def _approval(
     limit: Money | None,
 ) -> PurchaseDecision:
     group = company.approval_group
-    if group is not None:
-        approvers = members.get(group, frozenset()) - {subject_id}
-        if approvers:
-            return PurchaseDecision(
-                "approval_required",
-                f"{rule}:approval_group",
-                (group,),
-                tuple(sorted(approvers)),
-                limit,
-            )
+    if group is not None and members.get(group):
+        approvers = members[group] - {subject_id}
+        return PurchaseDecision(
+            "approval_required",
+            f"{rule}:approval_group",
+            (group,),
+            tuple(sorted(approvers)),
+            limit,
+        )
     approvers = frozenset().union(*(members.get(g, frozenset()) for g in standard)) - {subject_id}
     return PurchaseDecision("approval_required", rule, standard, tuple(sorted(approvers)), limit)

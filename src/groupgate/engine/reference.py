@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from groupgate.engine.profile import words
+from groupgate.engine.approvers import APPROVALS, APPROVE, approves_through
+from groupgate.engine.profile import EMPTY_MAP, replaced_approver, words
 from groupgate.model import (
     Catalog,
     Decision,
@@ -35,8 +36,13 @@ def evaluate(
     settings: Settings,
     action: str,
     resource: Resource,
+    approval_groups: Mapping[str, str] = EMPTY_MAP,
 ) -> Decision:
-    """Decide `action` on `resource` for `subject`, with a trace of every group consulted."""
+    """Decide `action` on `resource` for `subject`, with a trace of every group consulted.
+
+    `approval_groups`: the companies whose approval group has an approver (see
+    `ProfileCompiler.compile`).
+    """
     trace: list[str] = []
     rtype = catalog.types.get(resource.type)
     if rtype is None:
@@ -61,6 +67,7 @@ def evaluate(
             action,
             needed,
             resource,
+            approval_groups,
         )
         trace.append(f"group {group.id}: {verdict}")
         if verdict.startswith("allows"):
@@ -109,19 +116,31 @@ def _group_verdict(
     action: str,
     needed: Level | None,
     resource: Resource,
+    approval_groups: Mapping[str, str],
 ) -> str:
     condition: str | None = None
-    if needed is not None:
+    approving = (
+        type_id == APPROVALS
+        and action == APPROVE
+        and group.company is not None
+        and approval_groups.get(group.company) == group.id
+        and approves_through(link)
+    )
+    if approving:
+        pass  # the company's approval group: its members approve, whatever its matrix says
+    elif needed is not None:
         level = group.access.get(type_id, Level.NONE)
         if link.level == "ro":
             level = min(level, Level.READ)
-        elif link.level == "rw" and level > Level.NONE:
+        elif link.level == "rw" and level > Level.NONE and not group.predefined:
             level = Level.MANAGE
         if level < needed:
             return f"grants {level.label} on {type_id}, {action} needs {needed.label}"
     else:
         if link.level == "ro":
             return f"linked read-only: named action {action} not granted"
+        if type_id == APPROVALS and action == APPROVE and replaced_approver(group, approval_groups):
+            return f"approval group {approval_groups[group.company or '']} approves instead"
         grants = [g for g in group.actions.get(type_id, ()) if g.action == action]
         if not grants:
             return f"does not grant {action} on {type_id}"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from groupgate.engine import graph as rules
+from groupgate.engine.approvers import check_approval_member
 from groupgate.errors import Conflict, GraphError, NotFound
 from groupgate.model import (
     EXCLUSIVE_ROLES,
@@ -80,6 +81,10 @@ class Writer:
             full = rules.expand_memberships(
                 subject, shorthand, groups, parents, settings, "subject"
             )
+            explicit_paths = {
+                m.group: f"subject.groups[{i}]" for i, m in enumerate(full.memberships)
+            }
+            await self._check_approvers(tenant, full, groups, explicit_paths.get)
             ops = self._subject_ops(tenant, snap, full, old_links)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
@@ -164,6 +169,9 @@ class Writer:
             rules.check_assignment(links, "membership.companies")
             updated = Subject(
                 subject.id, subject.kind, subject.attributes, subject.vendor, tuple(links.values())
+            )
+            await self._check_approvers(
+                tenant, updated, {group.id: group}, lambda _: "membership.group"
             )
             ops = self._subject_ops(tenant, snap, updated, old_links)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
@@ -288,6 +296,7 @@ class Writer:
                 ("HGETALL", "parents", ()),
                 ("GET", rel.company(company.id), ()),
                 ("GET", rel.group(approval), ()),
+                ("SMEMBERS", rel.members(approval), ()),
             )
             parents = _parents(snap.values[0])
             if company.parent is not None and company.parent not in parents:
@@ -300,6 +309,10 @@ class Writer:
                 )
             groups = {approval: self.groups.load(snap.values[2])} if snap.values[2] else {}
             rules.check_approval_group(company, groups, "company.approval_group")
+            if company.approval_group is not None:
+                await self._check_approval_group_members(
+                    tenant, company.id, company.approval_group, sorted(map(text, snap.values[3]))
+                )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             ops.add("SET", g.company(company.id), codec.dump_company(company))
@@ -580,6 +593,54 @@ class Writer:
         for i in range(0, len(names), IMPORT_BATCH):
             await client.unlink(*names[i : i + IMPORT_BATCH])
 
+    async def _check_approvers(
+        self,
+        tenant: str,
+        subject: Subject,
+        known: Mapping[str, Group],
+        path: Callable[[str], str | None],
+    ) -> None:
+        """Refuse a member of a company's approval group who is not a customer of it (SPEC 5).
+
+        `path(group id)` names the entry of a refused membership.
+        """
+        rel = keys.RELATIVE
+        links = [m.group for m in subject.memberships]
+        custom = sorted(gid for gid in links if "/" not in gid)
+        groups = dict(known)
+        missing = [gid for gid in custom if gid not in groups]
+        if missing:
+            snap = await self.graphs.read(tenant, *[("GET", rel.group(gid), ()) for gid in missing])
+            groups.update(self._groups(missing, snap.values))
+        owned = sorted({g.company for gid in custom if (g := groups.get(gid)) and g.company})
+        if not owned:
+            return
+        snap = await self.graphs.read(tenant, *[("GET", rel.company(c), ()) for c in owned])
+        owners = {gid: _owner(gid, groups) for gid in links}
+        for company_id, raw in zip(owned, snap.values, strict=True):
+            approval = codec.load_company(raw).approval_group if raw else None
+            if approval is not None and approval in owners:
+                where = path(approval) or "subject.groups"
+                check_approval_member(subject.id, company_id, approval, owners, where)
+
+    async def _check_approval_group_members(
+        self, tenant: str, company: str, approval: str, members: list[str]
+    ) -> None:
+        """Refuse naming an approval group that has a member who is no customer of `company`."""
+        if not members:
+            return
+        rel = keys.RELATIVE
+        snap = await self.graphs.read(tenant, *[("HGETALL", rel.links(m), ()) for m in members])
+        linked = [sorted(pairs(raw)) for raw in snap.values]
+        custom = sorted({gid for ids in linked for gid in ids if "/" not in gid})
+        groups: dict[str, Group] = {}
+        if custom:
+            found = await self.graphs.read(tenant, *[("GET", rel.group(g), ()) for g in custom])
+            groups = self._groups(custom, found.values)
+        for member, ids in zip(members, linked, strict=True):
+            owners = {gid: _owner(gid, groups) for gid in ids}
+            check_approval_member(member, company, approval, owners, "company.approval_group")
+
     def _groups(self, ids: list[str], raws: list[Any]) -> dict[str, Group]:
         return {gid: self.groups.load(raw) for gid, raw in zip(ids, raws, strict=True) if raw}
 
@@ -591,6 +652,15 @@ def _settings_ops(g: keys.Gen, settings: Settings) -> Ops:
     if settings.default_customer_groups:
         ops.add_many("SADD", g.defaults(), list(settings.default_customer_groups))
     return ops
+
+
+def _owner(group_id: str, groups: Mapping[str, Group]) -> str | None:
+    """The company a linked group belongs to (predefined ids name it: `<company>/<role>`)."""
+    company, sep, role = group_id.rpartition("/")
+    if sep:
+        return company if role in PREDEFINED_ROLES else None
+    group = groups.get(group_id)
+    return group.company if group is not None else None
 
 
 def _parents(flat: list[Any]) -> dict[str, str | None]:
