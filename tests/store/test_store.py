@@ -269,6 +269,22 @@ async def test_purchases_read_the_store(open_service: Opener, tenant: str) -> No
         await service.purchase(tenant, "cust-1", "nope", eur("1"))
 
 
+async def test_a_subsidiary_without_a_limit_uses_its_parents(
+    open_service: Opener, tenant: str
+) -> None:
+    # SPEC section 5: account limits reach down the tree (c-sub has none; c-parent 5000 EUR).
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    eur = lambda amount: Money(Decimal(amount), "EUR")  # noqa: E731
+    within = await service.purchase(tenant, "cust-1", "c-sub", eur("100.00"))
+    assert within.result.decision == "allow"
+    assert within.result.limit == eur("5000.00")
+    over = await service.purchase(tenant, "cust-1", "c-sub", eur("6200.00"))
+    assert over.result.decision != "allow" and over.result.limit == eur("5000.00")
+    usd = await service.purchase(tenant, "cust-1", "c-sub", Money(Decimal("1"), "USD"))
+    assert usd.result.decision == "deny" and usd.result.error  # the inherited currency
+
+
 async def test_subject_pages_are_stable(open_service: Opener, tenant: str) -> None:
     service = await open_service()
     await service.import_graph(None, acme(tenant))

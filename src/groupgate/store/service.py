@@ -34,6 +34,7 @@ from groupgate.errors import Conflict, NotFound, StoreUnavailable
 from groupgate.model import (
     EXCLUSIVE_ROLES,
     Catalog,
+    Company,
     Decision,
     Group,
     Money,
@@ -298,6 +299,7 @@ class GraphService:
                 self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
             )
             members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
+        ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
         roles: frozenset[str] = frozenset()
         if entry.subject is not None:
             prefix = company + "/"
@@ -306,8 +308,30 @@ class GraphService:
                 for link in entry.subject.memberships
                 if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
             )
-        result = evaluate_purchase(subject, record, roles, members, amount)
+        result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
         return PurchaseAnswer(result, snap.rev)
+
+    async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
+        """The company's ancestors up to the nearest with an account limit, nearest first
+        (SPEC section 5: a subsidiary without its own limit uses its nearest ancestor's).
+        One read per level; the walk ends at the root, at a missing parent or at a repeat
+        (the graph refuses cycles, the walk does not rely on it)."""
+        out: list[Company] = []
+        seen = {company.id}
+        parent = company.parent
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            snap = await self._guard(
+                self.graphs.read(tenant, ("GET", keys.RELATIVE.company(parent), ()))
+            )
+            if not snap.values[0]:
+                break
+            found = codec.load_company(snap.values[0])
+            out.append(found)
+            if found.account_limit is not None:
+                break
+            parent = found.parent
+        return out
 
     def _explain(self, entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
         if entry.subject is None:
