@@ -12,11 +12,11 @@ import re
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from groupgate.api.openapi import ANY, FRONT, OPERATIONS, PROBLEMS, document
-from groupgate.api.problems import PROBLEM, UNMATCHED
+from groupgate.api.problems import PROBLEM
+from tests.api.test_ops import router_operations
 
 Client = TestClient[Any, Any]
 DOC = document()
@@ -54,25 +54,6 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
         for method, op in item.items()
         if method in METHODS
     ]
-
-
-def router_operations(app: web.Application) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for route in app.router.routes():
-        if route.name == UNMATCHED:
-            continue
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter")
-        assert path is not None
-        path = "/".join(
-            "{" + part[1:-1].split(":", 1)[0] + "}" if part.startswith("{") else part
-            for part in path.split("/")
-        )
-        if route.method == "*":
-            found.update((path, m) for m in ANY)
-        elif route.method != "HEAD":
-            found.add((path, route.method.lower()))
-    return found
 
 
 def test_structure() -> None:
