@@ -47,11 +47,12 @@ from groupgate.model import (
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
 from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
-from groupgate.store.ops import Client, Graphs, pairs, text
+from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.writes import Writer, decode, entity_key
 
 log = logging.getLogger("groupgate.store")
 T = TypeVar("T")
+RawT = TypeVar("RawT")
 
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 RESOLVE_CHUNK = 500
@@ -355,10 +356,11 @@ class GraphService:
         table, _ = await self._load_held(tenant, min_revision)
         return table
 
-    async def _load_held(
-        self, tenant: str, min_revision: int | None
-    ) -> tuple[held.Table, dict[str, tuple[str, ...]]]:
-        found = await self._guard(self.graphs.resources(tenant))
+    def _checked(
+        self, tenant: str, found: tuple[Snapshot, RawT] | None, min_revision: int | None
+    ) -> tuple[Snapshot, RawT]:
+        """A read's snapshot once it is known to be usable: `NotFound` for an unknown tenant
+        (its cache dropped), `Conflict` below `min_revision`; its revision seen by the cache."""
         if found is None:
             self.cache.tenants.pop(tenant, None)
             raise NotFound(f"unknown tenant {tenant!r}")
@@ -369,6 +371,14 @@ class GraphService:
                 "(a token from another store, or writes lost in a failover)"
             )
         self.cache.observe(tenant, snap.rev, snap.gen, snap.stamp)
+        return snap, raw
+
+    async def _load_held(
+        self, tenant: str, min_revision: int | None
+    ) -> tuple[held.Table, dict[str, tuple[str, ...]]]:
+        snap, raw = self._checked(
+            tenant, await self._guard(self.graphs.resources(tenant)), min_revision
+        )
         table: held.Table = {}
         ids: dict[str, tuple[str, ...]] = {}
         for type_id, entities in raw.items():
@@ -476,16 +486,7 @@ class GraphService:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
-        if found is None:
-            self.cache.tenants.pop(tenant, None)
-            raise NotFound(f"unknown tenant {tenant!r}")
-        snap, settings_raw = found
-        if min_revision is not None and snap.rev < min_revision:
-            raise Conflict(
-                f"revision {min_revision} not reached: the store is at {snap.rev} "
-                "(a token from another store, or writes lost in a failover)"
-            )
-        self.cache.observe(tenant, snap.rev, snap.gen, snap.stamp)
+        snap, settings_raw = self._checked(tenant, found, min_revision)
         settings = self._load_settings(settings_raw)
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid, value in zip(subjects, snap.values, strict=True):
