@@ -34,6 +34,10 @@ def session_redis() -> Iterator[RedisProcess]:
     Nobody else uses it, so tests may empty its databases. Stopped (and its folder removed)
     at the end of the session.
     """
+    yield from _redis_process()
+
+
+def _redis_process() -> Iterator[RedisProcess]:
     server = RedisProcess()
     try:
         server.start()
@@ -86,12 +90,7 @@ def real_redis_db(session_redis: RedisProcess) -> Iterator[str]:
 @pytest.fixture
 def redis_process() -> Iterator[RedisProcess]:
     """A private redis-server the test may stop and restart; always stopped afterwards."""
-    server = RedisProcess()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _redis_process()
 
 
 @pytest.fixture(scope="module")

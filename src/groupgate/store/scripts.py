@@ -38,35 +38,38 @@ end
 return out
 """
 
-# Every resource entity the tenant holds, for the in-process table. One round trip.
-# ARGV: tenant prefix, the `rtypes` suffix, the `resources:` suffix prefix.
-# Returns {rev, gen, stamp, type, {id, json, ...}, type, {...}, ...}; {false}: no tenant.
-LOAD_RESOURCES = """
+# The start of every read relative to the current generation: the tenant's revision,
+# generation and stamp (`out`), and the generation's key prefix (`base`); {false} when the
+# tenant does not exist.
+SNAPSHOT = """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 local gen = redis.call('HGET', KEYS[1], 'gen')
 if not gen then return {false} end
 local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
 local base = ARGV[1] .. gen .. ':'
 local out = {rev, gen, stamp}
-for _, t in ipairs(redis.call('SMEMBERS', base .. ARGV[2])) do
+"""
+
+# Every resource entity the tenant holds, for the in-process table. One round trip.
+# ARGV: tenant prefix, the `rtypes` suffix, the `resources:` suffix prefix.
+# Returns {rev, gen, stamp, type, {id, json, ...}, type, {...}, ...}; {false}: no tenant.
+LOAD_RESOURCES = (
+    SNAPSHOT
+    + """for _, t in ipairs(redis.call('SMEMBERS', base .. ARGV[2])) do
   out[#out + 1] = t
   out[#out + 1] = redis.call('HGETALL', base .. ARGV[3] .. t)
 end
 return out
 """
+)
 
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
 # Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS.
 # Returns {rev, gen, stamp, result...}; {false} when the tenant does not exist.
-READ = """
-local rev = redis.call('HGET', KEYS[1], 'rev')
-local gen = redis.call('HGET', KEYS[1], 'gen')
-if not gen then return {false} end
-local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
-local base = ARGV[1] .. gen .. ':'
-local out = {rev, gen, stamp}
-local i = 2
+READ = (
+    SNAPSHOT
+    + """local i = 2
 while i <= #ARGV do
   local cmd, suffix, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local args = {}
@@ -78,6 +81,7 @@ while i <= #ARGV do
 end
 return out
 """
+)
 
 # Compare-and-set write: apply the operations only if the tenant's revision and generation are
 # still the ones the writer validated against, then bump the revision and record the stamp.
