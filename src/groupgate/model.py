@@ -384,6 +384,27 @@ PurchaseOutcome = Literal["allow", "approval_required", "deny"]
 
 
 @dataclass(frozen=True, slots=True)
+class Tier:
+    """One approval tier (SPEC section 5, `engine/tiers.py`): every list of `requires` needs
+    one approval from a holder of ANY of its names (predefined roles or group ids). `rule`
+    names the rule the tier comes from (a built-in rule or a policy rule's id)."""
+
+    rule: str
+    requires: tuple[tuple[str, ...], ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"rule": self.rule, "requires": [list(names) for names in self.requires]}
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """One approval given in a tier: who, and which list of the tier it filled."""
+
+    subject: str
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
 class PurchaseDecision:
     decision: PurchaseOutcome
     rule: str
@@ -392,6 +413,9 @@ class PurchaseDecision:
     limit: Money | None = None
     #: Set when the question itself cannot be answered (currency mismatch): never an allow.
     error: str | None = None
+    #: What an `approval_required` purchase needs, approved in order (the built-in rule's tier
+    #: first, then every matching policy rule's).
+    tiers: tuple[Tier, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from groupgate.engine.approvers import effective_limit
-from groupgate.model import Company, Money, PurchaseDecision, predefined_group_id
+from groupgate.engine.tiers import requirement_groups
+from groupgate.model import Company, Money, PurchaseDecision, Tier
 
 
 def evaluate_purchase(
@@ -55,21 +56,19 @@ def evaluate_purchase(
             f"the purchase in {amount.currency}",
         )
     within = limit is None or amount.amount <= limit.amount
-    admins = predefined_group_id(company.id, "admin")
-    buyers = predefined_group_id(company.id, "buyer")
     if "admin" in roles:
         if within:
             return PurchaseDecision("allow", _rule("admin", limit), limit=limit)
-        return _approval(subject_id, company, "admin_over_limit", (admins,), members, limit)
+        return _approval(subject_id, company, "admin_over_limit", ("admin",), members, limit)
     if "buyer" in roles:
         if within:
             return PurchaseDecision("allow", _rule("buyer", limit), limit=limit)
-        return _approval(subject_id, company, "buyer_over_limit", (admins,), members, limit)
+        return _approval(subject_id, company, "buyer_over_limit", ("admin",), members, limit)
     if "requester" in roles:
         if within:
             rule = "requester_within_limit" if limit else "requester_no_limit"
-            return _approval(subject_id, company, rule, (buyers, admins), members, limit)
-        return _approval(subject_id, company, "requester_over_limit", (admins,), members, limit)
+            return _approval(subject_id, company, rule, ("buyer", "admin"), members, limit)
+        return _approval(subject_id, company, "requester_over_limit", ("admin",), members, limit)
     return PurchaseDecision("deny", "not_a_purchaser", limit=limit)
 
 
@@ -81,19 +80,28 @@ def _approval(
     subject_id: str,
     company: Company,
     rule: str,
-    standard: tuple[str, ...],
+    roles: tuple[str, ...],
     members: Mapping[str, frozenset[str]],
     limit: Money | None,
 ) -> PurchaseDecision:
+    """The built-in rule's answer: one tier of one list, `roles` (admin, buyer), which an
+    active approval group stands for (`tiers.requirement_groups`)."""
     group = company.approval_group
-    if group is not None and members.get(group):
-        approvers = members[group] - {subject_id}
-        return PurchaseDecision(
-            "approval_required",
-            f"{rule}:approval_group",
-            (group,),
-            tuple(sorted(approvers)),
-            limit,
-        )
-    approvers = frozenset().union(*(members.get(g, frozenset()) for g in standard)) - {subject_id}
-    return PurchaseDecision("approval_required", rule, standard, tuple(sorted(approvers)), limit)
+    active = group if group is not None and members.get(group) else None
+    if active is not None:
+        rule = f"{rule}:approval_group"
+    groups = tuple(sorted(requirement_groups(roles, company.id, active), key=_standard_order))
+    approvers = frozenset().union(*(members.get(g, frozenset()) for g in groups)) - {subject_id}
+    return PurchaseDecision(
+        "approval_required",
+        rule,
+        groups,
+        tuple(sorted(approvers)),
+        limit,
+        tiers=(Tier(rule, (roles,)),),
+    )
+
+
+def _standard_order(group_id: str) -> tuple[bool, str]:
+    """Buyers before Admins, as the answer always listed them."""
+    return (not group_id.endswith("/buyer"), group_id)
