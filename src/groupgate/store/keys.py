@@ -21,6 +21,10 @@ atomically, on one Redis or on a Cluster.
     gg:{t}:<gen>:vendor:<id>    STRING JSON of the vendor
     gg:{t}:<gen>:rtypes         SET    resource types of which the tenant holds entities
     gg:{t}:<gen>:resources:<type>  HASH  resource id -> JSON of its attributes (held entities)
+    gg:{t}:flow:<id>            HASH   one approval flow (outside generations: an import
+                                       replaces the graph, not the flows); the fields a
+                                       commit reads: status, requester, company, amount,
+                                       currency, cart_hash, used_by (see store/flows.py)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
@@ -57,6 +61,11 @@ def channel(tenant: str) -> str:
 
 
 CHANNEL_PATTERN = "gg:{*}:changes"
+
+
+def flow(tenant: str, flow_id: str) -> str:
+    """One approval flow's hash (SPEC section 5)."""
+    return f"gg:{{{tenant}}}:flow:{flow_id}"
 
 
 def tenant_of_channel(name: str) -> str | None:
