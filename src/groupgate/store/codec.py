@@ -17,6 +17,7 @@ import orjson
 from groupgate.model import (
     EMPTY,
     ActionGrant,
+    ApprovalRule,
     Company,
     Group,
     GroupKind,
@@ -154,22 +155,25 @@ def group_document(group: Group) -> dict[str, Any]:
 
 
 def dump_company(company: Company) -> bytes:
+    """The company as its graph-document entry (`approval_rules` only when it sets some)."""
     limit = company.account_limit.as_json() if company.account_limit else None
-    return orjson.dumps(
-        {
-            "id": company.id,
-            "name": company.name,
-            "parent": company.parent,
-            "account_limit": limit,
-            "restrictions": sorted(company.restrictions),
-            "approval_group": company.approval_group,
-        }
-    )
+    body: dict[str, Any] = {
+        "id": company.id,
+        "name": company.name,
+        "parent": company.parent,
+        "account_limit": limit,
+        "restrictions": sorted(company.restrictions),
+        "approval_group": company.approval_group,
+    }
+    if company.approval_rules is not None:
+        body["approval_rules"] = [rule.as_json() for rule in company.approval_rules]
+    return orjson.dumps(body)
 
 
 def load_company(raw: bytes) -> Company:
     body = orjson.loads(raw)
     limit = body.get("account_limit")
+    rules = body.get("approval_rules")
     return Company(
         id=body["id"],
         name=body["name"],
@@ -177,6 +181,21 @@ def load_company(raw: bytes) -> Company:
         account_limit=Money(Decimal(limit["amount"]), limit["currency"]) if limit else None,
         restrictions=frozenset(body.get("restrictions") or ()) or EMPTY,
         approval_group=body.get("approval_group"),
+        approval_rules=None if rules is None else tuple(_load_rule(r) for r in rules),
+    )
+
+
+def _load_rule(body: dict[str, Any]) -> ApprovalRule:
+    """A stored rule (written by `ApprovalRule.as_json`, validated before it was)."""
+    when = body.get("when") or {}
+    over = when.get("amount_over")
+    return ApprovalRule(
+        id=body["id"],
+        tiers=tuple(tuple(tuple(names) for names in tier) for tier in body["tiers"]),
+        amount_over=Decimal(over) if over is not None else None,
+        currency=when.get("currency"),
+        cost_centers=tuple(when.get("cost_center") or ()),
+        requesters=tuple(body.get("requesters") or ()),
     )
 
 

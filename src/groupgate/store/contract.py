@@ -131,9 +131,11 @@ class Decider(Protocol):
         company: str,
         amount: Money,
         *,
+        cost_center: str | None = None,
         min_revision: int | None = None,
     ) -> PurchaseAnswer:
-        """Raises `NotFound` for an unknown company."""
+        """Decide a purchase (built-in rules, then the approval rules that match; SPEC
+        section 5). Raises `NotFound` for an unknown company."""
         ...
 
     async def subject_ids(self, tenant: str, after: str | None, limit: int) -> Page:

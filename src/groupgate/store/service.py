@@ -28,7 +28,7 @@ from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
 from groupgate.engine.profile import Profile, ProfileCompiler
-from groupgate.engine.purchases import evaluate_purchase
+from groupgate.engine.purchases import evaluate_purchase, wanted_groups
 from groupgate.engine.reference import evaluate
 from groupgate.errors import Conflict, NotFound, StoreUnavailable
 from groupgate.model import (
@@ -38,6 +38,7 @@ from groupgate.model import (
     Decision,
     Group,
     Money,
+    PurchaseDecision,
     Resource,
     Settings,
     SubjectKind,
@@ -280,6 +281,7 @@ class GraphService:
         company: str,
         amount: Money,
         *,
+        cost_center: str | None = None,
         min_revision: int | None = None,
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
@@ -296,31 +298,63 @@ class GraphService:
             for gid, raw in zip(ids, snap.values[1:], strict=True)
         }
         if record.approval_group:
-            extra = await self._guard(
-                self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
-            )
-            members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
-        ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
+            members.update(await self._members(tenant, [record.approval_group]))
+        ancestors = await self._ancestors(tenant, record)
         roles: frozenset[str] = frozenset()
+        groups: frozenset[str] = frozenset()
         if entry.subject is not None:
             prefix = company + "/"
+            groups = frozenset(entry.subject.group_ids())
             roles = frozenset(
-                link.group[len(prefix) :]
-                for link in entry.subject.memberships
-                if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
+                gid[len(prefix) :]
+                for gid in groups
+                if gid.startswith(prefix) and gid[len(prefix) :] in EXCLUSIVE_ROLES
             )
-        result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
+
+        def run() -> PurchaseDecision:
+            return evaluate_purchase(
+                subject,
+                record,
+                roles,
+                members,
+                amount,
+                ancestors=ancestors,
+                policy_rules=self.catalog.approval_rules,
+                cost_center=cost_center,
+                groups=groups,
+            )
+
+        result = run()
+        wanted = wanted_groups(result, record, members)
+        if wanted:
+            # The groups of the approval rules' tiers: read once a rule matched, then decided
+            # again with their members (the decision itself does not depend on them).
+            members.update(await self._members(tenant, sorted(wanted)))
+            result = run()
         return PurchaseAnswer(result, snap.rev)
 
+    async def _members(self, tenant: str, ids: list[str]) -> dict[str, frozenset[str]]:
+        """The members of groups, by group id, in one read."""
+        rel = keys.RELATIVE
+        snap = await self._guard(
+            self.graphs.read(tenant, *[("SMEMBERS", rel.members(gid), ()) for gid in ids])
+        )
+        return {
+            gid: frozenset(text(m) for m in raw) for gid, raw in zip(ids, snap.values, strict=True)
+        }
+
     async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
-        """The company's ancestors up to the nearest with an account limit, nearest first
-        (SPEC section 5: a subsidiary without its own limit uses its nearest ancestor's).
-        One read per level; the walk ends at the root, at a missing parent or at a repeat
-        (the graph refuses cycles, the walk does not rely on it)."""
+        """The company's ancestors up to the nearest that sets what the company does not (its
+        account limit, its approval rules), nearest first (SPEC section 5: a subsidiary
+        without its own limit or rules uses its nearest ancestor's). One read per level; the
+        walk ends at the root, at a missing parent or at a repeat (the graph refuses cycles,
+        the walk does not rely on it)."""
         out: list[Company] = []
+        need_limit = company.account_limit is None
+        need_rules = company.approval_rules is None
         seen = {company.id}
         parent = company.parent
-        while parent is not None and parent not in seen:
+        while (need_limit or need_rules) and parent is not None and parent not in seen:
             seen.add(parent)
             snap = await self._guard(
                 self.graphs.read(tenant, ("GET", keys.RELATIVE.company(parent), ()))
@@ -329,8 +363,8 @@ class GraphService:
                 break
             found = codec.load_company(snap.values[0])
             out.append(found)
-            if found.account_limit is not None:
-                break
+            need_limit = need_limit and found.account_limit is None
+            need_rules = need_rules and found.approval_rules is None
             parent = found.parent
         return out
 

@@ -24,6 +24,7 @@ from groupgate.model import (
     PREDEFINED_ROLES,
     VENDOR_ROLES,
     Catalog,
+    Company,
     Graph,
     Group,
     GroupKind,
@@ -227,6 +228,22 @@ class Writer:
                     and (existing.kind is not group.kind or existing.company != group.company)
                 ):
                     raise GraphError("group", "a group with members cannot change kind or company")
+                if (
+                    existing is not None
+                    and existing.company is not None
+                    and (existing.kind is not group.kind or existing.company != group.company)
+                ):
+                    owner = await self.graphs.read(
+                        tenant, ("GET", rel.company(existing.company), ())
+                    )
+                    if owner.rev != snap.rev:
+                        return None
+                    found = codec.load_company(owner.values[0]) if owner.values[0] else None
+                    if found is not None and group.id in rule_groups(found):
+                        raise GraphError(
+                            "group.company",
+                            f"{group.id!r} is named by the approval rules of {found.id!r}",
+                        )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(groups={group.id})
             ops.add("SET", g.group(group.id), codec.dump_group(group))
@@ -257,12 +274,14 @@ class Writer:
                 company = await self.graphs.read(tenant, ("GET", rel.company(group.company), ()))
                 if company.rev != snap.rev:
                     return None
-                if (
-                    company.values[0]
-                    and codec.load_company(company.values[0]).approval_group == group_id
-                ):
+                owner = codec.load_company(company.values[0]) if company.values[0] else None
+                if owner is not None and owner.approval_group == group_id:
                     raise GraphError(
                         "group", f"{group_id!r} is the approval group of {group.company!r}"
+                    )
+                if owner is not None and group_id in rule_groups(owner):
+                    raise GraphError(
+                        "group", f"{group_id!r} is named by the approval rules of {owner.id!r}"
                     )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(groups={group_id})
@@ -286,7 +305,9 @@ class Writer:
     # ------------------------------------------------------------------ companies
 
     async def put_company(self, tenant: str, document: Any) -> int:
-        company = rules.parse_company(document, "company")
+        reserved = [rule.id for rule in self.catalog.approval_rules]
+        company = rules.parse_company(document, "company", reserved)
+        named = rule_groups(company)
 
         async def attempt() -> int | None:
             rel = keys.RELATIVE
@@ -297,6 +318,10 @@ class Writer:
                 ("GET", rel.company(company.id), ()),
                 ("GET", rel.group(approval), ()),
                 ("SMEMBERS", rel.members(approval), ()),
+                *[("GET", rel.group(gid), ()) for gid in named],
+            )
+            rules.check_rule_names(
+                company, self._groups(named, snap.values[4:]), "company.approval_rules"
             )
             parents = _parents(snap.values[0])
             if company.parent is not None and company.parent not in parents:
@@ -643,6 +668,17 @@ class Writer:
 
     def _groups(self, ids: list[str], raws: list[Any]) -> dict[str, Group]:
         return {gid: self.groups.load(raw) for gid, raw in zip(ids, raws, strict=True) if raw}
+
+
+def rule_groups(company: Company) -> list[str]:
+    """The group ids a company's approval rules name (not its predefined roles), sorted."""
+    found = {
+        name
+        for rule in company.approval_rules or ()
+        for name in (*rule.requesters, *(n for tier in rule.tiers for names in tier for n in names))
+        if name not in PREDEFINED_ROLES
+    }
+    return sorted(found)
 
 
 def _settings_ops(g: keys.Gen, settings: Settings) -> Ops:
