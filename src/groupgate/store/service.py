@@ -24,6 +24,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from groupgate.engine.approvers import approves_through
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -299,6 +300,7 @@ class GraphService:
         }
         if record.approval_group:
             members.update(await self._members(tenant, [record.approval_group]))
+        members = await self._approving(tenant, members, min_revision)
         ancestors = await self._ancestors(tenant, record)
         roles: frozenset[str] = frozenset()
         groups: frozenset[str] = frozenset()
@@ -329,7 +331,8 @@ class GraphService:
         if wanted:
             # The groups of the approval rules' tiers: read once a rule matched, then decided
             # again with their members (the decision itself does not depend on them).
-            members.update(await self._members(tenant, sorted(wanted)))
+            found = await self._members(tenant, sorted(wanted))
+            members.update(await self._approving(tenant, found, min_revision))
             result = run()
         return PurchaseAnswer(result, snap.rev)
 
@@ -341,6 +344,28 @@ class GraphService:
         )
         return {
             gid: frozenset(text(m) for m in raw) for gid, raw in zip(ids, snap.values, strict=True)
+        }
+
+    async def _approving(
+        self, tenant: str, members: dict[str, frozenset[str]], min_revision: int | None
+    ) -> dict[str, frozenset[str]]:
+        """`members` without those whose link to the group does not approve (`ro`, SPEC
+        section 5: the approvers listed are exactly those `/v1/check` allows `approve`).
+        The links come from the subjects' cache entries: no Redis call when they are cached."""
+        ids = set().union(*members.values())
+        if not ids:
+            return members
+        entries = await self._entries(tenant, ids, min_revision)
+        approving: set[tuple[str, str]] = set()
+        for sid in ids:
+            subject = entries[sid][0].subject
+            if subject is not None:
+                approving.update(
+                    (link.group, sid) for link in subject.memberships if approves_through(link)
+                )
+        return {
+            gid: frozenset(sid for sid in found if (gid, sid) in approving)
+            for gid, found in members.items()
         }
 
     async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
