@@ -166,7 +166,8 @@ def _load_approval_rules(f: _File | None) -> tuple[ApprovalRule, ...]:
         return ()
     f.only(f.data, "", {"approval_rules"})
     try:
-        return parse_approval_rules(f.data.get("approval_rules") or [], "approval_rules")
+        found = f.data.get("approval_rules")
+        return parse_approval_rules(found if found is not None else [], "approval_rules")
     except GraphError as exc:
         message = exc.detail[len(exc.path) + 2 :] if exc.path else exc.detail
         raise f.fail(exc.path, message) from None
