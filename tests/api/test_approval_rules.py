@@ -213,3 +213,18 @@ def test_a_purchase_never_takes_the_fast_path_of_plain_checks() -> None:
     actions = {"carts": frozenset({"read", "update", "create", "delete", "manage"})}
     assert authzen._plain_check(actions, raw) is None
     assert authzen._parse_item(actions, raw, "").kind == "error"  # no amount: an error item
+
+
+async def test_an_import_with_a_bad_rule_is_refused_whole(client: Client) -> None:
+    revision = (await evaluate(client, "cust-buyer", "1"))["revision"]
+    doc = {
+        "companies": [
+            {"id": "c-parent", "name": "P"},
+            {"id": "c-x", "name": "X", "approval_rules": [{**BIG, "requesters": ["ghost"]}]},
+        ]
+    }
+    response = await client.post(f"{T}/import", json=doc)
+    assert response.status == 422
+    detail = (await response.json(content_type=None))["detail"]
+    assert detail == "companies[1].approval_rules[0] (big).requesters[0]: unknown group 'ghost'"
+    assert (await evaluate(client, "cust-buyer", "1"))["revision"] == revision

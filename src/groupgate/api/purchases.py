@@ -130,7 +130,13 @@ async def evaluate(request: web.Request) -> web.Response:
         reason=result.error or result.rule,
         revision=answer.revision,
         # The amount as sent, never a formatted Decimal (see `parsing.amount`).
-        extra={"amount": body["amount"], "currency": money.currency, "decision": result.decision},
+        extra={
+            "amount": body["amount"],
+            "currency": money.currency,
+            "decision": result.decision,
+            **({"cost_center": cost_center} if cost_center is not None else {}),
+            **({"rules": list(result.rules)} if result.rules else {}),
+        },
     )
     if result.error is not None:
         raise Unprocessable(result.error)
