@@ -83,6 +83,14 @@ async def test_company_rules_written_through_the_admin_api_reach_subsidiaries(
     )
     assert await buy(service, tenant, "sub", "500") == ("allow", "buyer_no_limit")
     assert await buy(service, tenant, "top", "500") == ("approval_required", "rule:big")
+    # The subsidiary drops its own (the field absent): it inherits again.
+    await service.put_company(tenant, {"id": "sub", "name": "Sub", "parent": "top"})
+    assert await buy(service, tenant, "sub", "500") == ("approval_required", "rule:big")
+    # The parent drops its rules: nobody sets any, nothing matches anywhere.
+    await service.put_company(tenant, {"id": "top", "name": "Top"})
+    assert "approval_rules" not in await service.get_entity(tenant, "company", "top")
+    assert await buy(service, tenant, "sub", "500") == ("allow", "buyer_no_limit")
+    assert await buy(service, tenant, "top", "500") == ("allow", "buyer_no_limit")
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,7 @@ class GraphService:
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
         rel = keys.RELATIVE
         reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
+        reads.append(("SCARD", rel.rulesets(), ()))
         reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
         snap = await self._guard(self.graphs.read(tenant, *reads))
         if not snap.values[0]:
@@ -296,12 +297,13 @@ class GraphService:
         record = codec.load_company(snap.values[0])
         members = {
             gid: frozenset(text(m) for m in raw)
-            for gid, raw in zip(ids, snap.values[1:], strict=True)
+            for gid, raw in zip(ids, snap.values[2:], strict=True)
         }
         if record.approval_group:
             members.update(await self._members(tenant, [record.approval_group]))
         members = await self._approving(tenant, members, min_revision)
-        ancestors = await self._ancestors(tenant, record)
+        # No company of the tenant sets rules: the walk looks for the account limit only.
+        ancestors = await self._ancestors(tenant, record, rules=bool(snap.values[1]))
         roles: frozenset[str] = frozenset()
         groups: frozenset[str] = frozenset()
         if entry.subject is not None:
@@ -368,15 +370,15 @@ class GraphService:
             for gid, found in members.items()
         }
 
-    async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
+    async def _ancestors(self, tenant: str, company: Company, *, rules: bool) -> list[Company]:
         """The company's ancestors up to the nearest that sets what the company does not (its
         account limit, its approval rules), nearest first (SPEC section 5: a subsidiary
         without its own limit or rules uses its nearest ancestor's). One read per level; the
         walk ends at the root, at a missing parent or at a repeat (the graph refuses cycles,
-        the walk does not rely on it)."""
+        the walk does not rely on it). `rules=False`: no company sets rules, none to find."""
         out: list[Company] = []
         need_limit = company.account_limit is None
-        need_rules = company.approval_rules is None
+        need_rules = rules and company.approval_rules is None
         seen = {company.id}
         parent = company.parent
         while (need_limit or need_rules) and parent is not None and parent not in seen:

@@ -342,6 +342,9 @@ class Writer:
             ops = Ops()
             ops.add("SET", g.company(company.id), codec.dump_company(company))
             ops.add("HSET", g.parents(), company.id, company.parent or "")
+            ops.add(
+                "SADD" if company.approval_rules is not None else "SREM", g.rulesets(), company.id
+            )
             if not snap.values[1]:
                 for group in rules.predefined_groups(company, self.catalog):
                     ops.add("SET", g.group(group.id), codec.dump_group(group))
@@ -380,6 +383,7 @@ class Writer:
             self._drop_groups(g, ops, found)
             ops.add("DEL", g.company(company_id))
             ops.add("HDEL", g.parents(), company_id)
+            ops.add("SREM", g.rulesets(), company_id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -563,6 +567,8 @@ class Writer:
         for company in graph.companies.values():
             pipe.set(g.company(company.id), codec.dump_company(company))
             pipe.hset(g.parents(), company.id, company.parent or "")
+            if company.approval_rules is not None:
+                pipe.sadd(g.rulesets(), company.id)
             count += 2
             await flush()
         for group in graph.groups.values():
@@ -610,6 +616,7 @@ class Writer:
         vendors = [text(s) for s in await client.smembers(g.vendors())]
         rtypes = [text(s) for s in await client.smembers(g.rtypes())]
         names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
+        names.append(g.rulesets())
         names += [g.rtypes(), *[g.resources(t) for t in rtypes]]
         names += [k for s in subjects for k in (g.subject(s), g.links(s))]
         names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
