@@ -62,6 +62,7 @@ class Graphs:
         self._cas = client.register_script(scripts.CAS)
         self._meta = client.register_script(scripts.META)
         self._resources = client.register_script(scripts.LOAD_RESOURCES)
+        self._purchase = client.register_script(scripts.PURCHASE)
 
     async def meta(self, tenant: str) -> tuple[int, str, str] | None:
         """Return (rev, gen, stamp) of a tenant, or None if it does not exist."""
@@ -107,6 +108,28 @@ class Graphs:
             flat = raw[i + 1]
             found[_text(raw[i])] = {_text(flat[k]): flat[k + 1] for k in range(0, len(flat), 2)}
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
+
+    async def purchase(
+        self, tenant: str, company: str, predefined: list[str], extra: list[str]
+    ) -> tuple[Snapshot, list[bytes], dict[str, frozenset[str]]]:
+        """What a purchase in `company` is decided on, atomically (`scripts.PURCHASE`): the
+        company's JSON and its ancestors' as far as needed (empty: no such company), and
+        group id -> member ids. `predefined`: the company's admin, contact, buyer and
+        requester group ids; `extra`: more groups whose members to read. Raises `NotFound`
+        when the tenant does not exist."""
+        rel = keys.RELATIVE
+        args = [keys.tenant_prefix(tenant), rel.company(""), rel.members(""), rel.rulesets()]
+        raw = await self._purchase(
+            keys=[keys.meta(tenant)], args=[*args, company, *predefined, *extra]
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        chain, ids, members = raw[3], raw[4], raw[5]
+        found = {
+            _text(gid): frozenset(_text(m) for m in ms)
+            for gid, ms in zip(ids, members, strict=True)
+        }
+        return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), list(chain), found
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.

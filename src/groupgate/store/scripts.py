@@ -63,6 +63,68 @@ return out
 """
 )
 
+# What a purchase is decided on, in one round trip (SPEC sections 1 and 5): the company and
+# its ancestors up to the nearest that set what it does not (its account limit; its approval
+# rules, when some company of the tenant sets rules at all), and the members of every group
+# the decision may name: the company's admin and buyer groups, its approval group, the groups
+# of the nearest approval rules' tiers, and the groups given.
+# ARGV: tenant prefix, `company:` suffix prefix, `members:` suffix prefix, `rulesets` suffix,
+# company id, its four predefined group ids (admin, contact, buyer, requester), more ids...
+# Returns {rev, gen, stamp, {company json, ancestor json...}, {group id...}, {members...}};
+# the company list is empty when there is no such company; {false}: no tenant.
+PURCHASE = (
+    SNAPSHOT
+    + """local cpre, mpre, company = ARGV[2], ARGV[3], ARGV[5]
+local raw = redis.call('GET', base .. cpre .. company)
+if not raw then
+  out[#out + 1] = {}; out[#out + 1] = {}; out[#out + 1] = {}
+  return out
+end
+local function set(v) return v ~= nil and v ~= cjson.null end
+local roles = {admin = ARGV[6], contact = ARGV[7], buyer = ARGV[8], requester = ARGV[9]}
+local wanted, order = {}, {}
+local function want(g)
+  if not wanted[g] then wanted[g] = true; order[#order + 1] = g end
+end
+want(ARGV[6]); want(ARGV[8])
+for a = 10, #ARGV do want(ARGV[a]) end
+local body = cjson.decode(raw)
+if set(body.approval_group) then want(body.approval_group) end
+local chain = {raw}
+local need_limit = not set(body.account_limit)
+local need_rules = redis.call('SCARD', base .. ARGV[4]) > 0
+local rules = nil
+if set(body.approval_rules) then rules = body.approval_rules; need_rules = false end
+local seen = {[company] = true}
+local parent = body.parent
+while (need_limit or need_rules) and set(parent) and not seen[parent] do
+  seen[parent] = true
+  local found = redis.call('GET', base .. cpre .. parent)
+  if not found then break end
+  chain[#chain + 1] = found
+  local up = cjson.decode(found)
+  if set(up.account_limit) then need_limit = false end
+  if need_rules and set(up.approval_rules) then rules = up.approval_rules; need_rules = false end
+  parent = up.parent
+end
+if rules then
+  for _, rule in ipairs(rules) do
+    for _, tier in ipairs(rule.tiers) do
+      for _, names in ipairs(tier) do
+        for _, name in ipairs(names) do want(roles[name] or name) end
+      end
+    end
+  end
+end
+local members = {}
+for i, g in ipairs(order) do members[i] = redis.call('SMEMBERS', base .. mpre .. g) end
+out[#out + 1] = chain
+out[#out + 1] = order
+out[#out + 1] = members
+return out
+"""
+)
+
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
 # Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS.

@@ -34,8 +34,8 @@ from groupgate.engine.reference import evaluate
 from groupgate.errors import Conflict, NotFound, StoreUnavailable
 from groupgate.model import (
     EXCLUSIVE_ROLES,
+    PREDEFINED_ROLES,
     Catalog,
-    Company,
     Decision,
     Group,
     Money,
@@ -286,24 +286,14 @@ class GraphService:
         min_revision: int | None = None,
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
-        ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
-        rel = keys.RELATIVE
-        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
-        reads.append(("SCARD", rel.rulesets(), ()))
-        reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
-        snap = await self._guard(self.graphs.read(tenant, *reads))
-        if not snap.values[0]:
+        predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
+        snap, chain, members = await self._guard(
+            self.graphs.purchase(tenant, company, predefined, self._policy_groups(company))
+        )
+        if not chain:
             raise NotFound(f"unknown company {company!r}")
-        record = codec.load_company(snap.values[0])
-        members = {
-            gid: frozenset(text(m) for m in raw)
-            for gid, raw in zip(ids, snap.values[2:], strict=True)
-        }
-        if record.approval_group:
-            members.update(await self._members(tenant, [record.approval_group]))
+        record, *ancestors = [codec.load_company(raw) for raw in chain]
         members = await self._approving(tenant, members, min_revision)
-        # No company of the tenant sets rules: the walk looks for the account limit only.
-        ancestors = await self._ancestors(tenant, record, rules=bool(snap.values[1]))
         roles: frozenset[str] = frozenset()
         groups: frozenset[str] = frozenset()
         if entry.subject is not None:
@@ -331,12 +321,25 @@ class GraphService:
         result = run()
         wanted = wanted_groups(result, record, members)
         if wanted:
-            # The groups of the approval rules' tiers: read once a rule matched, then decided
-            # again with their members (the decision itself does not depend on them).
+            # The script reads every group the tiers may name; a group it could not know of
+            # (none today) is read here, and the purchase decided again with its members.
             found = await self._members(tenant, sorted(wanted))
             members.update(await self._approving(tenant, found, min_revision))
             result = run()
         return PurchaseAnswer(result, snap.rev)
+
+    def _policy_groups(self, company: str) -> list[str]:
+        """The groups the tenant-wide rules' tiers name, in `company` (read with its own)."""
+        out: dict[str, None] = {}
+        for rule in self.catalog.approval_rules:
+            for tier in rule.tiers:
+                for names in tier:
+                    for name in names:
+                        gid = (
+                            predefined_group_id(company, name) if name in PREDEFINED_ROLES else name
+                        )
+                        out[gid] = None
+        return list(out)
 
     async def _members(self, tenant: str, ids: list[str]) -> dict[str, frozenset[str]]:
         """The members of groups, by group id, in one read."""
@@ -369,31 +372,6 @@ class GraphService:
             gid: frozenset(sid for sid in found if (gid, sid) in approving)
             for gid, found in members.items()
         }
-
-    async def _ancestors(self, tenant: str, company: Company, *, rules: bool) -> list[Company]:
-        """The company's ancestors up to the nearest that sets what the company does not (its
-        account limit, its approval rules), nearest first (SPEC section 5: a subsidiary
-        without its own limit or rules uses its nearest ancestor's). One read per level; the
-        walk ends at the root, at a missing parent or at a repeat (the graph refuses cycles,
-        the walk does not rely on it). `rules=False`: no company sets rules, none to find."""
-        out: list[Company] = []
-        need_limit = company.account_limit is None
-        need_rules = rules and company.approval_rules is None
-        seen = {company.id}
-        parent = company.parent
-        while (need_limit or need_rules) and parent is not None and parent not in seen:
-            seen.add(parent)
-            snap = await self._guard(
-                self.graphs.read(tenant, ("GET", keys.RELATIVE.company(parent), ()))
-            )
-            if not snap.values[0]:
-                break
-            found = codec.load_company(snap.values[0])
-            out.append(found)
-            need_limit = need_limit and found.account_limit is None
-            need_rules = need_rules and found.approval_rules is None
-            parent = found.parent
-        return out
 
     def _explain(self, entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
         if entry.subject is None:
