@@ -6,7 +6,7 @@ requesters and a finance group. `builtin` has no approval rules (the seed's tabl
 `rules` has two rules on the root, inherited by the grandchild, one of which matches every
 purchase asked (two tiers, one naming the finance group, resolved against the graph). The
 purchases are asked of the grandchild, so the ancestor walk runs in both. Subjects are warm in
-the cache (as a checkout service's steady state); every purchase reads Redis.
+the cache (as a checkout service's steady state); every purchase is one script call.
 
     python -m benchmarks.purchases [--iterations N] [--builtin-only]
 
