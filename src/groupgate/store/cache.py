@@ -3,8 +3,9 @@
 Invariants that keep it from ever serving a revoked permission:
 
 1. Every change event evicts what it names at once (subjects; members of changed groups
-   through a local reverse index; the tenant's held resource table for resource writes; the
-   whole tenant for imports and settings), in whatever order events arrive. Evicting is
+   through a local reverse index; the entries that depend on a group whose membership
+   changed; the tenant's held resource table for resource writes; the whole tenant for
+   imports and settings), in whatever order events arrive. Evicting is
    always safe.
 2. `known_rev` advances only through contiguous revisions: the cache reflects every write up
    to `known_rev`. A missing event leaves a gap; the poller then drops the tenant's entries.
@@ -37,6 +38,10 @@ class Entry:
     subject: Subject | None
     groups: Mapping[str, Group]
     settings: Settings
+    #: Groups whose membership the profile depends on without being linked to them: the
+    #: approval groups of the subject's companies (an Admin's `approve` depends on whether the
+    #: company's approval group has an approver, SPEC section 5).
+    depends: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -63,6 +68,8 @@ class ProfileCache:
         self.size = size
         self.entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._by_group: dict[tuple[str, str], set[str]] = {}
+        #: (tenant, group) -> subjects whose entry `depends` on the group's membership.
+        self._by_dependency: dict[tuple[str, str], set[str]] = {}
         self.tenants: dict[str, TenantState] = {}
         self.hits = 0
         #: Subjects resolved from the store: counted by `GraphService._resolve`.
@@ -116,16 +123,9 @@ class ProfileCache:
         groups = set(entry.profile.groups)
         if entry.subject is not None:
             groups.update(link.group for link in entry.subject.memberships)
-        for group in groups:
-            key = (tenant, group)
-            if add:
-                self._by_group.setdefault(key, set()).add(subject)
-                continue
-            members = self._by_group.get(key)
-            if members is not None:
-                members.discard(subject)
-                if not members:
-                    del self._by_group[key]
+        _update(self._by_group, tenant, subject, groups, add)
+        if entry.depends:
+            _update(self._by_dependency, tenant, subject, entry.depends, add)
 
     def evict_subjects(self, tenant: str, subjects: Iterable[str]) -> None:
         for subject in subjects:
@@ -140,13 +140,21 @@ class ProfileCache:
             if members:
                 self.evict_subjects(tenant, list(members))
 
+    def evict_dependents(self, tenant: str, groups: Iterable[str]) -> None:
+        """Evict the entries that depend on the membership of `groups` (not their members)."""
+        for group in groups:
+            dependents = self._by_dependency.get((tenant, group))
+            if dependents:
+                self.evict_subjects(tenant, list(dependents))
+
     def drop_tenant(self, tenant: str) -> None:
         self.flushes += 1
         self.drop_resources(tenant)
         for key in [k for k in self.entries if k[0] == tenant]:
             del self.entries[key]
-        for key in [k for k in self._by_group if k[0] == tenant]:
-            del self._by_group[key]
+        for index in (self._by_group, self._by_dependency):
+            for key in [k for k in index if k[0] == tenant]:
+                del index[key]
 
     def drop_resources(self, tenant: str) -> None:
         state = self.tenants.get(tenant)
@@ -184,6 +192,7 @@ class ProfileCache:
         groups: Iterable[str],
         everything: bool,
         resources: bool = False,
+        memberships: Iterable[str] = (),
     ) -> None:
         """Apply one change event (invariants 1 and 2)."""
         if everything:
@@ -191,6 +200,7 @@ class ProfileCache:
         else:
             self.evict_subjects(tenant, subjects)
             self.evict_groups(tenant, groups)
+            self.evict_dependents(tenant, memberships)
             if resources:
                 self.drop_resources(tenant)
         state = self.tenants.get(tenant)
@@ -247,3 +257,22 @@ class ProfileCache:
         state = self.tenants.get(tenant)
         seen = max(rev, state.seen_rev) if state is not None else rev
         self.tenants[tenant] = TenantState(known_rev=rev, gen=gen, stamp=stamp, seen_rev=seen)
+
+
+def _update(
+    index: dict[tuple[str, str], set[str]],
+    tenant: str,
+    subject: str,
+    groups: Iterable[str],
+    add: bool,
+) -> None:
+    for group in groups:
+        key = (tenant, group)
+        if add:
+            index.setdefault(key, set()).add(subject)
+            continue
+        members = index.get(key)
+        if members is not None:
+            members.discard(subject)
+            if not members:
+                del index[key]

@@ -113,3 +113,72 @@ META = """
 return {redis.call('HGET', KEYS[1], 'rev') or false, redis.call('HGET', KEYS[1], 'gen') or false,
         redis.call('HGET', KEYS[1], 'stamp') or ''}
 """
+
+# Who may approve (SPEC section 5, engine/approvers.py): a member approves through a link
+# that is not read-only (`ro`, `ro+sc`). `approving(gid, first)` lists a group's members
+# linked so (only the first when `first`). ARGV[2..3] are the `members:` and `links:` key
+# prefixes relative to the generation.
+_APPROVING = """
+local function approving(gid, first)
+  local found = {}
+  for _, m in ipairs(redis.call('SMEMBERS', base .. ARGV[2] .. gid)) do
+    local level = redis.call('HGET', base .. ARGV[3] .. m, gid)
+    if level and string.sub(level, 1, 2) ~= 'ro' then
+      found[#found + 1] = m
+      if first then return found end
+    end
+  end
+  return found
+end
+"""
+
+# The members of each group who may approve. ARGV: tenant prefix, `members:` prefix,
+# `links:` prefix, group id... Returns {rev, gen, stamp, {member...} per group}.
+APPROVING_MEMBERS = (
+    SNAPSHOT
+    + _APPROVING
+    + """for a = 4, #ARGV do out[#out + 1] = approving(ARGV[a], false) end
+return out
+"""
+)
+
+# Each company's approval group ('' for none) and whether it is active (has a member who may
+# approve: 1, else 0). ARGV: tenant prefix, `members:` prefix, `links:` prefix, `company:`
+# prefix, company id... Returns {rev, gen, stamp, {group id, active} per company}.
+APPROVAL_GROUPS = (
+    SNAPSHOT
+    + _APPROVING
+    + """for a = 5, #ARGV do
+  local item = {'', 0}
+  local raw = redis.call('GET', base .. ARGV[4] .. ARGV[a])
+  if raw then
+    local group = cjson.decode(raw).approval_group
+    if type(group) == 'string' and group ~= '' then
+      item = {group, #approving(group, true)}
+    end
+  end
+  out[#out + 1] = item
+end
+return out
+"""
+)
+
+# A purchase's company with the approving members of the given groups (its Admins and
+# Buyers) and of the company's approval group, in one snapshot. ARGV: tenant prefix,
+# `members:` prefix, `links:` prefix, the company's key suffix, group id...
+# Returns {rev, gen, stamp, company json or '', {member...} per group, {approval group's}}.
+COMPANY_APPROVERS = (
+    SNAPSHOT
+    + _APPROVING
+    + """local raw = redis.call('GET', base .. ARGV[4])
+out[#out + 1] = raw or ''
+for a = 5, #ARGV do out[#out + 1] = approving(ARGV[a], false) end
+local extra = {}
+if raw then
+  local group = cjson.decode(raw).approval_group
+  if type(group) == 'string' and group ~= '' then extra = approving(group, false) end
+end
+out[#out + 1] = extra
+return out
+"""
+)

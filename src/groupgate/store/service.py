@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +40,7 @@ from groupgate.model import (
     Money,
     Resource,
     Settings,
+    Subject,
     SubjectKind,
     new_tuple,
     predefined_group_id,
@@ -284,22 +285,14 @@ class GraphService:
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
-        rel = keys.RELATIVE
-        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
-        reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
-        snap = await self._guard(self.graphs.read(tenant, *reads))
-        if not snap.values[0]:
+        snap, raw, members, approval = await self._guard(
+            self.graphs.company_approvers(tenant, company, ids)
+        )
+        if not raw:
             raise NotFound(f"unknown company {company!r}")
-        record = codec.load_company(snap.values[0])
-        members = {
-            gid: frozenset(text(m) for m in raw)
-            for gid, raw in zip(ids, snap.values[1:], strict=True)
-        }
+        record = codec.load_company(raw)
         if record.approval_group:
-            extra = await self._guard(
-                self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
-            )
-            members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
+            members = {**members, record.approval_group: approval}
         ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
         roles: frozenset[str] = frozenset()
         if entry.subject is not None:
@@ -482,15 +475,29 @@ class GraphService:
         self.cache.misses += len(subjects)
         try:
             found = await self.graphs.resolve(tenant, subjects)
+            snap, settings_raw = self._checked(tenant, found, min_revision)
+            loaded = [
+                self._load(sid, value) for sid, value in zip(subjects, snap.values, strict=True)
+            ]
+            # Read after the subjects: a write in between is evicted by its event, and the
+            # entries are kept at the subjects' revision (cache invariant 3).
+            companies = sorted(
+                {g.company for _, groups in loaded for g in groups.values() if g.company}
+            )
+            approval = await self.graphs.approval_groups(tenant, companies) if companies else {}
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
-        snap, settings_raw = self._checked(tenant, found, min_revision)
         settings = self._load_settings(settings_raw)
+        active = {c: group for c, (group, on) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
-        for sid, value in zip(subjects, snap.values, strict=True):
-            entry = self._compile(tenant, sid, value, settings, snap.rev)
+        for sid, (subject, groups) in zip(subjects, loaded, strict=True):
+            depends = frozenset(
+                approval[g.company][0] for g in groups.values() if g.company in approval
+            )
+            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active)
+            entry.depends = depends
             self.cache.put(tenant, sid, entry, snap.rev)
             out[sid] = (entry, snap.rev, False)
         return out
@@ -513,18 +520,32 @@ class GraphService:
             out[sid] = (entry, state.known_rev, True)
         return out
 
-    def _compile(
-        self, tenant: str, subject_id: str, value: Any, settings: Settings, rev: int
-    ) -> Entry:
+    def _load(self, subject_id: str, value: Any) -> tuple[Subject | None, dict[str, Group]]:
+        """Decode one resolved subject and the groups it is linked to (None: unknown)."""
         if value is None:
-            empty = Profile(tenant, subject_id, rev, (), {})
-            return Entry(empty, None, {}, settings)
+            return None, {}
         raw, links, ids, raws = value
-        subject = codec.load_subject(subject_id, raw, links)
         groups: dict[str, Group] = {
             gid: self.writer.groups.load(graw) for gid, graw in zip(ids, raws, strict=True) if graw
         }
-        profile = self.compiler.compile(subject, groups, settings, tenant=tenant, revision=rev)
+        return codec.load_subject(subject_id, raw, links), groups
+
+    def _compile(
+        self,
+        tenant: str,
+        subject_id: str,
+        subject: Subject | None,
+        groups: dict[str, Group],
+        settings: Settings,
+        rev: int,
+        approval_groups: Mapping[str, str],
+    ) -> Entry:
+        if subject is None:
+            empty = Profile(tenant, subject_id, rev, (), {})
+            return Entry(empty, None, {}, settings)
+        profile = self.compiler.compile(
+            subject, groups, settings, tenant=tenant, revision=rev, approval_groups=approval_groups
+        )
         return Entry(profile, subject, groups, settings)
 
     def _load_settings(self, raw: bytes) -> Settings:
@@ -593,6 +614,7 @@ class GraphService:
             event.get("groups") or (),
             bool(event.get("all")),
             bool(event.get("resources")),
+            event.get("memberships") or (),
         )
 
     async def _poll(self) -> None:
