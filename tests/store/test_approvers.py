@@ -8,6 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import pytest
+
+from groupgate.errors import GraphError
 from groupgate.model import Money, Resource
 from groupgate.store.service import GraphService
 from tests.store.conftest import Opener
@@ -116,3 +119,28 @@ async def _allowed(service: GraphService, tenant: str, subject: str) -> bool:
 
 async def _denied(service: GraphService, tenant: str, subject: str) -> bool:
     return not await _allowed(service, tenant, subject)
+
+
+async def test_leaving_the_company_while_approving_is_refused(
+    open_service: Opener, tenant: str
+) -> None:
+    service = await open_service()
+    await service.import_graph(None, acme(tenant))
+    await service.put_subject(
+        tenant,
+        {
+            "id": "cust-10",
+            "kind": "customer",
+            "companies": {"c-parent": ["buyer"]},
+            "groups": ["c-parent-approvers"],
+        },
+    )
+    await service.remove_membership(tenant, "cust-10", "c-parent/buyer")  # still its Contact
+    rev = await service.revision(tenant)
+    with pytest.raises(GraphError, match="not a customer of 'c-parent'"):
+        await service.remove_membership(tenant, "cust-10", "c-parent/contact")
+    assert await service.revision(tenant) == rev  # nothing written
+    entity = await service.get_entity(tenant, "subject", "cust-10")
+    assert "c-parent/contact" in str(entity["groups"])
+    await service.remove_membership(tenant, "cust-10", "c-parent-approvers")
+    await service.remove_membership(tenant, "cust-10", "c-parent/contact")

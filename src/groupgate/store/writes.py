@@ -189,13 +189,19 @@ class Writer:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", rel.subject(subject_id), ()),
-                ("HEXISTS", rel.links(subject_id), (group_id,)),
+                ("GET", rel.subject(subject_id), ()),
+                ("HGETALL", rel.links(subject_id), ()),
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown subject {subject_id!r}")
-            if not snap.values[1]:
+            links = pairs(snap.values[1])
+            if group_id not in links:
                 raise NotFound(f"subject {subject_id!r} is not in group {group_id!r}")
+            # Leaving the last group of a company while staying in its approval group would
+            # leave an approver who is no customer of it (SPEC section 5).
+            del links[group_id]
+            remaining = codec.load_subject(subject_id, snap.values[0], links)
+            await self._check_approvers(tenant, remaining, {}, lambda _: "membership.group")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(subjects={subject_id}, memberships={group_id})
             ops.add("HDEL", g.links(subject_id), group_id)
