@@ -874,6 +874,18 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                         "oneOf": [_PERMISSION, {"type": "array", "items": _PERMISSION}],
                         "description": "ro and rw exclude each other",
                     },
+                    "valid_from": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds from this instant (RFC 3339 with an "
+                        "offset; kept to the millisecond)",
+                    },
+                    "valid_until": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds until before this instant; later "
+                        "than valid_from",
+                    },
                 },
             },
         ]

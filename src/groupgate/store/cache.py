@@ -12,15 +12,19 @@ Invariants that keep it from ever serving a revoked permission:
 3. An entry (or a resource table) read at revision r is stored only if no event above r has
    been seen (`r >= seen_rev`): otherwise an event that already passed might have been
    about it.
-4. A revision or generation that goes backwards, or the same revision with another stamp
+4. An entry whose subject (or an approval group it depends on) has a link that starts or
+   ends at some instant is served only before that instant (`Entry.expires`): expiring
+   grants never allow past `valid_until` nor before `valid_from`.
+5. A revision or generation that goes backwards, or the same revision with another stamp
    (a failover lost acknowledged writes), drops the tenant's entries.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from groupgate.engine.profile import Profile
@@ -38,10 +42,16 @@ class Entry:
     subject: Subject | None
     groups: Mapping[str, Group]
     settings: Settings
+    #: When the entry stops being right by itself (a link of the subject, or of an approval
+    #: group it depends on, starts or ends): seconds since the epoch, None: only a write.
+    expires: float | None = None
     #: Groups whose membership the profile depends on without being linked to them: the
     #: approval groups of the subject's companies (an Admin's `approve` depends on whether the
     #: company's approval group has an approver, SPEC section 5).
     depends: frozenset[str] = frozenset()
+    #: The active approval groups the profile was compiled with (company -> group), for
+    #: explain to evaluate alike.
+    approval_groups: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -64,8 +74,10 @@ class TenantState:
 class ProfileCache:
     """A bounded LRU of `Entry`s keyed by (tenant, subject), with group -> subjects index."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, clock: Callable[[], float] = time.time) -> None:
         self.size = size
+        #: Wall-clock time (tests set a controllable one): expiring grants are instants.
+        self.clock = clock
         self.entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._by_group: dict[tuple[str, str], set[str]] = {}
         #: (tenant, group) -> subjects whose entry `depends` on the group's membership.
@@ -85,6 +97,9 @@ class ProfileCache:
         key = (tenant, subject)
         entry = self.entries.get(key)
         if entry is not None:
+            if entry.expires is not None and self.clock() >= entry.expires:
+                self.evict_subjects(tenant, (subject,))
+                return None
             self.hits += 1
             self.entries.move_to_end(key)  # least recently used goes first
         return entry
@@ -98,6 +113,9 @@ class ProfileCache:
             key = (tenant, subject)
             entry = entries.get(key)
             if entry is not None:
+                if entry.expires is not None and self.clock() >= entry.expires:
+                    self.evict_subjects(tenant, (subject,))
+                    continue
                 touch(key)
                 found[subject] = entry
         self.hits += len(found)

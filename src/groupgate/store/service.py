@@ -285,8 +285,9 @@ class GraphService:
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
+        now = self.cache.clock()
         snap, raw, members, approval = await self._guard(
-            self.graphs.company_approvers(tenant, company, ids)
+            self.graphs.company_approvers(tenant, company, ids, now)
         )
         if not raw:
             raise NotFound(f"unknown company {company!r}")
@@ -299,7 +300,7 @@ class GraphService:
             prefix = company + "/"
             roles = frozenset(
                 link.group[len(prefix) :]
-                for link in entry.subject.memberships
+                for link in entry.subject.at(now).memberships
                 if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
             )
         result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
@@ -333,7 +334,15 @@ class GraphService:
             return Decision(
                 False, reason, None, (f"subject {subject} does not exist", f"deny: {reason}")
             )
-        return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
+        return evaluate(
+            self.catalog,
+            entry.subject.at(self.cache.clock()),
+            entry.groups,
+            entry.settings,
+            action,
+            resource,
+            entry.approval_groups,
+        )
 
     # ------------------------------------------------------------------ held resources
 
@@ -484,20 +493,25 @@ class GraphService:
             companies = sorted(
                 {g.company for _, groups in loaded for g in groups.values() if g.company}
             )
-            approval = await self.graphs.approval_groups(tenant, companies) if companies else {}
+            now = self.cache.clock()
+            approval = (
+                await self.graphs.approval_groups(tenant, companies, now) if companies else {}
+            )
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
         settings = self._load_settings(settings_raw)
-        active = {c: group for c, (group, on) in approval.items() if on}
+        active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid, (subject, groups) in zip(subjects, loaded, strict=True):
-            depends = frozenset(
-                approval[g.company][0] for g in groups.values() if g.company in approval
+            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active, now)
+            mine = {approval[g.company] for g in groups.values() if g.company in approval}
+            entry.depends = frozenset(group for group, _, _ in mine)
+            entry.expires = min(
+                (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
+                default=None,
             )
-            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active)
-            entry.depends = depends
             self.cache.put(tenant, sid, entry, snap.rev)
             out[sid] = (entry, snap.rev, False)
         return out
@@ -515,7 +529,7 @@ class GraphService:
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid in subjects:
             entry = self.cache.entries.get((tenant, sid))
-            if entry is None:
+            if entry is None or (entry.expires is not None and self.cache.clock() >= entry.expires):
                 raise StoreUnavailable(reason)
             out[sid] = (entry, state.known_rev, True)
         return out
@@ -539,14 +553,29 @@ class GraphService:
         settings: Settings,
         rev: int,
         approval_groups: Mapping[str, str],
+        now: float,
     ) -> Entry:
+        """Compile the subject as of `now` (only the links that hold then); the entry keeps
+        the whole subject and expires when one of its links starts or ends."""
         if subject is None:
             empty = Profile(tenant, subject_id, rev, (), {})
             return Entry(empty, None, {}, settings)
         profile = self.compiler.compile(
-            subject, groups, settings, tenant=tenant, revision=rev, approval_groups=approval_groups
+            subject.at(now),
+            groups,
+            settings,
+            tenant=tenant,
+            revision=rev,
+            approval_groups=approval_groups,
         )
-        return Entry(profile, subject, groups, settings)
+        return Entry(
+            profile,
+            subject,
+            groups,
+            settings,
+            expires=subject.next_boundary(now),
+            approval_groups=approval_groups,
+        )
 
     def _load_settings(self, raw: bytes) -> Settings:
         settings = self._settings.get(raw)
