@@ -165,6 +165,14 @@ class ProfileCache:
             if dependents:
                 self.evict_subjects(tenant, list(dependents))
 
+    def drop_profiles(self) -> None:
+        """Forget every compiled profile of every tenant (the policy set changed); what the
+        cache knows of each tenant's revision stays."""
+        self.flushes += 1
+        self.entries.clear()
+        self._by_group.clear()
+        self._by_dependency.clear()
+
     def drop_tenant(self, tenant: str) -> None:
         self.flushes += 1
         self.drop_resources(tenant)

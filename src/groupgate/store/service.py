@@ -96,6 +96,14 @@ class GraphService:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload): swap the catalog, the
+        compiler and the writer's catalog and drop every compiled profile, in one step."""
+        self.catalog = catalog
+        self.compiler = ProfileCompiler(catalog)
+        self.writer.catalog = catalog
+        self.cache.drop_profiles()
+
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
