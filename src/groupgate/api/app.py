@@ -143,7 +143,17 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
+    from groupgate.api import (
+        admin,
+        authzen,
+        decisions,
+        front,
+        gateway,
+        native,
+        ops,
+        policies,
+        purchases,
+    )
     from groupgate.api.ops import Metrics
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
@@ -189,6 +199,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     authzen.setup(app)
     gateway.setup(app)
     admin.setup(app)
+    policies.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
     limits = config.limits

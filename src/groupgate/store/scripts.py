@@ -63,68 +63,6 @@ return out
 """
 )
 
-# What a purchase is decided on, in one round trip (SPEC sections 1 and 5): the company and
-# its ancestors up to the nearest that set what it does not (its account limit; its approval
-# rules, when some company of the tenant sets rules at all), and the members of every group
-# the decision may name: the company's admin and buyer groups, its approval group, the groups
-# of the nearest approval rules' tiers, and the groups given.
-# ARGV: tenant prefix, `company:` suffix prefix, `members:` suffix prefix, `rulesets` suffix,
-# company id, its four predefined group ids (admin, contact, buyer, requester), more ids...
-# Returns {rev, gen, stamp, {company json, ancestor json...}, {group id...}, {members...}};
-# the company list is empty when there is no such company; {false}: no tenant.
-PURCHASE = (
-    SNAPSHOT
-    + """local cpre, mpre, company = ARGV[2], ARGV[3], ARGV[5]
-local raw = redis.call('GET', base .. cpre .. company)
-if not raw then
-  out[#out + 1] = {}; out[#out + 1] = {}; out[#out + 1] = {}
-  return out
-end
-local function set(v) return v ~= nil and v ~= cjson.null end
-local roles = {admin = ARGV[6], contact = ARGV[7], buyer = ARGV[8], requester = ARGV[9]}
-local wanted, order = {}, {}
-local function want(g)
-  if not wanted[g] then wanted[g] = true; order[#order + 1] = g end
-end
-want(ARGV[6]); want(ARGV[8])
-for a = 10, #ARGV do want(ARGV[a]) end
-local body = cjson.decode(raw)
-if set(body.approval_group) then want(body.approval_group) end
-local chain = {raw}
-local need_limit = not set(body.account_limit)
-local need_rules = redis.call('SCARD', base .. ARGV[4]) > 0
-local rules = nil
-if set(body.approval_rules) then rules = body.approval_rules; need_rules = false end
-local seen = {[company] = true}
-local parent = body.parent
-while (need_limit or need_rules) and set(parent) and not seen[parent] do
-  seen[parent] = true
-  local found = redis.call('GET', base .. cpre .. parent)
-  if not found then break end
-  chain[#chain + 1] = found
-  local up = cjson.decode(found)
-  if set(up.account_limit) then need_limit = false end
-  if need_rules and set(up.approval_rules) then rules = up.approval_rules; need_rules = false end
-  parent = up.parent
-end
-if rules then
-  for _, rule in ipairs(rules) do
-    for _, tier in ipairs(rule.tiers) do
-      for _, names in ipairs(tier) do
-        for _, name in ipairs(names) do want(roles[name] or name) end
-      end
-    end
-  end
-end
-local members = {}
-for i, g in ipairs(order) do members[i] = redis.call('SMEMBERS', base .. mpre .. g) end
-out[#out + 1] = chain
-out[#out + 1] = order
-out[#out + 1] = members
-return out
-"""
-)
-
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
 # Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS.
@@ -175,3 +113,136 @@ META = """
 return {redis.call('HGET', KEYS[1], 'rev') or false, redis.call('HGET', KEYS[1], 'gen') or false,
         redis.call('HGET', KEYS[1], 'stamp') or ''}
 """
+
+# Who may approve (SPEC section 5, engine/approvers.py): a member approves through a link
+# that is not read-only (`ro`, `ro+sc`) and holds now (a link `<perm>|<from ms>|<until ms>`
+# holds from `from` until before `until`: store/codec.py). `approving(gid, first)` lists a
+# group's members linked so (only the first when `first`) and the next moment one of the
+# group's links starts or ends (0: none). ARGV[2] is now in ms, ARGV[3..4] the `members:`
+# and `links:` key prefixes relative to the generation.
+_APPROVING = """
+local now = tonumber(ARGV[2])
+local function approving(gid, first)
+  local found, boundary = {}, 0
+  for _, m in ipairs(redis.call('SMEMBERS', base .. ARGV[3] .. gid)) do
+    local link = redis.call('HGET', base .. ARGV[4] .. m, gid)
+    local holds = link ~= false and link ~= nil
+    if holds then
+      local _, _, from, ends = string.find(link, '|([0-9]*)|([0-9]*)$')
+      from, ends = tonumber(from), tonumber(ends)
+      if from and from > now then
+        holds = false
+        if boundary == 0 or from < boundary then boundary = from end
+      end
+      if ends then
+        if ends <= now then holds = false
+        elseif boundary == 0 or ends < boundary then boundary = ends end
+      end
+    end
+    if holds and string.sub(link, 1, 2) ~= 'ro' then
+      found[#found + 1] = m
+      if first then return found, boundary end
+    end
+  end
+  return found, boundary
+end
+"""
+
+# The members of each group who may approve now. ARGV: tenant prefix, now (ms), `members:`
+# prefix, `links:` prefix, group id... Returns {rev, gen, stamp, {member...} per group}.
+APPROVING_MEMBERS = (
+    SNAPSHOT
+    + _APPROVING
+    + """for a = 5, #ARGV do out[#out + 1] = (approving(ARGV[a], false)) end
+return out
+"""
+)
+
+# Each company's approval group ('' for none), whether it is active now (has a member who
+# may approve: 1, else 0) and when that may change (ms, 0: only by a write). ARGV: tenant
+# prefix, now (ms), `members:` prefix, `links:` prefix, `company:` prefix, company id...
+# Returns {rev, gen, stamp, {group id, active, boundary} per company}.
+APPROVAL_GROUPS = (
+    SNAPSHOT
+    + _APPROVING
+    + """for a = 6, #ARGV do
+  local item = {'', 0, 0}
+  local raw = redis.call('GET', base .. ARGV[5] .. ARGV[a])
+  if raw then
+    local group = cjson.decode(raw).approval_group
+    if type(group) == 'string' and group ~= '' then
+      local found, boundary = approving(group, false)
+      item = {group, #found, boundary}
+    end
+  end
+  out[#out + 1] = item
+end
+return out
+"""
+)
+
+# What a purchase is decided on, in one round trip (SPEC sections 1 and 5): the company and
+# its ancestors up to the nearest that set what it does not (its account limit; its approval
+# rules, when some company of the tenant sets rules at all), and the members who may approve
+# now (`_APPROVING`) of every group the decision may name: the company's admin and buyer
+# groups, its approval group, the groups of the nearest approval rules' tiers, and the groups
+# given. ARGV: tenant prefix, now (ms), `members:` prefix, `links:` prefix, `company:` prefix,
+# `rulesets` suffix, company id, its four predefined group ids (admin, contact, buyer,
+# requester), more group ids... Returns {rev, gen, stamp, {company json, ancestor json...},
+# {group id...}, {member...} per group}; the company list is empty when there is no such
+# company; {false}: no tenant.
+PURCHASE = (
+    SNAPSHOT
+    + _APPROVING
+    + """local cpre, company = ARGV[5], ARGV[7]
+local raw = redis.call('GET', base .. cpre .. company)
+if not raw then
+  out[#out + 1] = {}; out[#out + 1] = {}; out[#out + 1] = {}
+  return out
+end
+local function set(v) return v ~= nil and v ~= cjson.null end
+local roles = {admin = ARGV[8], contact = ARGV[9], buyer = ARGV[10], requester = ARGV[11]}
+local wanted, order = {}, {}
+local function want(g)
+  if not wanted[g] then wanted[g] = true; order[#order + 1] = g end
+end
+want(ARGV[8]); want(ARGV[10])
+for a = 12, #ARGV do want(ARGV[a]) end
+local body = cjson.decode(raw)
+if type(body.approval_group) == 'string' and body.approval_group ~= '' then
+  want(body.approval_group)
+end
+local chain = {raw}
+local need_limit = not set(body.account_limit)
+local need_rules = redis.call('SCARD', base .. ARGV[6]) > 0
+local rules = nil
+if set(body.approval_rules) then rules = body.approval_rules; need_rules = false end
+local seen = {[company] = true}
+local parent = body.parent
+while (need_limit or need_rules) and type(parent) == 'string' and not seen[parent] do
+  seen[parent] = true
+  local found = redis.call('GET', base .. cpre .. parent)
+  if not found then break end
+  chain[#chain + 1] = found
+  local up = cjson.decode(found)
+  if set(up.account_limit) then need_limit = false end
+  if need_rules and set(up.approval_rules) then rules = up.approval_rules; need_rules = false end
+  parent = up.parent
+end
+if rules then
+  for _, rule in ipairs(rules) do
+    for _, tier in ipairs(rule.tiers) do
+      for _, names in ipairs(tier) do
+        for _, name in ipairs(names) do want(roles[name] or name) end
+      end
+    end
+  end
+end
+local members = {}
+for i, g in ipairs(order) do members[i] = (approving(g, false)) end
+out[#out + 1] = chain
+out[#out + 1] = order
+out[#out + 1] = members
+return out
+"""
+)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -24,7 +24,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from groupgate.engine.approvers import approves_through
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -42,6 +41,7 @@ from groupgate.model import (
     PurchaseDecision,
     Resource,
     Settings,
+    Subject,
     SubjectKind,
     new_tuple,
     predefined_group_id,
@@ -96,6 +96,14 @@ class GraphService:
         self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload): swap the catalog, the
+        compiler and the writer's catalog and drop every compiled profile, in one step."""
+        self.catalog = catalog
+        self.compiler = ProfileCompiler(catalog)
+        self.writer.catalog = catalog
+        self.cache.drop_profiles()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,18 +295,18 @@ class GraphService:
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
+        now = self.cache.clock()
         snap, chain, members = await self._guard(
-            self.graphs.purchase(tenant, company, predefined, self._policy_groups(company))
+            self.graphs.purchase(tenant, company, predefined, self._policy_groups(company), now)
         )
         if not chain:
             raise NotFound(f"unknown company {company!r}")
         record, *ancestors = [codec.load_company(raw) for raw in chain]
-        members = await self._approving(tenant, members, min_revision)
         roles: frozenset[str] = frozenset()
         groups: frozenset[str] = frozenset()
         if entry.subject is not None:
             prefix = company + "/"
-            groups = frozenset(entry.subject.group_ids())
+            groups = frozenset(entry.subject.at(now).group_ids())
             roles = frozenset(
                 gid[len(prefix) :]
                 for gid in groups
@@ -323,8 +331,8 @@ class GraphService:
         if wanted:
             # The script reads every group the tiers may name; a group it could not know of
             # (none today) is read here, and the purchase decided again with its members.
-            found = await self._members(tenant, sorted(wanted))
-            members.update(await self._approving(tenant, found, min_revision))
+            _, found = await self._guard(self.graphs.approving_members(tenant, sorted(wanted), now))
+            members.update(found)
             result = run()
         return PurchaseAnswer(result, snap.rev)
 
@@ -341,45 +349,21 @@ class GraphService:
                         out[gid] = None
         return list(out)
 
-    async def _members(self, tenant: str, ids: list[str]) -> dict[str, frozenset[str]]:
-        """The members of groups, by group id, in one read."""
-        rel = keys.RELATIVE
-        snap = await self._guard(
-            self.graphs.read(tenant, *[("SMEMBERS", rel.members(gid), ()) for gid in ids])
-        )
-        return {
-            gid: frozenset(text(m) for m in raw) for gid, raw in zip(ids, snap.values, strict=True)
-        }
-
-    async def _approving(
-        self, tenant: str, members: dict[str, frozenset[str]], min_revision: int | None
-    ) -> dict[str, frozenset[str]]:
-        """`members` without those whose link to the group does not approve (`ro`, SPEC
-        section 5: the approvers listed are exactly those `/v1/check` allows `approve`).
-        The links come from the subjects' cache entries: no Redis call when they are cached."""
-        ids = set().union(*members.values())
-        if not ids:
-            return members
-        entries = await self._entries(tenant, ids, min_revision)
-        approving: set[tuple[str, str]] = set()
-        for sid in ids:
-            subject = entries[sid][0].subject
-            if subject is not None:
-                approving.update(
-                    (link.group, sid) for link in subject.memberships if approves_through(link)
-                )
-        return {
-            gid: frozenset(sid for sid in found if (gid, sid) in approving)
-            for gid, found in members.items()
-        }
-
     def _explain(self, entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
         if entry.subject is None:
             reason = f"unknown subject {subject!r}"
             return Decision(
                 False, reason, None, (f"subject {subject} does not exist", f"deny: {reason}")
             )
-        return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
+        return evaluate(
+            self.catalog,
+            entry.subject.at(self.cache.clock()),
+            entry.groups,
+            entry.settings,
+            action,
+            resource,
+            entry.approval_groups,
+        )
 
     # ------------------------------------------------------------------ held resources
 
@@ -521,15 +505,34 @@ class GraphService:
         self.cache.misses += len(subjects)
         try:
             found = await self.graphs.resolve(tenant, subjects)
+            snap, settings_raw = self._checked(tenant, found, min_revision)
+            loaded = [
+                self._load(sid, value) for sid, value in zip(subjects, snap.values, strict=True)
+            ]
+            # Read after the subjects: a write in between is evicted by its event, and the
+            # entries are kept at the subjects' revision (cache invariant 3).
+            companies = sorted(
+                {g.company for _, groups in loaded for g in groups.values() if g.company}
+            )
+            now = self.cache.clock()
+            approval = (
+                await self.graphs.approval_groups(tenant, companies, now) if companies else {}
+            )
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
-        snap, settings_raw = self._checked(tenant, found, min_revision)
         settings = self._load_settings(settings_raw)
+        active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
-        for sid, value in zip(subjects, snap.values, strict=True):
-            entry = self._compile(tenant, sid, value, settings, snap.rev)
+        for sid, (subject, groups) in zip(subjects, loaded, strict=True):
+            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active, now)
+            mine = {approval[g.company] for g in groups.values() if g.company in approval}
+            entry.depends = frozenset(group for group, _, _ in mine)
+            entry.expires = min(
+                (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
+                default=None,
+            )
             self.cache.put(tenant, sid, entry, snap.rev)
             out[sid] = (entry, snap.rev, False)
         return out
@@ -547,24 +550,53 @@ class GraphService:
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid in subjects:
             entry = self.cache.entries.get((tenant, sid))
-            if entry is None:
+            if entry is None or (entry.expires is not None and self.cache.clock() >= entry.expires):
                 raise StoreUnavailable(reason)
             out[sid] = (entry, state.known_rev, True)
         return out
 
-    def _compile(
-        self, tenant: str, subject_id: str, value: Any, settings: Settings, rev: int
-    ) -> Entry:
+    def _load(self, subject_id: str, value: Any) -> tuple[Subject | None, dict[str, Group]]:
+        """Decode one resolved subject and the groups it is linked to (None: unknown)."""
         if value is None:
-            empty = Profile(tenant, subject_id, rev, (), {})
-            return Entry(empty, None, {}, settings)
+            return None, {}
         raw, links, ids, raws = value
-        subject = codec.load_subject(subject_id, raw, links)
         groups: dict[str, Group] = {
             gid: self.writer.groups.load(graw) for gid, graw in zip(ids, raws, strict=True) if graw
         }
-        profile = self.compiler.compile(subject, groups, settings, tenant=tenant, revision=rev)
-        return Entry(profile, subject, groups, settings)
+        return codec.load_subject(subject_id, raw, links), groups
+
+    def _compile(
+        self,
+        tenant: str,
+        subject_id: str,
+        subject: Subject | None,
+        groups: dict[str, Group],
+        settings: Settings,
+        rev: int,
+        approval_groups: Mapping[str, str],
+        now: float,
+    ) -> Entry:
+        """Compile the subject as of `now` (only the links that hold then); the entry keeps
+        the whole subject and expires when one of its links starts or ends."""
+        if subject is None:
+            empty = Profile(tenant, subject_id, rev, (), {})
+            return Entry(empty, None, {}, settings)
+        profile = self.compiler.compile(
+            subject.at(now),
+            groups,
+            settings,
+            tenant=tenant,
+            revision=rev,
+            approval_groups=approval_groups,
+        )
+        return Entry(
+            profile,
+            subject,
+            groups,
+            settings,
+            expires=subject.next_boundary(now),
+            approval_groups=approval_groups,
+        )
 
     def _load_settings(self, raw: bytes) -> Settings:
         settings = self._settings.get(raw)
@@ -632,6 +664,7 @@ class GraphService:
             event.get("groups") or (),
             bool(event.get("all")),
             bool(event.get("resources")),
+            event.get("memberships") or (),
         )
 
     async def _poll(self) -> None:
