@@ -140,3 +140,28 @@ async def test_a_group_named_by_rules_cannot_be_deleted_or_moved(
     # Once the rules name it no more, it goes.
     await service.put_company(tenant, {"id": "top", "name": "Top", "approval_rules": []})
     await service.delete_group(tenant, "finance")
+
+
+async def test_a_tier_lists_only_approvers_whose_link_holds_now(
+    open_service: Opener, tenant: str
+) -> None:
+    doc = tree(tenant)
+    doc["companies"][0]["approval_rules"] = [BIG]
+    doc["subjects"] += [
+        {
+            "id": f"f-{name}",
+            "kind": "customer",
+            "companies": {"top": ["contact"]},
+            "groups": [{"group": "finance", **window}],
+        }
+        for name, window in (
+            ("ended", {"valid_until": "2020-01-01T00:00:00Z"}),
+            ("later", {"valid_from": "2999-01-01T00:00:00Z"}),
+            ("ro", {"permission": "ro"}),
+        )
+    ]
+    service = await open_service()
+    await service.import_graph(None, doc)
+    answer = await service.purchase(tenant, "b", "sub", Money(Decimal("500"), "EUR"))
+    assert answer.result.rule == "rule:big"
+    assert [(e.groups, e.subjects) for e in answer.result.eligible] == [(("finance",), ("f",))]
