@@ -202,6 +202,8 @@ class Config:
     #: Seconds between looks at the policy files for a change (0: only SIGHUP and the admin
     #: endpoint reload them).
     policy_watch: float = 0.0
+    #: OpenTelemetry traces (the `otel` extra), exported as the `OTEL_*` variables say.
+    otel: bool = False
     #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
     demo: bool = False
 
@@ -304,6 +306,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "allow_py_parser": _bool,
     "public_url": _text,
     "policy_watch": _seconds,
+    "otel": _bool,
     "demo": _bool,
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
@@ -362,6 +365,8 @@ HELP: dict[str, str] = {
     "POST /v1/admin/policies/reload",
     "policy_watch": "seconds between looks at the policy files for a change, reloading them "
     "when one is seen (0: off)",
+    "otel": "OpenTelemetry traces (pip install 'groupgate[otel]'), exported over OTLP/HTTP as "
+    "the OTEL_* variables say",
     "data": "graph documents (JSON) imported at start (comma-separated in the environment)",
     "default_tenant": "tenant of requests that name none",
     "api_keys": "caller keys, comma-separated; key:tenant binds a key to one tenant",

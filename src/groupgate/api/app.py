@@ -23,7 +23,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from groupgate import log
+from groupgate import log, tracing
 from groupgate.api import problems
 from groupgate.audit import trail as audit_trail
 from groupgate.audit.trail import AuditTrail
@@ -161,6 +161,10 @@ def create_app(config: Config, service: Service) -> web.Application:
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
     app = front.application(config.http, config.limits.max_body_bytes)
+    if config.otel:
+        if tracing.TRACER is None:
+            tracing.enable()
+        app.middlewares.append(tracing.request_middleware())
     session_holder: dict[str, aiohttp.ClientSession] = {}
 
     async def fetch(url: str) -> bytes:

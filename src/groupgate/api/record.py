@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from time import perf_counter, time
 from typing import Any, NamedTuple, Protocol
 
+from groupgate import tracing
 from groupgate.audit.record import Record, decision_id
 
 
@@ -72,6 +73,16 @@ def record(
     audit trail when there is one."""
     elapsed = perf_counter() - started
     state.metrics.observe(surface, allow, elapsed)
+    if tracing.TRACER is not None:
+        tracing.annotate(
+            surface=surface,
+            tenant=tenant,
+            subject=subject,
+            action=action,
+            resource_type=type,
+            allow=allow,
+            reason=reason,
+        )
     audit = state.audit
     if audit is not None:
         audit.add(
