@@ -149,6 +149,28 @@ def _all_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the quick form of every suite")
 
 
+def _operations_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (5)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per round (6)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument(
+        "--reload-every", type=float, default=1.0, help="seconds between reloads (1)"
+    )
+
+
+def _operations(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import operations
+
+    results = operations.measure(
+        rounds=2 if args.quick else args.rounds,
+        duration=3.0 if args.quick else args.duration,
+        connections=args.connections,
+        reload_every=args.reload_every,
+    )
+    return results, operations.markdown(results)
+
+
 def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run every suite in turn with its defaults (or its quick form)."""
     results: dict[str, Any] = {}
@@ -185,6 +207,11 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         "connections that send headers and part of a body, then nothing: held, RSS",
         _slowbody_options,
         _slowbody,
+    ),
+    "operations": (
+        "the audit trail's and a policy reload's cost under load (issue 14)",
+        _operations_options,
+        _operations,
     ),
     "run": (
         "every suite in turn: engine, store, http, slowbody",

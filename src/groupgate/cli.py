@@ -159,7 +159,7 @@ def serve_config(args: argparse.Namespace) -> Serving:
 def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
     from groupgate.api.server import run
 
-    log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
+    log.configure(config.log_level, config.log_format, decision_log="stdout" in config.audit.sinks)
 
     def bound() -> None:
         if show:
@@ -194,7 +194,7 @@ def serve(args: argparse.Namespace) -> int:
     from groupgate.api.app import require_c_parser
 
     config, demo, demo_secret = serve_config(args)
-    log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
+    log.configure(config.log_level, config.log_format, decision_log="stdout" in config.audit.sinks)
     require_c_parser(config)
     text = banner(config, demo, demo_secret)
     if config.workers == 1:

@@ -133,6 +133,34 @@ class HttpLimits:
     shutdown_grace: float = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """The audit trail (`groupgate.audit`): where decision records go and how much may wait.
+
+    Each is `audit_<name>` in a file's flat form and `GROUPGATE_AUDIT_<NAME>` in the
+    environment. Records wait in a bounded buffer and are written in batches off the
+    request path; past `buffer` waiting records, new ones are dropped, counted and logged.
+    """
+
+    #: Sinks: `stdout`, `file`, `redis` (a capped stream). `decision_log` adds `stdout`.
+    sinks: tuple[str, ...] = ()
+    #: The file sink's path, rotated past `file_max_bytes` keeping `file_backups` old files.
+    file: str | None = None
+    file_max_bytes: int = 100 * MIB
+    file_backups: int = 5
+    #: The Redis stream sink keeps about this many records (XADD MAXLEN ~).
+    stream_max_len: int = 1_000_000
+    #: Records waiting to be written, at most; more are dropped (counted and logged).
+    buffer: int = 100_000
+    #: Records written in one batch, and the longest a record waits for its batch (ms).
+    batch: int = 1000
+    flush_ms: int = 200
+    #: Record fields written as a digest instead of their value (e.g. subject, caller).
+    mask: tuple[str, ...] = ()
+
+
+AUDIT_SINKS = ("stdout", "file", "redis")
+
 GATEWAY_KINDS = ("nginx", "caddy", "traefik", "haproxy", "envoy")
 
 #: Set by `serve --workers N` for its workers to the supervisor's pid: a policy reload asked
@@ -155,6 +183,7 @@ class Config:
     api_keys: tuple[ApiKey, ...] = ()
     admin_open: bool = False
     jwt: JwtSettings = field(default_factory=JwtSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     limits: Limits = field(default_factory=Limits)
     http: HttpLimits = field(default_factory=HttpLimits)
     #: Which gateway calls forward-auth: it decides which headers carry the original
@@ -173,6 +202,8 @@ class Config:
     #: Seconds between looks at the policy files for a change (0: only SIGHUP and the admin
     #: endpoint reload them).
     policy_watch: float = 0.0
+    #: OpenTelemetry traces (the `otel` extra), exported as the `OTEL_*` variables say.
+    otel: bool = False
     #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
     demo: bool = False
 
@@ -275,6 +306,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "allow_py_parser": _bool,
     "public_url": _text,
     "policy_watch": _seconds,
+    "otel": _bool,
     "demo": _bool,
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
@@ -306,9 +338,18 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwt_jwks_ttl": _seconds,
     "jwt_caller_tokens": _bool,
     "jwt_admin_scope": _text,
+    "audit_sinks": _list,
+    "audit_file": _text,
+    "audit_file_max_bytes": _int(1024, 1 << 40),
+    "audit_file_backups": _int(0, 1000),
+    "audit_stream_max_len": _int(1, 1 << 40),
+    "audit_buffer": _int(1, 100_000_000),
+    "audit_batch": _int(1, 1_000_000),
+    "audit_flush_ms": _int(1, 60_000),
+    "audit_mask": _list,
     "jwt_cache_size": _int(0, 10_000_000),
 }
-SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_"}
+SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_", "audit": "audit_"}
 
 #: What each setting does, for `--help` (`describe` adds the default and the variable).
 HELP: dict[str, str] = {
@@ -324,6 +365,8 @@ HELP: dict[str, str] = {
     "POST /v1/admin/policies/reload",
     "policy_watch": "seconds between looks at the policy files for a change, reloading them "
     "when one is seen (0: off)",
+    "otel": "OpenTelemetry traces (pip install 'groupgate[otel]'), exported over OTLP/HTTP as "
+    "the OTEL_* variables say",
     "data": "graph documents (JSON) imported at start (comma-separated in the environment)",
     "default_tenant": "tenant of requests that name none",
     "api_keys": "caller keys, comma-separated; key:tenant binds a key to one tenant",
@@ -374,6 +417,17 @@ HELP: dict[str, str] = {
     "jwt_jwks_ttl": "seconds before a fetched JWKS is read again",
     "jwt_caller_tokens": "accept service JWTs as caller credentials",
     "jwt_admin_scope": "scope (scope or scp claim) that makes a caller JWT an admin credential",
+    "audit_sinks": "audit trail sinks, comma-separated: stdout, file, redis (a capped stream "
+    "gg:audit); decision_log adds stdout",
+    "audit_file": "the file sink's path",
+    "audit_file_max_bytes": "size at which the audit file is rotated",
+    "audit_file_backups": "rotated audit files kept",
+    "audit_stream_max_len": "records the Redis audit stream keeps (about)",
+    "audit_buffer": "audit records waiting to be written, at most; more are dropped, counted "
+    "and logged",
+    "audit_batch": "audit records written in one batch",
+    "audit_flush_ms": "milliseconds a record waits for its batch, at most",
+    "audit_mask": "record fields written as a digest, comma-separated (e.g. subject,caller)",
     "jwt_cache_size": "verified subject tokens remembered until they expire (0: off)",
 }
 
@@ -391,7 +445,7 @@ def default_text(name: str) -> str:
         return "none"
     owner: Any = Config()
     field_name = name
-    for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http)):
+    for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http), ("audit_", owner.audit)):
         if name.startswith(prefix):
             owner, field_name = holder, name.removeprefix(prefix)
     if field_name in Limits.__dataclass_fields__ and not hasattr(Config, field_name):
@@ -499,7 +553,8 @@ def build(values: Mapping[str, Any]) -> Config:
     plain = {
         f: values[f]
         for f in Config.__dataclass_fields__
-        if f in values and f not in {"policies", "data", "api_keys", "jwt", "limits", "http"}
+        if f in values
+        and f not in {"policies", "data", "api_keys", "jwt", "limits", "http", "audit"}
     }
     return Config(
         **plain,
@@ -507,9 +562,54 @@ def build(values: Mapping[str, Any]) -> Config:
         data=data,
         api_keys=tuple(keys),
         jwt=_jwt(values),
+        audit=_audit(values),
         limits=limits,
         http=http,
     )
+
+
+def _audit(values: Mapping[str, Any]) -> AuditSettings:
+    fields = {
+        f: values["audit_" + f]
+        for f in AuditSettings.__dataclass_fields__
+        if "audit_" + f in values
+    }
+    sinks = list(fields.get("sinks", ()))
+    if values.get("decision_log") and "stdout" not in sinks:
+        sinks.append("stdout")
+    unknown = [s for s in sinks if s not in AUDIT_SINKS]
+    if unknown:
+        raise ConfigError(
+            f"audit_sinks: unknown sink {unknown[0]!r} (expected {', '.join(AUDIT_SINKS)})"
+        )
+    if "file" in sinks and not fields.get("file"):
+        raise ConfigError("audit_file: the file sink needs a path (GROUPGATE_AUDIT_FILE)")
+    if "redis" in sinks and values.get("redis_url") is None:
+        raise ConfigError("audit_sinks: the redis sink needs a Redis (--redis)")
+    unknown = [f for f in fields.get("mask", ()) if f not in AUDIT_FIELDS]
+    if unknown:
+        raise ConfigError(f"audit_mask: {unknown[0]!r} is not a record field")
+    fields["sinks"] = tuple(dict.fromkeys(sinks))
+    return AuditSettings(**fields)
+
+
+#: The fields of an audit record (`groupgate.audit.record`), for `audit_mask`.
+AUDIT_FIELDS = (
+    "decision_id",
+    "time",
+    "surface",
+    "tenant",
+    "caller",
+    "subject",
+    "action",
+    "type",
+    "id",
+    "allow",
+    "reason",
+    "revision",
+    "latency_ms",
+    "request_id",
+)
 
 
 def _keys(items: tuple[str, ...], *, admin: bool, name: str) -> list[ApiKey]:

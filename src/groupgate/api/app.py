@@ -23,8 +23,10 @@ import orjson
 import yaml
 from aiohttp import web
 
-from groupgate import log
+from groupgate import log, tracing
 from groupgate.api import problems
+from groupgate.audit import trail as audit_trail
+from groupgate.audit.trail import AuditTrail
 from groupgate.auth import Authenticator, Caller, JwtVerifier
 from groupgate.config import Config, ConfigError
 from groupgate.errors import Forbidden, NotFound, StoreUnavailable
@@ -102,7 +104,8 @@ class State:
     metrics: Any
     #: Valid actions per resource type: the level actions plus the governing type's named ones.
     actions: dict[str, frozenset[str]]
-    decision_log: bool
+    #: The audit trail (`groupgate.audit.trail`), None when no sink is configured.
+    audit: AuditTrail | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +161,10 @@ def create_app(config: Config, service: Service) -> web.Application:
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
     app = front.application(config.http, config.limits.max_body_bytes)
+    if config.otel:
+        if tracing.TRACER is None:
+            tracing.enable()
+        app.middlewares.append(tracing.request_middleware())
     session_holder: dict[str, aiohttp.ClientSession] = {}
 
     async def fetch(url: str) -> bytes:
@@ -180,9 +187,19 @@ def create_app(config: Config, service: Service) -> web.Application:
         tenants=Tenants(service, config.default_tenant, ttl=max(config.poll_interval, 0.2)),
         metrics=Metrics(service),
         actions=valid_actions(service.catalog),
-        decision_log=config.decision_log,
+        audit=audit_trail.build(config.audit, getattr(service, "client", None)),
     )
     app[STATE] = state
+    if state.audit is not None:
+        trail = state.audit
+        state.metrics.registry.register(audit_trail.AuditCollector(trail))
+
+        async def audit_writer(app: web.Application) -> AsyncIterator[None]:
+            trail.start()
+            yield
+            await trail.close()
+
+        app.cleanup_ctx.append(audit_writer)
 
     async def jwks_client(app: web.Application) -> AsyncIterator[None]:
         if config.jwt.jwks_url is not None:

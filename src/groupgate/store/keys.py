@@ -28,6 +28,7 @@ atomically, on one Redis or on a Cluster.
                                        commit reads: status, requester, company, amount,
                                        currency, cart_hash, used_by (see store/flows.py)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
+    gg:audit                    STREAM the audit trail's Redis sink (capped; groupgate.audit)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
 atomic. It writes a whole new generation beside the live one, then one script flips
@@ -48,6 +49,7 @@ script takes keys relative to the current generation: `RELATIVE` builds those.
 from __future__ import annotations
 
 TENANTS = "gg:tenants"
+AUDIT = "gg:audit"
 
 
 def tenant_prefix(tenant: str) -> str:

@@ -24,6 +24,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from groupgate import tracing
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -296,9 +297,10 @@ class GraphService:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
         now = self.cache.clock()
-        snap, chain, members = await self._guard(
-            self.graphs.purchase(tenant, company, predefined, self._policy_groups(company), now)
-        )
+        with tracing.span("store.purchase", tenant=tenant, company=company):
+            snap, chain, members = await self._guard(
+                self.graphs.purchase(tenant, company, predefined, self._policy_groups(company), now)
+            )
         if not chain:
             raise NotFound(f"unknown company {company!r}")
         record, *ancestors = [codec.load_company(raw) for raw in chain]
@@ -503,6 +505,12 @@ class GraphService:
         self, tenant: str, subjects: list[str], min_revision: int | None
     ) -> dict[str, tuple[Entry, int, bool]]:
         self.cache.misses += len(subjects)
+        with tracing.span("store.resolve", tenant=tenant, subjects=len(subjects)):
+            return await self._resolve_traced(tenant, subjects, min_revision)
+
+    async def _resolve_traced(
+        self, tenant: str, subjects: list[str], min_revision: int | None
+    ) -> dict[str, tuple[Entry, int, bool]]:
         try:
             found = await self.graphs.resolve(tenant, subjects)
             snap, settings_raw = self._checked(tenant, found, min_revision)
@@ -525,17 +533,39 @@ class GraphService:
         settings = self._load_settings(settings_raw)
         active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
-        for sid, (subject, groups) in zip(subjects, loaded, strict=True):
-            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active, now)
-            mine = {approval[g.company] for g in groups.values() if g.company in approval}
-            entry.depends = frozenset(group for group, _, _ in mine)
-            entry.expires = min(
-                (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
-                default=None,
-            )
-            self.cache.put(tenant, sid, entry, snap.rev)
-            out[sid] = (entry, snap.rev, False)
+        with tracing.span("compile", subjects=len(subjects)):
+            for sid, (subject, groups) in zip(subjects, loaded, strict=True):
+                out[sid] = self._compiled(
+                    tenant, sid, subject, groups, settings, snap.rev, active, now, approval
+                )
         return out
+
+    def _compiled(
+        self,
+        tenant: str,
+        sid: str,
+        subject: Subject | None,
+        groups: dict[str, Group],
+        settings: Settings,
+        rev: int,
+        active: Mapping[str, str],
+        now: float,
+        approval: Mapping[str, tuple[str, bool, float | None]],
+    ) -> tuple[Entry, int, bool]:
+        """Compile one resolved subject, note what its entry depends on, and cache it."""
+        entry = self._compile(tenant, sid, subject, groups, settings, rev, active, now)
+        mine = {
+            approval[company]
+            for g in groups.values()
+            if (company := g.company) is not None and company in approval
+        }
+        entry.depends = frozenset(group for group, _, _ in mine)
+        entry.expires = min(
+            (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
+            default=None,
+        )
+        self.cache.put(tenant, sid, entry, rev)
+        return entry, rev, False
 
     def _from_stale_cache(
         self, tenant: str, subjects: list[str], min_revision: int | None, exc: BaseException
