@@ -7,12 +7,15 @@
                     [--tenant T] [--data FILE ...] [--policies DIR] [--redis URL] [--explain]
     groupgate load --redis URL --data FILE [--data FILE ...] [--policies DIR]
     groupgate lint [DIR] [--data FILE] [--strict]
+    groupgate test [PATH ...] [--policies DIR] [--junit FILE] [--verbose]
+    groupgate export --tenant T [--redis URL] [--out FILE] [--data FILE ...] [--policies DIR]
     groupgate token --secret S --sub ID [--tenant T] [--aud A] [--iss I] [--ttl SECONDS]
     groupgate health [--host H] [--port P] [--timeout SECONDS]
     groupgate --version
 
 Exit codes: 0 success (`check`: allowed), 1 `check` denied / `lint` found errors (or warnings
-with `--strict`) / `health` got no 200, 2 bad input or an error; errors are one line on
+with `--strict`) / `test` had a failing case / `health` got no 200, 2 bad input (an invalid
+test suite: its file and the path in it) or an error; errors are one line on
 stderr, never a traceback. Every flag's `--help` names its default and its `GROUPGATE_*`
 variable, from `config.HELP`.
 
@@ -374,6 +377,22 @@ def lint(args: argparse.Namespace) -> int:
     return 1 if errors or (warnings and args.strict) else 0
 
 
+def run_tests(args: argparse.Namespace) -> int:
+    """Run policy test suites (`groupgate.policytests`): 0 all passed, 1 a case failed."""
+    from groupgate.policytests import Loader, discover, junit, run_suites, text_report
+
+    paths = [Path(p) for p in args.paths] or [load_config(overrides={"policies": None}).policies]
+    files = discover(paths)
+    if not files:
+        fail(f"no test suites (files named *_test.yaml) under {', '.join(map(str, paths))}")
+    suites = Loader(Path(args.policies) if args.policies else None).load(files)
+    results = asyncio.run(run_suites(suites))
+    print(text_report(suites, results, verbose=args.verbose))
+    if args.junit:
+        Path(args.junit).write_bytes(junit(suites, results))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def health(args: argparse.Namespace) -> int:
     """GET /healthz on this machine; the port and host come from the flags or the environment
     (`GROUPGATE_PORT`, `GROUPGATE_HOST`), as `serve` reads them. For container health checks."""
@@ -531,6 +550,27 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(run=lint)
+
+    p = sub.add_parser(
+        "test",
+        help="run policy test suites (*_test.yaml)",
+        description="Run the policy test suites named, or found (files named *_test.yaml) "
+        "under the directories named, in-process on the embedded store. Each suite runs "
+        "against the policy directory it lives in (the nearest above it holding "
+        "catalog.yaml) unless --policies names one. Exit 0 when every case passed, 1 when "
+        "one failed, 2 on an invalid suite (its file and the path in it are named).",
+    )
+    p.add_argument(
+        "paths",
+        metavar="PATH",
+        nargs="*",
+        help=f"suite files or directories (default: {default_text('policies')}; env "
+        f"{env_name('policies')})",
+    )
+    p.add_argument("--policies", metavar="DIR", help="run every suite against this directory")
+    p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    p.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
+    p.set_defaults(run=run_tests)
 
     p = sub.add_parser("token", help="mint a development HS256 JWT")
     p.add_argument("--secret", required=True, help="the HMAC secret (at least 32 bytes)")
