@@ -13,7 +13,7 @@ from groupgate.policytests.checks import Checks
 from groupgate.policytests.purchases import Purchases
 from groupgate.policytests.report import junit, summary, text_report
 from groupgate.policytests.runner import Result, run_suites
-from groupgate.policytests.sections import Context, Outcome, Section, register, sections
+from groupgate.policytests.sections import Context, Outcome, Section, register, registered
 from groupgate.policytests.suite import Loader, Suite, discover
 
 register(Checks())
@@ -30,8 +30,8 @@ __all__ = [
     "discover",
     "junit",
     "register",
+    "registered",
     "run_suites",
-    "sections",
     "summary",
     "text_report",
 ]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from groupgate.errors import GroupgateError
-from groupgate.policytests.sections import Context, Outcome, sections
+from groupgate.policytests.sections import Context, Outcome, registered
 from groupgate.policytests.suite import Case, Suite
 from groupgate.store.service import GraphService
 
@@ -39,7 +39,7 @@ async def run_suite(suite: Suite) -> list[Result]:
     try:
         await service.import_graph(suite.tenant, suite.document)
         context = Context(service, suite.tenant, suite.catalog, suite.graph)
-        types = sections()
+        types = registered()
         for case in suite.cases:
             start = time.perf_counter()
             try:

@@ -76,6 +76,6 @@ def register(section: Section) -> None:
     _SECTIONS[section.name] = section
 
 
-def sections() -> dict[str, Section]:
+def registered() -> dict[str, Section]:
     """The registered section types, by name."""
     return dict(_SECTIONS)

@@ -34,7 +34,7 @@ from groupgate.model import Catalog, Graph
 from groupgate.policy.loader import load_policy, read_yaml
 from groupgate.policytests import at as read
 from groupgate.policytests.at import At, SuiteError
-from groupgate.policytests.sections import sections
+from groupgate.policytests.sections import registered
 
 SUFFIXES = ("_test.yaml", "_test.yml")
 SUITE_KEYS = frozenset({"name", "description", "graph", "fixture"})
@@ -142,7 +142,7 @@ class Loader:
 
     def _suite(self, file: Path, catalog: Catalog, value: Any, at: At) -> Suite:
         body = read.mapping(value, at)
-        types = sections()
+        types = registered()
         read.only(body, SUITE_KEYS | types.keys(), at, required=("name",))
         name = read.text(body["name"], at.key("name"))
         if "description" in body:
