@@ -342,6 +342,70 @@ def load(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(config: Config, tenant: str, folder: Path | None) -> tuple[str, int | None]:
+    """Export into a temporary file (in `folder`); return its name and the revision.
+
+    A temporary file first, so that a restart (a write moved the revision) never leaves half
+    a document behind, and memory holds one batch at a time whatever the tenant's size.
+    """
+    import tempfile
+
+    from groupgate.policy import load_policy
+    from groupgate.store.export import Moved
+    from groupgate.store.service import GraphService
+
+    catalog = load_policy(config.policies)
+    paths = config.data or (() if config.redis_url else demo_data(config))
+    documents = read_documents(paths)
+    service = await GraphService.open(catalog, config.redis_url, poll_interval=60.0)
+    limits = config.limits
+    try:
+        for doc in documents:
+            await service.import_graph(None, doc)
+        for _ in range(limits.export_attempts):
+            spool = tempfile.NamedTemporaryFile("wb", dir=folder, delete=False)  # noqa: SIM115
+            exporter = service.exporter(limits.export_batch)
+            try:
+                with spool:
+                    async for chunk in service.export(tenant, exporter):
+                        spool.write(chunk)
+            except Moved:
+                os.unlink(spool.name)
+                continue
+            except BaseException:
+                os.unlink(spool.name)
+                raise
+            return spool.name, exporter.revision
+    finally:
+        await service.close()
+    fail(f"tenant {tenant!r} kept changing: {limits.export_attempts} exports were interrupted")
+
+
+def export(args: argparse.Namespace) -> int:
+    import shutil
+
+    config = load_config(
+        overrides={"policies": args.policies, "data": args.data, "redis_url": args.redis}
+    )
+    out = Path(args.out) if args.out else None
+    name, revision = asyncio.run(_export(config, args.tenant, out.parent if out else None))
+    spool = Path(name)
+    result = {"tenant": args.tenant, "revision": revision, "bytes": spool.stat().st_size}
+    if out is not None:
+        spool.replace(out)
+        print(orjson.dumps(result).decode())
+        return 0
+    try:
+        with spool.open("rb") as done:
+            shutil.copyfileobj(done, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    finally:
+        spool.unlink()
+    # The document went to stdout: the summary goes to stderr.
+    print(orjson.dumps(result).decode(), file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- lint / token
 
 
@@ -528,6 +592,21 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--policies", metavar="DIR", help=setting("policies"))
     p.set_defaults(run=load)
+
+    p = sub.add_parser(
+        "export",
+        help="write a tenant's graph document (JSON)",
+        description="Export a tenant's graph as the graph document an import takes (SPEC "
+        "section 4), read at one revision: restarted when a write lands meanwhile. Writes to "
+        "--out (replaced only once complete) or stdout, and prints "
+        '{"tenant", "revision", "bytes"} (to stderr when the document goes to stdout).',
+    )
+    p.add_argument("--tenant", required=True, help="the tenant to export")
+    p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
+    p.add_argument("--out", metavar="FILE", help="write the document here (default: stdout)")
+    p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
+    p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.set_defaults(run=export)
 
     p = sub.add_parser(
         "lint",

@@ -70,10 +70,8 @@ class Exporter:
         self.graphs = graphs
         self.catalog = catalog
         self.batch = batch
-
-    async def revision(self, tenant: str) -> int:
-        """The revision an export started now would read (raises `NotFound`)."""
-        return (await self._pin(tenant)).rev
+        #: The revision being exported, once the first piece is out.
+        self.revision: int | None = None
 
     async def chunks(self, tenant: str) -> AsyncGenerator[bytes, None]:
         """The document in pieces of about `batch` entities each (UTF-8 JSON).
@@ -82,6 +80,7 @@ class Exporter:
         an unknown tenant and `Moved` when the revision moves before the last piece.
         """
         pin = await self._pin(tenant)
+        self.revision = pin.rev
         settings = orjson.loads(pin.settings) if pin.settings else {}
         yield b'{"tenant":' + orjson.dumps(tenant) + b',"settings":' + orjson.dumps(settings)
         vendors: dict[str, str] = {}

@@ -686,13 +686,18 @@ class GraphService:
             "change_events": self.events,
         }
 
-    async def export(self, tenant: str, batch: int = 500) -> AsyncIterator[bytes]:
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An `Exporter` for `export`: it says the revision exported once the first piece
+        is out."""
+        return Exporter(self.graphs, self.catalog, batch)
+
+    async def export(self, tenant: str, exporter: Exporter) -> AsyncIterator[bytes]:
         """The tenant's graph document in pieces, read at one revision (`store/export.py`).
 
         Raises `NotFound` (unknown tenant) before the first piece, `Moved` when a write
         lands before the last, `StoreUnavailable` when the store fails.
         """
-        chunks = Exporter(self.graphs, self.catalog, batch).chunks(tenant)
+        chunks = exporter.chunks(tenant)
         try:
             while True:
                 try:
