@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -691,7 +691,7 @@ class GraphService:
         is out."""
         return Exporter(self.graphs, self.catalog, batch)
 
-    async def export(self, tenant: str, exporter: Exporter) -> AsyncIterator[bytes]:
+    async def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
         """The tenant's graph document in pieces, read at one revision (`store/export.py`).
 
         Raises `NotFound` (unknown tenant) before the first piece, `Moved` when a write
