@@ -449,7 +449,7 @@ def run_tests(args: argparse.Namespace) -> int:
     files = discover(paths)
     if not files:
         fail(f"no test suites (files named *_test.yaml) under {', '.join(map(str, paths))}")
-    suites = Loader(Path(args.policies) if args.policies else None).load(files)
+    suites = Loader(Path(args.policy_dir) if args.policy_dir else None).load(files)
     results = asyncio.run(run_suites(suites))
     print(text_report(suites, results, verbose=args.verbose))
     if args.junit:
@@ -646,7 +646,13 @@ def parser() -> argparse.ArgumentParser:
         help=f"suite files or directories (default: {default_text('policies')}; env "
         f"{env_name('policies')})",
     )
-    p.add_argument("--policies", metavar="DIR", help="run every suite against this directory")
+    p.add_argument(
+        "--policies",
+        dest="policy_dir",
+        metavar="DIR",
+        help="run every suite against this policy directory (default: each suite's own, the "
+        "nearest directory above it holding catalog.yaml)",
+    )
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
     p.set_defaults(run=run_tests)
