@@ -1,4 +1,4 @@
-"""The `groupgate` command: serve, check, load, lint, token, health.
+"""The `groupgate` command: serve, check, load, lint, test, export, token, health.
 
     groupgate serve [--demo] [--host H] [--port P] [--decision-port P] [--workers N]
                     [--redis URL] [--policies DIR] [--data FILE ...] [--config FILE]
