@@ -195,6 +195,8 @@ async def _stream(
         if request.transport is not None:
             request.transport.abort()
         return response
+    except ConnectionError:
+        return response  # the client went away: nothing left to tell it
     finally:
         await chunks.aclose()
     await response.write_eof()

@@ -24,13 +24,16 @@ CLI). So a completed export is the graph of exactly one revision, which it repor
 
 Memory: entities are read, encoded and handed on `batch` at a time; subjects are paged by
 id (the `subjects` sorted set), so neither the subjects nor their links are ever all in
-memory. The ids of vendors, companies, groups and of each resource type's held entities
-are read whole (ids only, not their bodies), as is one resource type's id list.
+memory. The ids of vendors, companies, groups and resource types are read whole at the
+start (ids, not bodies), and the ids of one resource type's held entities at a time.
+
+A new top-level section of the graph document (another helper's `delegations`, say) is one
+more entry of the section list in `Exporter.chunks`, read in batches like the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,10 +225,9 @@ class Exporter:
                 ]
 
 
-def _ids(values: Iterable[Any] | Any, *, order: bool = True) -> list[str]:
-    if not values:
-        return []
-    found = [text(v) for v in values]
+def _ids(values: Any, *, order: bool = True) -> list[str]:
+    """Ids from a Redis reply (a list; '' stands for an absent key), sorted unless told."""
+    found = [text(v) for v in values or ()]
     return sorted(found) if order else found
 
 
