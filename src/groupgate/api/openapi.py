@@ -120,6 +120,9 @@ PROBLEMS: dict[str, Problem] = {
     "unknown-entity": Problem(404, "not-found", "unknown tenant or entity"),
     "write-conflict": Problem(409, "conflict", "too many concurrent writes to this tenant: retry"),
     "tenant-exists": Problem(409, "conflict", "the tenant exists (import to replace its graph)"),
+    "export-conflict": Problem(
+        409, "conflict", "writes kept moving the revision during every export attempt: retry"
+    ),
     "graph-rule": Problem(
         422, "graph-rule", "the write breaks a graph rule; the detail names the entry"
     ),
@@ -448,6 +451,15 @@ OPERATIONS: tuple[Op, ...] = (
             "write-conflict",
             "graph-rule",
         ),
+    ),
+    Op(
+        _BASE + "/{tenant}/export",
+        ("get",),
+        "exportGraph",
+        "Export a tenant's graph document (streamed, at one revision)",
+        None,
+        "GraphDocument",
+        (*_ADMIN, "unknown-entity", "export-conflict"),
     ),
     Op(
         _BASE + "/{tenant}/settings",
@@ -1091,7 +1103,22 @@ def _ok(op: Op) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Created" if op.ok == "201" else "OK"}
     if op.response is not None:
         ok.update(_json(_ref(op.response)))
+    if op.op_id == "exportGraph":
+        ok["description"] = EXPORT_ANSWER
+        ok["headers"] = {
+            "X-Groupgate-Revision": {"description": "the revision exported", "schema": _STR}
+        }
     return ok
+
+
+EXPORT_ANSWER = (
+    "the graph document an import takes, read at one revision: predefined groups are left "
+    "out (they come with their companies and vendors), customised vendor groups are written "
+    "as the entries that customise them. A document within `export_buffer_bytes` comes whole "
+    "(a write meanwhile restarts the export); a larger one is streamed (chunked) as it is "
+    "read, and a write landing after its first byte cuts the body short (no final chunk): "
+    "a client that read it to the end without an error has one whole revision"
+)
 
 
 def _request_body(op: Op) -> dict[str, Any]:

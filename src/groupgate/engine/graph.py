@@ -313,10 +313,14 @@ def _own_type(type_id: str, path: str, catalog: Catalog) -> Any:
     return rtype
 
 
+#: The fields of a document's entry for an existing vendor group (`customize_vendor_group`).
+VENDOR_GROUP_FIELDS = frozenset({"id", "name", "description", "kind", "actions", "vendor"})
+
+
 def customize_vendor_group(group: Group, value: Any, path: str, catalog: Catalog) -> Group:
     """Apply a document's entry for an existing vendor group: name, description, actions."""
     body = _mapping(value, path)
-    _only(body, path, frozenset({"id", "name", "description", "kind", "actions", "vendor"}))
+    _only(body, path, VENDOR_GROUP_FIELDS)
     role = group.role or ""
     template = catalog.vendor_roles[role]
     actions = parse_actions(body.get("actions"), f"{path}.actions", catalog)

@@ -8,6 +8,7 @@ came from a cache younger than the configured staleness bound.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -20,6 +21,7 @@ from groupgate.model import (
     Resource,
     SubjectKind,
 )
+from groupgate.store.export import Exporter
 
 
 class Answer(NamedTuple):
@@ -205,4 +207,13 @@ class Admin(Protocol):
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int: ...
     async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
         """Return a held resource entity as `{"type", "id", "attributes"}`."""
+        ...
+
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An exporter for `export`; it says the revision exported once a piece is out."""
+        ...
+
+    def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
+        """The tenant's graph document in pieces, read at one revision (`store/export.py`):
+        `NotFound` before the first piece, `export.Moved` when a write lands meanwhile."""
         ...

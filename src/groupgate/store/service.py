@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -49,6 +49,7 @@ from groupgate.model import (
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
 from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
+from groupgate.store.export import Exporter
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.writes import Writer, decode, entity_key
 
@@ -751,6 +752,28 @@ class GraphService:
             "store_errors": self.store_errors,
             "change_events": self.events,
         }
+
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An `Exporter` for `export`: it says the revision exported once the first piece
+        is out."""
+        return Exporter(self.graphs, self.catalog, batch)
+
+    async def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
+        """The tenant's graph document in pieces, read at one revision (`store/export.py`).
+
+        Raises `NotFound` (unknown tenant) before the first piece, `Moved` when a write
+        lands before the last, `StoreUnavailable` when the store fails.
+        """
+        chunks = exporter.chunks(tenant)
+        try:
+            while True:
+                try:
+                    chunk = await self._guard(anext(chunks))
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            await chunks.aclose()
 
     # ------------------------------------------------------------------ admin (writes)
 
