@@ -25,6 +25,16 @@ atomically, on one Redis or on a Cluster.
                                        replaces the graph, not the flows); the fields a
                                        commit reads: status, requester, company, amount,
                                        currency, cart_hash, used_by (see store/flows.py)
+    gg:{t}:ledger               HASH   rev: the spend ledger's revision (one per commit or
+                                       release that changed something)
+    gg:{t}:spend:order:<id>     HASH   one committed order: what it added where (store/ledger.py)
+    gg:{t}:spend:<scope>:<owner>/<bucket>/<currency>
+                                STRING a spend total in ledger units (engine/spend.py); scope
+                                       company|subject (bucket: a period label such as
+                                       month:2027-03) or budget (owner the company, bucket the
+                                       budget id). Ids never hold '/', so the parts are
+                                       unambiguous. Outside generations, like flows: an import
+                                       replaces the graph, not the spend.
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
@@ -66,6 +76,21 @@ CHANNEL_PATTERN = "gg:{*}:changes"
 def flow(tenant: str, flow_id: str) -> str:
     """One approval flow's hash (SPEC section 5)."""
     return f"gg:{{{tenant}}}:flow:{flow_id}"
+
+
+def ledger(tenant: str) -> str:
+    """The spend ledger's revision counter."""
+    return f"gg:{{{tenant}}}:ledger"
+
+
+def spend_order(tenant: str, order_id: str) -> str:
+    """One order's ledger record."""
+    return f"gg:{{{tenant}}}:spend:order:{order_id}"
+
+
+def spend_total(tenant: str, scope: str, owner: str, bucket: str, currency: str) -> str:
+    """One spend total (scope company, subject or budget)."""
+    return f"gg:{{{tenant}}}:spend:{scope}:{owner}/{bucket}/{currency}"
 
 
 def tenant_of_channel(name: str) -> str | None:

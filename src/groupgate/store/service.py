@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -24,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from groupgate.engine import spend
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -38,6 +40,7 @@ from groupgate.model import (
     Decision,
     Group,
     Money,
+    PurchaseDecision,
     Resource,
     Settings,
     SubjectKind,
@@ -46,7 +49,16 @@ from groupgate.model import (
 )
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
-from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
+from groupgate.store.contract import (
+    Answer,
+    CommitAnswer,
+    FilterAnswer,
+    Order,
+    Page,
+    PurchaseAnswer,
+    Released,
+)
+from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.writes import Writer, decode, entity_key
 
@@ -77,12 +89,16 @@ class GraphService:
         cache_size: int = 100_000,
         max_staleness: float = 30.0,
         poll_interval: float = 1.0,
+        spend_retention: int = 400 * 86_400,
     ) -> None:
         self.catalog = catalog
         self.client = client
         self.graphs = Graphs(client)
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
+        self.ledger = Ledger(client, spend_retention)
+        #: The clock that places a purchase in its spending periods (tests set it).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
@@ -109,6 +125,7 @@ class GraphService:
         pool_size: int = 64,
         pool_timeout: float = 2.0,
         socket_timeout: float = 2.0,
+        spend_retention: int = 400 * 86_400,
     ) -> GraphService:
         """Connect (no URL: the embedded in-process store), start listening, return the service.
 
@@ -146,6 +163,7 @@ class GraphService:
             cache_size=cache_size,
             max_staleness=max_staleness,
             poll_interval=poll_interval,
+            spend_retention=spend_retention,
         )
         await service.start()
         return service
@@ -281,6 +299,7 @@ class GraphService:
         amount: Money,
         *,
         min_revision: int | None = None,
+        cost_center: str | None = None,
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
@@ -310,7 +329,73 @@ class GraphService:
                 if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
             )
         result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
+        if result.decision != "deny" and result.error is None:
+            result = await self._spend_gate(
+                tenant, subject, entry, record, members, amount, cost_center, result
+            )
         return PurchaseAnswer(result, snap.rev)
+
+    async def _spend_gate(
+        self,
+        tenant: str,
+        subject: str,
+        entry: Entry,
+        company: Company,
+        members: dict[str, frozenset[str]],
+        amount: Money,
+        cost_center: str | None,
+        result: PurchaseDecision,
+    ) -> PurchaseDecision:
+        """`result` with the Admins' approval required for every period limit or budget the
+        purchase would pass (SPEC section 5). The totals are read in one call; when they
+        cannot be, `StoreUnavailable`: never an allow."""
+        zone = spend.zone(entry.settings.time_zone)
+        now = self.clock()
+        found = spend.lines(company, entry.subject, amount.currency, cost_center, now, zone)
+        items = spend.limited(found)
+        if not items:
+            return result
+        totals = await self._guard(self.ledger.totals(tenant, items))
+        try:
+            over = spend.passed(items, totals, spend.to_units(amount.amount))
+        except spend.AmountError:
+            over = items  # an amount the ledger cannot hold can never be committed
+        return spend.require_admins(result, spend.rules_of(over), subject, company, members)
+
+    # ------------------------------------------------------------------ spend ledger
+
+    async def commit(self, tenant: str, order: Order) -> CommitAnswer:
+        entry, _, _ = await self._entry(tenant, order.subject, None)
+        if entry.subject is None:
+            raise NotFound(f"unknown subject {order.subject!r}")
+        snap = await self._guard(
+            self.graphs.read(tenant, ("GET", keys.RELATIVE.company(order.company), ()))
+        )
+        if not snap.values[0]:
+            raise NotFound(f"unknown company {order.company!r}")
+        company = codec.load_company(snap.values[0])
+        zone = spend.zone(entry.settings.time_zone)
+        now = self.clock()
+        found = spend.lines(
+            company, entry.subject, order.amount.currency, order.cost_center, now, zone
+        )
+        done = await self._guard(self.ledger.commit(tenant, order, found, int(now.timestamp())))
+        if done.replayed:
+            # The answer of the first commit: its lines are those of its time.
+            then = datetime.fromtimestamp(done.time, UTC)
+            found = spend.lines(
+                company, entry.subject, order.amount.currency, order.cost_center, then, zone
+            )
+        totals = tuple(
+            (line, total)
+            for line, total in zip(found, done.totals, strict=False)
+            if line.limit is not None
+        )
+        return CommitAnswer(totals, done.ledger_revision, snap.rev, done.approved, done.replayed)
+
+    async def release(self, tenant: str, order_id: str) -> Released:
+        now = int(self.clock().timestamp())
+        return await self._guard(self.ledger.release(tenant, order_id, now))
 
     async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
         """The company's ancestors up to the nearest with an account limit, nearest first
