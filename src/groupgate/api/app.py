@@ -143,7 +143,17 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
+    from groupgate.api import (
+        admin,
+        authzen,
+        decisions,
+        front,
+        gateway,
+        native,
+        ops,
+        purchases,
+        spend,
+    )
     from groupgate.api.ops import Metrics
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
@@ -186,6 +196,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     native.setup(app)
     decisions.setup(app)
     purchases.setup(app)
+    spend.setup(app)
     authzen.setup(app)
     gateway.setup(app)
     admin.setup(app)
@@ -223,6 +234,7 @@ async def build_app(config: Config) -> web.Application:
         poll_interval=config.poll_interval,
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
+        spend_retention=config.spend_retention_days * 86_400,
     )
     try:
         for path in config.data:
