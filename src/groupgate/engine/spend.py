@@ -81,7 +81,8 @@ def from_units(units: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """One period bucket: `[start, end)` in the tenant's time zone, named by `label`."""
+    """One period bucket: `[start, end)` (instants in UTC; the boundaries are local midnights
+    of the tenant's time zone), named by `label`."""
 
     period: str
     label: str
@@ -128,11 +129,11 @@ def _add_months(day: date, months: int) -> date:
 
 
 def _midnight(day: date, tz: ZoneInfo) -> datetime:
-    """The first instant of `day` in `tz`. Where a DST change skips local midnight (it does
-    in some zones), the wall time 00:00 does not exist; converting it through UTC and back
-    lands on the first real instant after it."""
-    naive = datetime(day.year, day.month, day.day, tzinfo=tz)
-    return naive.astimezone(UTC).astimezone(tz)
+    """The first instant of `day` in `tz`, in UTC (so that differences are real durations:
+    Python subtracts two datetimes of one zone by wall time). Where a DST change skips local
+    midnight (it does in some zones), the wall time 00:00 does not exist; it is read with the
+    offset before the change, which lands on the first real instant after it."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:
