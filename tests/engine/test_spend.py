@@ -190,6 +190,14 @@ def test_lines_cover_every_period_of_company_and_subject_and_matching_budgets() 
     assert budget.expires_at == int(at("2028-12-31T00:00:00+01:00").timestamp())
 
 
+def test_an_evaluation_builds_only_the_limited_lines() -> None:
+    now = at("2027-06-15T10:00:00+00:00")
+    for currency, center in (("EUR", "CC-1"), ("EUR", None), ("USD", "CC-2")):
+        every = spend.lines(COMPANY, BUYER, currency, center, now, BERLIN)
+        only = spend.lines(COMPANY, BUYER, currency, center, now, BERLIN, limited_only=True)
+        assert only == spend.limited(every)
+
+
 def test_a_limit_applies_to_its_own_currency_only() -> None:
     now = at("2027-06-15T10:00:00+00:00")
     usd = spend.limited(spend.lines(COMPANY, None, "USD", "CC-1", now, BERLIN))

@@ -29,6 +29,7 @@ What counts where:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -97,7 +98,13 @@ def zone(name: str) -> ZoneInfo:
 
 def window(period: str, now: datetime, tz: ZoneInfo) -> Window:
     """The bucket of `period` (one of `PERIODS`) holding the aware instant `now`."""
-    local = now.astimezone(tz).date()
+    return _window(period, now.astimezone(tz).date(), tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _window(period: str, local: date, tz: ZoneInfo) -> Window:
+    """The bucket of `period` holding the local day `local` (memoised: every purchase of a
+    day in a zone shares its buckets, and building one costs tens of microseconds)."""
     if period == "day":
         first, after = local, local + timedelta(days=1)
         label = local.isoformat()
@@ -128,16 +135,13 @@ def _add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+@functools.lru_cache(maxsize=4096)
 def _midnight(day: date, tz: ZoneInfo) -> datetime:
     """The first instant of `day` in `tz`, in UTC (so that differences are real durations:
     Python subtracts two datetimes of one zone by wall time). Where a DST change skips local
     midnight (it does in some zones), the wall time 00:00 does not exist; it is read with the
     offset before the change, which lands on the first real instant after it."""
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
-
-
-def local_day(now: datetime, tz: ZoneInfo) -> date:
-    return now.astimezone(tz).date()
 
 
 # --------------------------------------------------------------------------- ledger lines
@@ -188,11 +192,15 @@ def lines(
     cost_center: str | None,
     now: datetime,
     tz: ZoneInfo,
+    *,
+    limited_only: bool = False,
 ) -> list[Line]:
     """Every total a purchase at `now` counts toward (see the module docstring), with the
-    limits that apply to it. Owners in order: the company's periods, the subject's periods,
-    then the company's budgets."""
+    limits that apply to it; with `limited_only`, only those that carry a limit (what an
+    evaluation reads). Owners in order: the company's periods, the subject's periods, then
+    the company's budgets."""
     out: list[Line] = []
+    local = now.astimezone(tz).date()
     owners: list[tuple[Scope, str, list[tuple[str, Money]]]] = [
         ("company", company.id, [(lim.period, lim.limit) for lim in company.spending_limits])
     ]
@@ -202,8 +210,10 @@ def lines(
     for scope, owner, limits in owners:
         own = {period: money for period, money in limits if money.currency == currency}
         for period in PERIODS:
-            bucket = window(period, now, tz)
             money = own.get(period)
+            if money is None and limited_only:
+                continue
+            bucket = _window(period, local, tz)
             out.append(
                 Line(
                     scope,
@@ -217,7 +227,7 @@ def lines(
                 )
             )
     if cost_center is not None:
-        today = local_day(now, tz)
+        today = local
         for budget in company.budgets:
             limit = budget.limit
             if budget.cost_center != cost_center or limit.currency != currency:

@@ -351,8 +351,9 @@ class GraphService:
         cannot be, `StoreUnavailable`: never an allow."""
         zone = spend.zone(entry.settings.time_zone)
         now = self.clock()
-        found = spend.lines(company, entry.subject, amount.currency, cost_center, now, zone)
-        items = spend.limited(found)
+        items = spend.lines(
+            company, entry.subject, amount.currency, cost_center, now, zone, limited_only=True
+        )
         if not items:
             return result
         totals = await self._guard(self.ledger.totals(tenant, items))
