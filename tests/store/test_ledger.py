@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from groupgate.engine import spend
 from groupgate.errors import NotFound, Refused, StoreUnavailable
@@ -358,31 +359,31 @@ async def test_concurrent_commits_never_pass_a_limit(real_redis_url: str, catalo
         forget_tenant(real_redis_url, tenant)
 
 
-async def test_evaluate_fails_closed_without_totals(
-    catalog: Catalog, redis_process: Any, real_redis_url: str
-) -> None:
-    """The graph answers, the ledger does not: evaluate raises, it never allows."""
-    service = await GraphService.open(catalog, real_redis_url, socket_timeout=0.5)
-    tenant = "ledger-down-" + datetime.now(UTC).strftime("%H%M%S%f")
-    dead = GraphService(catalog, _client(redis_process.url))
+async def test_evaluate_fails_closed_without_totals(catalog: Catalog, redis_process: Any) -> None:
+    """When the totals cannot be read, evaluate raises (503): it never allows, and no commit
+    is recorded. Budget totals take their own read (a ledger on a port nobody listens on);
+    period totals come with the graph read (the whole Redis stopped)."""
+    service = await GraphService.open(catalog, redis_process.url, socket_timeout=0.5)
+    nowhere = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
     try:
         service.clock = lambda: NOW
-        await service.import_graph(None, shop(tenant))
+        await service.import_graph(None, shop("down"))
         eur = Money(Decimal("1.00"), "EUR")
-        assert (await service.purchase(tenant, "buyer-1", "shop", eur)).result.decision == "allow"
+        budget = await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
+        assert budget.result.decision == "allow"
+        working = service.ledger
+        service.ledger = Ledger(nowhere, 86_400)
+        with pytest.raises(StoreUnavailable):
+            await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
+        with pytest.raises(StoreUnavailable):
+            await service.commit("down", order("o-1", "1.00"))
+        service.ledger = working
+        assert (await service.purchase("down", "buyer-1", "shop", eur)).result.decision == "allow"
         redis_process.stop()
-        service.ledger = Ledger(dead.client, 86_400)
         with pytest.raises(StoreUnavailable):
-            await service.purchase(tenant, "buyer-1", "shop", eur)
+            await service.purchase("down", "buyer-1", "shop", eur)
         with pytest.raises(StoreUnavailable):
-            await service.commit(tenant, order("o-1", "1.00"))
+            await service.commit("down", order("o-2", "1.00"))
     finally:
         await service.close()
-        await dead.close()
-        forget_tenant(real_redis_url, tenant)
-
-
-def _client(url: str) -> Any:
-    from redis.asyncio import Redis
-
-    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        await nowhere.aclose()

@@ -101,6 +101,12 @@ def window(period: str, now: datetime, tz: ZoneInfo) -> Window:
     return _window(period, now.astimezone(tz).date(), tz)
 
 
+def windows(now: datetime, tz: ZoneInfo) -> list[Window]:
+    """The bucket of every period holding `now`, in `PERIODS` order."""
+    local = now.astimezone(tz).date()
+    return [_window(period, local, tz) for period in PERIODS]
+
+
 @functools.lru_cache(maxsize=4096)
 def _window(period: str, local: date, tz: ZoneInfo) -> Window:
     """The bucket of `period` holding the local day `local` (memoised: every purchase of a

@@ -65,7 +65,9 @@ return out
 
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
-# Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS.
+# Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS; and
+# MGET, whose args are whole keys of the tenant outside the generations (spend totals, read
+# with the graph in one round trip by purchase evaluations; its suffix is ignored).
 # Returns {rev, gen, stamp, result...}; {false} when the tenant does not exist.
 READ = (
     SNAPSHOT
@@ -74,7 +76,12 @@ while i <= #ARGV do
   local cmd, suffix, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local args = {}
   for k = 1, n do args[k] = ARGV[i + 2 + k] end
-  local value = redis.call(cmd, base .. suffix, unpack(args))
+  local value
+  if cmd == 'MGET' then
+    value = redis.call('MGET', unpack(args))
+  else
+    value = redis.call(cmd, base .. suffix, unpack(args))
+  end
   if value == false or value == nil then value = '' end
   out[#out + 1] = value
   i = i + 3 + n
