@@ -361,8 +361,7 @@ async def test_concurrent_commits_never_pass_a_limit(real_redis_url: str, catalo
 
 async def test_evaluate_fails_closed_without_totals(catalog: Catalog, redis_process: Any) -> None:
     """When the totals cannot be read, evaluate raises (503): it never allows, and no commit
-    is recorded. Budget totals take their own read (a ledger on a port nobody listens on);
-    period totals come with the graph read (the whole Redis stopped)."""
+    is recorded (a ledger on a port nobody listens on; then the whole Redis stopped)."""
     service = await GraphService.open(catalog, redis_process.url, socket_timeout=0.5)
     nowhere = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
     try:
@@ -374,14 +373,16 @@ async def test_evaluate_fails_closed_without_totals(catalog: Catalog, redis_proc
         working = service.ledger
         service.ledger = Ledger(nowhere, 86_400)
         with pytest.raises(StoreUnavailable):
-            await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
-        with pytest.raises(StoreUnavailable):
             await service.commit("down", order("o-1", "1.00"))
         service.ledger = working
-        assert (await service.purchase("down", "buyer-1", "shop", eur)).result.decision == "allow"
+        assert await month_total(service, "down") == 0
+        with pytest.raises(NotFound):
+            await service.release("down", "o-1")
         redis_process.stop()
         with pytest.raises(StoreUnavailable):
             await service.purchase("down", "buyer-1", "shop", eur)
+        with pytest.raises(StoreUnavailable):
+            await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
         with pytest.raises(StoreUnavailable):
             await service.commit("down", order("o-2", "1.00"))
     finally:

@@ -168,6 +168,8 @@ class Line:
     rule: str = PERIOD_RULE
     #: How the limit was written, for answers: `{"amount", "currency"}`.
     amount: Money | None = None
+    #: A budget's cost centre (its totals are kept per company, cost centre and currency).
+    cost_center: str | None = None
 
     def as_json(self, total: int) -> dict[str, object]:
         """The line in an answer, with its total `spent` (in ledger units)."""
@@ -251,6 +253,7 @@ def lines(
                     to_units(limit.amount),
                     BUDGET_RULE,
                     limit,
+                    budget.cost_center,
                 )
             )
     return out

@@ -29,12 +29,16 @@ atomically, on one Redis or on a Cluster.
                                        release that changed something)
     gg:{t}:spend:order:<id>     HASH   one committed order: what it added where (store/ledger.py)
     gg:{t}:spend:<scope>:<owner>/<bucket>/<currency>
-                                STRING a spend total in ledger units (engine/spend.py); scope
-                                       company|subject (bucket: a period label such as
-                                       month:2027-03) or budget (owner the company, bucket the
-                                       budget id). Ids never hold '/', so the parts are
-                                       unambiguous. Outside generations, like flows: an import
-                                       replaces the graph, not the spend.
+                                STRING a period's spend total in ledger units (engine/spend.py);
+                                       scope company|subject, bucket a period label such as
+                                       month:2027-03. Ids never hold '/', so the parts are
+                                       unambiguous.
+    gg:{t}:spend:budgets:<company>/<cost centre>/<currency>
+                                HASH   budget id -> spend total of the company's budgets of one
+                                       cost centre: an evaluation reads them whole, with the
+                                       graph, knowing the cost centre but not the budget ids.
+    (The spend keys are outside generations, like flows: an import replaces the graph, not
+    the spend.)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
@@ -89,8 +93,13 @@ def spend_order(tenant: str, order_id: str) -> str:
 
 
 def spend_total(tenant: str, scope: str, owner: str, bucket: str, currency: str) -> str:
-    """One spend total (scope company, subject or budget)."""
+    """One period's spend total (scope company or subject)."""
     return f"gg:{{{tenant}}}:spend:{scope}:{owner}/{bucket}/{currency}"
+
+
+def spend_budgets(tenant: str, company: str, cost_center: str, currency: str) -> str:
+    """The spend totals of a company's budgets of one cost centre, by budget id."""
+    return f"gg:{{{tenant}}}:spend:budgets:{company}/{cost_center}/{currency}"
 
 
 def tenant_of_channel(name: str) -> str | None:

@@ -12,7 +12,10 @@ Which totals a purchase counts toward and which limits apply is the engine's bus
 - `release` subtracts exactly what the order added, once; releasing again answers the same.
 
 Every key is in the tenant's slot (`keys.py`), outside the graph generations, so an import
-does not reset spend. Totals expire one period after their bucket ends (`Line.expires_at`);
+does not reset spend. Period totals are STRING keys; a company's budgets of one cost centre
+share a HASH (an evaluation reads it whole with the graph, before it knows the budget ids).
+Totals expire one period after their bucket ends (`Line.expires_at`; a budget hash when the
+last of its budgets does);
 an order record expires `retention` seconds after its commit. A release whose period total
 has expired leaves that total alone (it must not come back negative without an expiry).
 
@@ -58,9 +61,10 @@ end
 
 # KEYS: order record, ledger meta, flow (read only when ARGV[3] == '1'), totals...
 # ARGV: fingerprint, units, has approval, subject, company, currency, amount as sent,
-#       cost centre ('' none), order id, record ttl, time, then (limit or '', expire at) per
-#       total. Returns {'ok'|'replay', totals 'a,b,..', ledger rev, approved '0'|'1', time},
-#       {'mismatch'}, {'released'}, {'approval', why}, {'exceeded', {i...}, totals after 'a,b,..'},
+#       cost centre ('' none), order id, record ttl, time, then (limit or '', expire at, hash
+#       field or '') per total: a total is a STRING, or a field of a HASH (budgets).
+#       Returns {'ok'|'replay', totals 'a,b,..', ledger rev, approved '0'|'1', time},
+#       {'mismatch'}, {'released'}, {'approval', why}, {'exceeded', {i...}, totals after},
 #       {'overflow', i}.
 COMMIT = (
     _DECIMAL
@@ -73,14 +77,22 @@ if seen then
   return {'replay', r[2], r[3], r[4], r[5]}
 end
 local units = tonumber(ARGV[2])
+local now = tonumber(ARGV[11])
 local n = #KEYS - 3
 local after = {}
 local over = {}
 for i = 1, n do
-  local total = tonumber(redis.call('GET', KEYS[3 + i]) or '0') + units
+  local key, field = KEYS[3 + i], ARGV[11 + 3 * i]
+  local current
+  if field == '' then
+    current = redis.call('GET', key)
+  else
+    current = redis.call('HGET', key, field)
+  end
+  local total = tonumber(current or '0') + units
   if total >= 9007199254740992 then return {'overflow', i} end
   after[i] = string.format('%d', total)
-  local limit = ARGV[10 + 2 * i]
+  local limit = ARGV[9 + 3 * i]
   if limit ~= '' and total > tonumber(limit) then over[#over + 1] = i end
 end
 local approved = '0'
@@ -108,9 +120,17 @@ elseif #over > 0 then
 end
 local names = {}
 for i = 1, n do
-  redis.call('INCRBY', KEYS[3 + i], units)
-  redis.call('EXPIREAT', KEYS[3 + i], ARGV[11 + 2 * i])
-  names[i] = KEYS[3 + i]
+  local key, field, expire = KEYS[3 + i], ARGV[11 + 3 * i], tonumber(ARGV[10 + 3 * i])
+  if field == '' then
+    redis.call('INCRBY', key, units)
+    redis.call('EXPIREAT', key, expire)
+  else
+    -- A hash holds several budgets: it lives as long as the longest-lived of them.
+    redis.call('HINCRBY', key, field, units)
+    local ttl = redis.call('TTL', key)
+    if ttl < 0 or now + ttl < expire then redis.call('EXPIREAT', key, expire) end
+  end
+  names[i] = key .. '\\t' .. field
 end
 local rev = redis.call('HINCRBY', KEYS[2], 'rev', 1)
 local totals = table.concat(after, ',')
@@ -130,8 +150,13 @@ local r = redis.call('HMGET', KEYS[1], 'status', 'units', 'keys', 'released_rev'
 if not r[1] then return {'missing'} end
 local rev = r[4]
 if r[1] ~= 'released' then
-  for key in string.gmatch(r[3], '[^\\n]+') do
-    if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, r[2]) end
+  for entry in string.gmatch(r[3], '[^\\n]+') do
+    local key, field = string.match(entry, '^([^\\t]*)\\t(.*)$')
+    if field == '' then
+      if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, r[2]) end
+    elseif redis.call('HEXISTS', key, field) == 1 then
+      redis.call('HINCRBY', key, field, -tonumber(r[2]))
+    end
   end
   rev = redis.call('HINCRBY', KEYS[2], 'rev', 1)
   redis.call('HSET', KEYS[1], 'status', 'released', 'released_rev', rev, 'released_at', ARGV[1])
@@ -140,8 +165,19 @@ local f = redis.call('HMGET', KEYS[1], 'subject', 'company', 'amount', 'currency
 return {tostring(rev), f[1], f[2], f[3], f[4], f[5]}
 """
 
-# KEYS: totals. Returns their values (false: nothing spent yet).
-TOTALS = "return redis.call('MGET', unpack(KEYS))"
+# KEYS: totals; ARGV: per total its hash field or ''. Returns their values (false: nothing
+# spent yet).
+TOTALS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if ARGV[i] == '' then
+    out[i] = redis.call('GET', key)
+  else
+    out[i] = redis.call('HGET', key, ARGV[i])
+  end
+end
+return out
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +205,14 @@ class Ledger:
         """The current totals of `lines`, read in one call (0: nothing spent)."""
         if not lines:
             return []
-        raw = await self._totals(keys=[total_key(tenant, line) for line in lines])
+        where = [total_slot(tenant, line) for line in lines]
+        raw = await self._totals(keys=[k for k, _ in where], args=[f for _, f in where])
         return [int(v) if v else 0 for v in raw]
 
     async def commit(self, tenant: str, order: Order, lines: Sequence[Line], now: int) -> Committed:
         """Commit `order` against `lines`; `Refused` (409, with its rule) otherwise."""
-        names = [total_key(tenant, line) for line in lines]
+        where = [total_slot(tenant, line) for line in lines]
+        names = [k for k, _ in where]
         flow = keys.flow(tenant, order.approval_id) if order.approval_id else names[0]
         args: list[Any] = [
             order.fingerprint(),
@@ -189,8 +227,8 @@ class Ledger:
             self.retention,
             now,
         ]
-        for line in lines:
-            args += ["" if line.limit is None else line.limit, line.expires_at]
+        for line, (_, field) in zip(lines, where, strict=True):
+            args += ["" if line.limit is None else line.limit, line.expires_at, field]
         order_key = keys.spend_order(tenant, order.order_id)
         raw = await self._commit(keys=[order_key, keys.ledger(tenant), flow, *names], args=args)
         kind = _text(raw[0])
@@ -211,8 +249,12 @@ class Ledger:
         return Released(int(rev), subject, company, amount, currency, cost_center or None)
 
 
-def total_key(tenant: str, line: Line) -> str:
-    return keys.spend_total(tenant, line.scope, line.owner, line.bucket, line.currency)
+def total_slot(tenant: str, line: Line) -> tuple[str, str]:
+    """Where a line's total is kept: a key, and a hash field ('' for a STRING key)."""
+    if line.scope == "budget":
+        center = line.cost_center or ""
+        return keys.spend_budgets(tenant, line.owner, center, line.currency), line.bucket
+    return keys.spend_total(tenant, line.scope, line.owner, line.bucket, line.currency), ""
 
 
 def _refusal(kind: str, raw: list[Any], order: Order, lines: Sequence[Line]) -> Refused:

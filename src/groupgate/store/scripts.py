@@ -66,8 +66,9 @@ return out
 # Generic atomic reads relative to the current generation.
 # ARGV: tenant prefix, then repeated (command, key suffix, nargs, args...).
 # Commands: GET, SMEMBERS, HGETALL, HGET, HEXISTS, HLEN, ZRANGEBYLEX, SISMEMBER, EXISTS; and
-# MGET, whose args are whole keys of the tenant outside the generations (spend totals, read
-# with the graph in one round trip by purchase evaluations; its suffix is ignored).
+# any of them, or MGET, prefixed with '@': then the key is a whole key of the tenant outside
+# the generations (spend totals, read with the graph in one round trip by purchase
+# evaluations), not a suffix.
 # Returns {rev, gen, stamp, result...}; {false} when the tenant does not exist.
 READ = (
     SNAPSHOT
@@ -77,8 +78,8 @@ while i <= #ARGV do
   local args = {}
   for k = 1, n do args[k] = ARGV[i + 2 + k] end
   local value
-  if cmd == 'MGET' then
-    value = redis.call('MGET', unpack(args))
+  if string.sub(cmd, 1, 1) == '@' then
+    value = redis.call(string.sub(cmd, 2), suffix, unpack(args))
   else
     value = redis.call(cmd, base .. suffix, unpack(args))
   end

@@ -40,7 +40,6 @@ from groupgate.model import (
     Decision,
     Group,
     Money,
-    PurchaseDecision,
     Resource,
     Settings,
     SubjectKind,
@@ -306,9 +305,10 @@ class GraphService:
         rel = keys.RELATIVE
         reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
         reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
-        # The spend totals of every period of the company and the subject, read with the
-        # graph: the limits are not known before the company is, and a second round trip
-        # would cost an evaluation with limits half its speed (`benchmarks spend`).
+        # The spend totals of every period of the company and the subject, and of the
+        # company's budgets of the cost centre, read with the graph: the limits are not known
+        # before the company is, and a second round trip would cost an evaluation with limits
+        # half its speed (`benchmarks spend`).
         now, zone = self.clock(), spend.zone(entry.settings.time_zone)
         buckets = [
             (scope, owner, window.label)
@@ -316,7 +316,10 @@ class GraphService:
             for window in spend.windows(now, zone)
         ]
         names = [keys.spend_total(tenant, *bucket, amount.currency) for bucket in buckets]
-        reads.append(("MGET", "", tuple(names)))
+        reads.append(("@MGET", names[0], tuple(names[1:])))
+        if cost_center is not None:
+            budgets = keys.spend_budgets(tenant, company, cost_center, amount.currency)
+            reads.append(("@HGETALL", budgets, ()))
         snap = await self._guard(self.graphs.read(tenant, *reads))
         if not snap.values[0]:
             raise NotFound(f"unknown company {company!r}")
@@ -326,6 +329,11 @@ class GraphService:
             for gid, raw in zip(ids, snap.values[1:3], strict=True)
         }
         totals = {b: int(v) if v else 0 for b, v in zip(buckets, snap.values[3], strict=True)}
+        if cost_center is not None:
+            by_budget = pairs(snap.values[4])
+            totals.update(
+                (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
+            )
         if record.approval_group:
             extra = await self._guard(
                 self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
@@ -346,37 +354,16 @@ class GraphService:
                 record, entry.subject, amount.currency, cost_center, now, zone, limited_only=True
             )
             if items:
-                result = await self._spend_gate(
-                    tenant, subject, record, members, amount, result, items, totals
-                )
+                # Every total the limited lines need was read above, with the graph; when it
+                # could not be, `_guard` raised `StoreUnavailable`: never an allow.
+                current = [totals[line.scope, line.owner, line.bucket] for line in items]
+                try:
+                    over = spend.passed(items, current, spend.to_units(amount.amount))
+                except spend.AmountError:
+                    over = items  # an amount the ledger cannot hold can never be committed
+                rules = spend.rules_of(over)
+                result = spend.require_admins(result, rules, subject, record, members)
         return PurchaseAnswer(result, snap.rev)
-
-    async def _spend_gate(
-        self,
-        tenant: str,
-        subject: str,
-        company: Company,
-        members: dict[str, frozenset[str]],
-        amount: Money,
-        result: PurchaseDecision,
-        items: list[spend.Line],
-        known: dict[tuple[str, str, str], int],
-    ) -> PurchaseDecision:
-        """`result` with the Admins' approval required for every limit of `items` the
-        purchase would pass (SPEC section 5). Period totals come in `known` (read with the
-        graph); budget totals take one more read. A store error raises `StoreUnavailable`:
-        never an allow."""
-        missing = [line for line in items if (line.scope, line.owner, line.bucket) not in known]
-        if missing:
-            read = await self._guard(self.ledger.totals(tenant, missing))
-            pairs_read = zip(missing, read, strict=True)
-            known = {**known, **{(x.scope, x.owner, x.bucket): t for x, t in pairs_read}}
-        totals = [known[line.scope, line.owner, line.bucket] for line in items]
-        try:
-            over = spend.passed(items, totals, spend.to_units(amount.amount))
-        except spend.AmountError:
-            over = items  # an amount the ledger cannot hold can never be committed
-        return spend.require_admins(result, spend.rules_of(over), subject, company, members)
 
     # ------------------------------------------------------------------ spend ledger
 
