@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -60,6 +61,7 @@ from groupgate.banner import banner
 from groupgate.config import (
     DEFAULT_PORT,
     PARSERS,
+    SUPERVISOR_ENV,
     Config,
     ConfigError,
     default_text,
@@ -108,6 +110,7 @@ SERVE_SETTINGS = {
     "workers": "workers",
     "redis": "redis_url",
     "policies": "policies",
+    "policy_watch": "policy_watch",
     "data": "data",
 }
 
@@ -211,6 +214,8 @@ def supervise(config: Config, text: str) -> int:
         )
         for i in range(config.workers)
     ]
+    # A reload asked of one worker reaches the others through this process (api/policies.py).
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     for process in workers:
         process.start()
 
@@ -219,8 +224,15 @@ def supervise(config: Config, text: str) -> int:
             if process.is_alive() and process.pid is not None:
                 process.terminate() if signum == signal.SIGTERM else _interrupt(process.pid)
 
+    def reload(signum: int, frame: Any) -> None:
+        for process in workers:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload)
     status = 0
     for process in workers:
         process.join()
@@ -464,6 +476,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help=setting("workers"))
     p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
     p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.add_argument("--policy-watch", type=float, metavar="SECONDS", help=setting("policy_watch"))
     p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
     p.add_argument(
         "--config",

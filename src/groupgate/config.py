@@ -135,6 +135,10 @@ class HttpLimits:
 
 GATEWAY_KINDS = ("nginx", "caddy", "traefik", "haproxy", "envoy")
 
+#: Set by `serve --workers N` for its workers to the supervisor's pid: a policy reload asked
+#: of one worker reaches the others through it (api/policies.py).
+SUPERVISOR_ENV = "GROUPGATE_SUPERVISOR_PID"
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -168,6 +172,9 @@ class Config:
     log_format: str = "json"
     allow_py_parser: bool = False
     public_url: str | None = None
+    #: Seconds between looks at the policy files for a change (0: only SIGHUP and the admin
+    #: endpoint reload them).
+    policy_watch: float = 0.0
     #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
     demo: bool = False
 
@@ -270,6 +277,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_format": _choice("json", "text"),
     "allow_py_parser": _bool,
     "public_url": _text,
+    "policy_watch": _seconds,
     "demo": _bool,
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
@@ -315,7 +323,10 @@ HELP: dict[str, str] = {
     "holds its own graph, so use a Redis for more than one",
     "redis_url": "the graph store (redis://, rediss://, unix://, redis+cluster://); unset: the "
     "embedded in-process store, not persisted",
-    "policies": "policy directory (catalog.yaml, roles.yaml, ...)",
+    "policies": "policy directory (catalog.yaml, roles.yaml, ...); reloaded on SIGHUP and "
+    "POST /v1/admin/policies/reload",
+    "policy_watch": "seconds between looks at the policy files for a change, reloading them "
+    "when one is seen (0: off)",
     "data": "graph documents (JSON) imported at start (comma-separated in the environment)",
     "default_tenant": "tenant of requests that name none",
     "api_keys": "caller keys, comma-separated; key:tenant binds a key to one tenant",

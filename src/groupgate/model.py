@@ -306,6 +306,19 @@ class Membership:
     group: str
     level: LinkLevel | None = None
     same_customer: bool = False
+    #: The link holds from `valid_from` (inclusive) until `valid_until` (exclusive), in
+    #: seconds since the epoch; None: no bound (issue 14, expiring grants).
+    valid_from: float | None = None
+    valid_until: float | None = None
+
+    def active_at(self, now: float) -> bool:
+        return (self.valid_from is None or now >= self.valid_from) and (
+            self.valid_until is None or now < self.valid_until
+        )
+
+    @property
+    def windowed(self) -> bool:
+        return self.valid_from is not None or self.valid_until is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +332,24 @@ class Subject:
 
     def group_ids(self) -> tuple[str, ...]:
         return tuple(m.group for m in self.memberships)
+
+    def at(self, now: float) -> Subject:
+        """The subject as of `now`: only the links that hold then (itself when none has a
+        validity window)."""
+        if not any(m.windowed for m in self.memberships):
+            return self
+        held = tuple(m for m in self.memberships if m.active_at(now))
+        return Subject(self.id, self.kind, self.attributes, self.vendor, held, self.spending_limits)
+
+    def next_boundary(self, now: float) -> float | None:
+        """The earliest moment after `now` at which one of its links starts or ends."""
+        times = [
+            t
+            for m in self.memberships
+            for t in (m.valid_from, m.valid_until)
+            if t is not None and t > now
+        ]
+        return min(times, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ def order(
 
 async def ready(open_service: Opener, tenant: str, **doc: Any) -> GraphService:
     service = await open_service()
-    service.clock = lambda: NOW
+    service.cache.clock = NOW.timestamp
     await service.import_graph(None, shop(tenant, **doc))
     return service
 
@@ -334,7 +334,7 @@ async def test_concurrent_commits_never_pass_a_limit(real_redis_url: str, catalo
     services = [await GraphService.open(catalog, real_redis_url) for _ in range(2)]
     try:
         for service in services:
-            service.clock = lambda: NOW
+            service.cache.clock = NOW.timestamp
         await services[0].import_graph(None, shop(tenant))
 
         async def one(i: int) -> bool:
@@ -365,7 +365,7 @@ async def test_evaluate_fails_closed_without_totals(catalog: Catalog, redis_proc
     service = await GraphService.open(catalog, redis_process.url, socket_timeout=0.5)
     nowhere = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
     try:
-        service.clock = lambda: NOW
+        service.cache.clock = NOW.timestamp
         await service.import_graph(None, shop("down"))
         eur = Money(Decimal("1.00"), "EUR")
         budget = await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")

@@ -151,6 +151,7 @@ def create_app(config: Config, service: Service) -> web.Application:
         gateway,
         native,
         ops,
+        policies,
         purchases,
         spend,
     )
@@ -200,6 +201,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     authzen.setup(app)
     gateway.setup(app)
     admin.setup(app)
+    policies.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
     limits = config.limits

@@ -556,6 +556,15 @@ OPERATIONS: tuple[Op, ...] = (
         "Revision",
         (*_ADMIN, "unknown-entity", "write-conflict", "graph-rule"),
     ),
+    Op(
+        "/v1/admin/policies/reload",
+        ("post",),
+        "reloadPolicies",
+        "Reload the policy set (the last good one stays when the new one is invalid)",
+        None,
+        "PolicyReload",
+        ("duplicate-header", "unauthorized", "not-admin"),
+    ),
     Op("/healthz", ("get",), "healthz", "Liveness", None, "Status"),
     Op(
         "/readyz",
@@ -582,7 +591,23 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {"type": _STR, "title": _STR, "status": {"type": "integer"}, "detail": _STR},
     },
     "Revision": {"type": "object", "properties": {"revision": {"type": "integer"}}},
-    "Status": {"type": "object", "properties": {"status": _STR}},
+    "Status": {
+        "type": "object",
+        "properties": {"status": _STR, "policies": _ref("PolicyStatus")},
+    },
+    "PolicyStatus": {
+        "type": "object",
+        "description": "the policy set in use and the last reload (api/policies.py)",
+        "properties": {
+            "ok": {"type": "boolean", "description": "the newest set on disk is in use"},
+            "digest": _STR,
+            "loaded_at": {"type": "number"},
+            "error": {**_NULLABLE_STR, "description": "why the newest set was refused"},
+            "reloads": {"type": "integer"},
+            "failures": {"type": "integer"},
+        },
+    },
+    "PolicyReload": {"type": "object", "properties": {"policies": _ref("PolicyStatus")}},
     "Subject": {"type": "object", "required": ["id"], "properties": {"id": _STR, "type": _STR}},
     "Resource": {
         "type": "object",
@@ -1000,6 +1025,18 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                     "permission": {
                         "oneOf": [_PERMISSION, {"type": "array", "items": _PERMISSION}],
                         "description": "ro and rw exclude each other",
+                    },
+                    "valid_from": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds from this instant (RFC 3339 with an "
+                        "offset; kept to the millisecond)",
+                    },
+                    "valid_until": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds until before this instant; later "
+                        "than valid_from",
                     },
                 },
             },

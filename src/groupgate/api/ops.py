@@ -147,7 +147,12 @@ async def readyz(request: web.Request) -> web.Response:
         return problem(503, "Not ready", "no policy loaded", "not-ready")
     if not await state.service.ready():
         return problem(503, "Not ready", "the graph store does not answer", "not-ready")
-    return json_response({"status": "ready"})
+    body: dict[str, Any] = {"status": "ready"}
+    policies = state.extra.get("policies")
+    if policies is not None:
+        # A refused reload keeps the last good set: still ready, and says why.
+        body["policies"] = policies.as_json()
+    return json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

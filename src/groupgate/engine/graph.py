@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -582,8 +582,12 @@ def parse_membership(value: Any, path: str) -> Membership:
     if isinstance(value, str):
         return Membership(_membership_group(value, path))
     body = _mapping(value, path)
-    _only(body, path, frozenset({"group", "permission"}))
+    _only(body, path, frozenset({"group", "permission", "valid_from", "valid_until"}))
     group = _membership_group(body.get("group"), f"{path}.group")
+    valid_from = _moment(body.get("valid_from"), f"{path}.valid_from")
+    valid_until = _moment(body.get("valid_until"), f"{path}.valid_until")
+    if valid_from is not None and valid_until is not None and valid_from >= valid_until:
+        raise GraphError(f"{path}.valid_until", "must be later than valid_from")
     raw = body.get("permission")
     perms = (
         [raw]
@@ -603,7 +607,30 @@ def parse_membership(value: Any, path: str) -> Membership:
             raise GraphError(f"{path}.permission", "ro and rw exclude each other")
         else:
             level = perm
-    return Membership(group, level, same_customer)  # type: ignore[arg-type]
+    return Membership(group, level, same_customer, valid_from, valid_until)  # type: ignore[arg-type]
+
+
+#: RFC 3339 date-time with an offset, e.g. `2027-01-01T00:00:00Z` or `...+01:00`.
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _moment(value: Any, path: str) -> float | None:
+    """An RFC 3339 instant (an offset is required) as seconds since the epoch, to the
+    millisecond; None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
+        raise GraphError(
+            path, "expected an RFC 3339 date-time with an offset, e.g. 2027-01-01T00:00:00Z"
+        )
+    try:
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise GraphError(path, f"not a valid date-time: {exc}") from None
+    return round(moment.timestamp() * 1000) / 1000
 
 
 def _membership_group(value: Any, path: str) -> str:

@@ -3,23 +3,28 @@
 Invariants that keep it from ever serving a revoked permission:
 
 1. Every change event evicts what it names at once (subjects; members of changed groups
-   through a local reverse index; the tenant's held resource table for resource writes; the
-   whole tenant for imports and settings), in whatever order events arrive. Evicting is
+   through a local reverse index; the entries that depend on a group whose membership
+   changed; the tenant's held resource table for resource writes; the whole tenant for
+   imports and settings), in whatever order events arrive. Evicting is
    always safe.
 2. `known_rev` advances only through contiguous revisions: the cache reflects every write up
    to `known_rev`. A missing event leaves a gap; the poller then drops the tenant's entries.
 3. An entry (or a resource table) read at revision r is stored only if no event above r has
    been seen (`r >= seen_rev`): otherwise an event that already passed might have been
    about it.
-4. A revision or generation that goes backwards, or the same revision with another stamp
+4. An entry whose subject (or an approval group it depends on) has a link that starts or
+   ends at some instant is served only before that instant (`Entry.expires`): expiring
+   grants never allow past `valid_until` nor before `valid_from`.
+5. A revision or generation that goes backwards, or the same revision with another stamp
    (a failover lost acknowledged writes), drops the tenant's entries.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from groupgate.engine.profile import Profile
@@ -37,6 +42,16 @@ class Entry:
     subject: Subject | None
     groups: Mapping[str, Group]
     settings: Settings
+    #: When the entry stops being right by itself (a link of the subject, or of an approval
+    #: group it depends on, starts or ends): seconds since the epoch, None: only a write.
+    expires: float | None = None
+    #: Groups whose membership the profile depends on without being linked to them: the
+    #: approval groups of the subject's companies (an Admin's `approve` depends on whether the
+    #: company's approval group has an approver, SPEC section 5).
+    depends: frozenset[str] = frozenset()
+    #: The active approval groups the profile was compiled with (company -> group), for
+    #: explain to evaluate alike.
+    approval_groups: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -59,10 +74,14 @@ class TenantState:
 class ProfileCache:
     """A bounded LRU of `Entry`s keyed by (tenant, subject), with group -> subjects index."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, clock: Callable[[], float] = time.time) -> None:
         self.size = size
+        #: Wall-clock time (tests set a controllable one): expiring grants are instants.
+        self.clock = clock
         self.entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._by_group: dict[tuple[str, str], set[str]] = {}
+        #: (tenant, group) -> subjects whose entry `depends` on the group's membership.
+        self._by_dependency: dict[tuple[str, str], set[str]] = {}
         self.tenants: dict[str, TenantState] = {}
         self.hits = 0
         #: Subjects resolved from the store: counted by `GraphService._resolve`.
@@ -78,6 +97,9 @@ class ProfileCache:
         key = (tenant, subject)
         entry = self.entries.get(key)
         if entry is not None:
+            if entry.expires is not None and self.clock() >= entry.expires:
+                self.evict_subjects(tenant, (subject,))
+                return None
             self.hits += 1
             self.entries.move_to_end(key)  # least recently used goes first
         return entry
@@ -91,6 +113,9 @@ class ProfileCache:
             key = (tenant, subject)
             entry = entries.get(key)
             if entry is not None:
+                if entry.expires is not None and self.clock() >= entry.expires:
+                    self.evict_subjects(tenant, (subject,))
+                    continue
                 touch(key)
                 found[subject] = entry
         self.hits += len(found)
@@ -116,16 +141,9 @@ class ProfileCache:
         groups = set(entry.profile.groups)
         if entry.subject is not None:
             groups.update(link.group for link in entry.subject.memberships)
-        for group in groups:
-            key = (tenant, group)
-            if add:
-                self._by_group.setdefault(key, set()).add(subject)
-                continue
-            members = self._by_group.get(key)
-            if members is not None:
-                members.discard(subject)
-                if not members:
-                    del self._by_group[key]
+        _update(self._by_group, tenant, subject, groups, add)
+        if entry.depends:
+            _update(self._by_dependency, tenant, subject, entry.depends, add)
 
     def evict_subjects(self, tenant: str, subjects: Iterable[str]) -> None:
         for subject in subjects:
@@ -140,13 +158,29 @@ class ProfileCache:
             if members:
                 self.evict_subjects(tenant, list(members))
 
+    def evict_dependents(self, tenant: str, groups: Iterable[str]) -> None:
+        """Evict the entries that depend on the membership of `groups` (not their members)."""
+        for group in groups:
+            dependents = self._by_dependency.get((tenant, group))
+            if dependents:
+                self.evict_subjects(tenant, list(dependents))
+
+    def drop_profiles(self) -> None:
+        """Forget every compiled profile of every tenant (the policy set changed); what the
+        cache knows of each tenant's revision stays."""
+        self.flushes += 1
+        self.entries.clear()
+        self._by_group.clear()
+        self._by_dependency.clear()
+
     def drop_tenant(self, tenant: str) -> None:
         self.flushes += 1
         self.drop_resources(tenant)
         for key in [k for k in self.entries if k[0] == tenant]:
             del self.entries[key]
-        for key in [k for k in self._by_group if k[0] == tenant]:
-            del self._by_group[key]
+        for index in (self._by_group, self._by_dependency):
+            for key in [k for k in index if k[0] == tenant]:
+                del index[key]
 
     def drop_resources(self, tenant: str) -> None:
         state = self.tenants.get(tenant)
@@ -184,6 +218,7 @@ class ProfileCache:
         groups: Iterable[str],
         everything: bool,
         resources: bool = False,
+        memberships: Iterable[str] = (),
     ) -> None:
         """Apply one change event (invariants 1 and 2)."""
         if everything:
@@ -191,6 +226,7 @@ class ProfileCache:
         else:
             self.evict_subjects(tenant, subjects)
             self.evict_groups(tenant, groups)
+            self.evict_dependents(tenant, memberships)
             if resources:
                 self.drop_resources(tenant)
         state = self.tenants.get(tenant)
@@ -247,3 +283,22 @@ class ProfileCache:
         state = self.tenants.get(tenant)
         seen = max(rev, state.seen_rev) if state is not None else rev
         self.tenants[tenant] = TenantState(known_rev=rev, gen=gen, stamp=stamp, seen_rev=seen)
+
+
+def _update(
+    index: dict[tuple[str, str], set[str]],
+    tenant: str,
+    subject: str,
+    groups: Iterable[str],
+    add: bool,
+) -> None:
+    for group in groups:
+        key = (tenant, group)
+        if add:
+            index.setdefault(key, set()).add(subject)
+            continue
+        members = index.get(key)
+        if members is not None:
+            members.discard(subject)
+            if not members:
+                del index[key]

@@ -9,7 +9,7 @@ invalidating (it is bounded, least recently used first out).
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -77,13 +77,36 @@ def load_budgets(items: list[dict[str, str]] | None) -> tuple[Budget, ...]:
 
 
 def dump_link(link: Membership) -> str:
-    text = link.level or ""
-    return text + "+sc" if link.same_customer else text
+    """`<level>[+sc]`, then `|<from ms>|<until ms>` when the link has a validity window
+    (the approver scripts read the level as the first two characters and the window by
+    that layout: store/scripts.py)."""
+    text: str = link.level or ""
+    if link.same_customer:
+        text += "+sc"
+    if link.windowed:
+        text += f"|{_ms(link.valid_from)}|{_ms(link.valid_until)}"
+    return text
 
 
 def load_link(group: str, text: str) -> Membership:
-    level, _, sc = text.partition("+")
-    return Membership(group, level or None, bool(sc))  # type: ignore[arg-type]
+    perm, _, window = text.partition("|")
+    level, _, sc = perm.partition("+")
+    valid_from = valid_until = None
+    if window:
+        start, _, end = window.partition("|")
+        valid_from = int(start) / 1000 if start else None
+        valid_until = int(end) / 1000 if end else None
+    return Membership(group, level or None, bool(sc), valid_from, valid_until)  # type: ignore[arg-type]
+
+
+def moment_text(moment: float) -> str:
+    """An instant as RFC 3339 in UTC with milliseconds (`2027-01-01T00:00:00.000Z`)."""
+    text = datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _ms(moment: float | None) -> str:
+    return "" if moment is None else str(round(moment * 1000))
 
 
 # ------------------------------------------------------------------------------- subjects
@@ -117,7 +140,17 @@ def subject_document(subject: Subject) -> dict[str, Any]:
     groups: list[Any] = []
     for link in subject.memberships:
         perms = [p for p in (link.level, "same_customer" if link.same_customer else None) if p]
-        groups.append({"group": link.group, "permission": perms} if perms else link.group)
+        if not perms and not link.windowed:
+            groups.append(link.group)
+            continue
+        entry: dict[str, Any] = {"group": link.group}
+        if perms:
+            entry["permission"] = perms
+        if link.valid_from is not None:
+            entry["valid_from"] = moment_text(link.valid_from)
+        if link.valid_until is not None:
+            entry["valid_until"] = moment_text(link.valid_until)
+        groups.append(entry)
     doc: dict[str, Any] = {"id": subject.id, "kind": subject.kind.value}
     if subject.attributes:
         doc["attributes"] = dict(subject.attributes)

@@ -109,6 +109,10 @@ class Decider(Protocol):
 
     catalog: Catalog
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload; see api/policies.py)."""
+        ...
+
     async def check(
         self,
         tenant: str,

@@ -42,6 +42,9 @@ class Ops:
     everything: bool = False
     #: The write changes held resource entities (sidecars reload their resource table).
     resources: bool = False
+    #: Groups whose membership (or a member's link permission) changes: sidecars evict the
+    #: profiles that depend on it (`cache.Entry.depends`), not the groups' members.
+    memberships: set[str] = field(default_factory=set)
 
     def add(self, command: str, key: str, *args: Any) -> None:
         self.args += [command, key, len(args), *args]
@@ -62,6 +65,9 @@ class Graphs:
         self._cas = client.register_script(scripts.CAS)
         self._meta = client.register_script(scripts.META)
         self._resources = client.register_script(scripts.LOAD_RESOURCES)
+        self._approving = client.register_script(scripts.APPROVING_MEMBERS)
+        self._active = client.register_script(scripts.APPROVAL_GROUPS)
+        self._company_approvers = client.register_script(scripts.COMPANY_APPROVERS)
 
     async def meta(self, tenant: str) -> tuple[int, str, str] | None:
         """Return (rev, gen, stamp) of a tenant, or None if it does not exist."""
@@ -108,6 +114,115 @@ class Graphs:
             found[_text(raw[i])] = {_text(flat[k]): flat[k + 1] for k in range(0, len(flat), 2)}
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
 
+    async def approving_members(
+        self, tenant: str, groups: list[str], now: float
+    ) -> tuple[Snapshot, dict[str, frozenset[str]]]:
+        """The members of each group who may approve at `now` (not linked `ro`), atomically.
+
+        Raises `NotFound` when the tenant does not exist.
+        """
+        rel = keys.RELATIVE
+        raw = await self._approving(
+            keys=[keys.meta(tenant)],
+            args=[keys.tenant_prefix(tenant), _ms(now), rel.members(""), rel.links(""), *groups],
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        found = {
+            gid: frozenset(_text(m) for m in members)
+            for gid, members in zip(groups, raw[3:], strict=True)
+        }
+        return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
+
+    async def company_approvers(
+        self, tenant: str, company: str, groups: list[str], now: float
+    ) -> tuple[Snapshot, bytes, dict[str, frozenset[str]], frozenset[str]]:
+        """A company's JSON (b"" when unknown), the members of `groups` and of the company's
+        approval group who may approve at `now`, in one snapshot. Raises `NotFound` for an
+        unknown tenant."""
+        rel = keys.RELATIVE
+        raw = await self._company_approvers(
+            keys=[keys.meta(tenant)],
+            args=[
+                keys.tenant_prefix(tenant),
+                _ms(now),
+                rel.members(""),
+                rel.links(""),
+                rel.company(company),
+                *groups,
+            ],
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        found = {
+            gid: frozenset(_text(m) for m in members)
+            for gid, members in zip(groups, raw[4:-1], strict=True)
+        }
+        return snap, raw[3] or b"", found, frozenset(_text(m) for m in raw[-1])
+
+    async def purchase_read(
+        self,
+        tenant: str,
+        company: str,
+        groups: list[str],
+        now: float,
+        totals: list[str],
+        budgets: str | None,
+    ) -> tuple[
+        Snapshot, bytes, dict[str, frozenset[str]], frozenset[str], list[Any], dict[str, str]
+    ]:
+        """`company_approvers`, plus in the same call the spend totals at the whole keys
+        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
+        (empty when None): what a purchase evaluation reads (`engine/spend.py`)."""
+        rel = keys.RELATIVE
+        raw = await self._company_approvers(
+            keys=[keys.meta(tenant), budgets or keys.meta(tenant), *totals],
+            args=[
+                keys.tenant_prefix(tenant),
+                _ms(now),
+                rel.members(""),
+                rel.links(""),
+                rel.company(company),
+                *groups,
+            ],
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        found = {
+            gid: frozenset(_text(m) for m in members)
+            for gid, members in zip(groups, raw[4:-3], strict=True)
+        }
+        approval = frozenset(_text(m) for m in raw[-3])
+        return snap, raw[3] or b"", found, approval, list(raw[-2]), pairs(raw[-1])
+
+    async def approval_groups(
+        self, tenant: str, companies: list[str], now: float
+    ) -> dict[str, tuple[str, bool, float | None]]:
+        """Company id -> (its approval group, whether it is active at `now`: has a member who
+        may approve, and the next moment a link of the group starts or ends or None), for
+        those of `companies` that name one; unknown ones are simply absent."""
+        rel = keys.RELATIVE
+        raw = await self._active(
+            keys=[keys.meta(tenant)],
+            args=[
+                keys.tenant_prefix(tenant),
+                _ms(now),
+                rel.members(""),
+                rel.links(""),
+                rel.company(""),
+                *companies,
+            ],
+        )
+        if not raw or raw[0] is None:
+            return {}
+        return {
+            c: (_text(item[0]), bool(item[1]), int(item[2]) / 1000 if item[2] else None)
+            for c, item in zip(companies, raw[3:], strict=True)
+            if item[0]
+        }
+
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.
 
@@ -147,6 +262,8 @@ class Graphs:
         }
         if ops.resources:
             event["resources"] = True
+        if ops.memberships:
+            event["memberships"] = sorted(ops.memberships)
         await self.client.publish(keys.channel(tenant), orjson.dumps(event))
 
     async def next_gen(self, tenant: str) -> str:
@@ -172,6 +289,10 @@ def _text(value: Any) -> str:
 def text(value: Any) -> str:
     """Decode a Redis reply item to str ('' for nil)."""
     return _text(value)
+
+
+def _ms(moment: float) -> str:
+    return str(int(moment * 1000))
 
 
 def pairs(flat: list[Any]) -> dict[str, str]:

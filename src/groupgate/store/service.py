@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ from groupgate.model import (
     Money,
     Resource,
     Settings,
+    Subject,
     SubjectKind,
     new_tuple,
     predefined_group_id,
@@ -96,8 +97,6 @@ class GraphService:
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
         self.ledger = Ledger(client, spend_retention)
-        #: The clock that places a purchase in its spending periods (tests set it).
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
@@ -109,6 +108,14 @@ class GraphService:
         self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload): swap the catalog, the
+        compiler and the writer's catalog and drop every compiled profile, in one step."""
+        self.catalog = catalog
+        self.compiler = ProfileCompiler(catalog)
+        self.writer.catalog = catalog
+        self.cache.drop_profiles()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -302,56 +309,48 @@ class GraphService:
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
-        rel = keys.RELATIVE
-        reads: list[tuple[str, str, tuple[Any, ...]]] = [("GET", rel.company(company), ())]
-        reads += [("SMEMBERS", rel.members(gid), ()) for gid in ids]
+        now = self.cache.clock()
         # The spend totals of every period of the company and the subject, and of the
-        # company's budgets of the cost centre, read with the graph: the limits are not known
-        # before the company is, and a second round trip would cost an evaluation with limits
+        # company's budgets of the cost centre, read with the company: its limits are not
+        # known before it is, and a second round trip would cost an evaluation with limits
         # half its speed (`benchmarks spend`).
-        now, zone = self.clock(), spend.zone(entry.settings.time_zone)
+        moment, zone = datetime.fromtimestamp(now, UTC), spend.zone(entry.settings.time_zone)
         buckets = [
             (scope, owner, window.label)
             for scope, owner in (("company", company), ("subject", subject))
-            for window in spend.windows(now, zone)
+            for window in spend.windows(moment, zone)
         ]
         names = [keys.spend_total(tenant, *bucket, amount.currency) for bucket in buckets]
-        reads.append(("@MGET", names[0], tuple(names[1:])))
-        if cost_center is not None:
-            budgets = keys.spend_budgets(tenant, company, cost_center, amount.currency)
-            reads.append(("@HGETALL", budgets, ()))
-        snap = await self._guard(self.graphs.read(tenant, *reads))
-        if not snap.values[0]:
+        hashed = (
+            keys.spend_budgets(tenant, company, cost_center, amount.currency)
+            if cost_center is not None
+            else None
+        )
+        snap, raw, members, approval, spent, by_budget = await self._guard(
+            self.graphs.purchase_read(tenant, company, ids, now, names, hashed)
+        )
+        if not raw:
             raise NotFound(f"unknown company {company!r}")
-        record = codec.load_company(snap.values[0])
-        members = {
-            gid: frozenset(text(m) for m in raw)
-            for gid, raw in zip(ids, snap.values[1:3], strict=True)
-        }
-        totals = {b: int(v) if v else 0 for b, v in zip(buckets, snap.values[3], strict=True)}
-        if cost_center is not None:
-            by_budget = pairs(snap.values[4])
-            totals.update(
-                (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
-            )
+        record = codec.load_company(raw)
+        totals = {b: int(v) if v else 0 for b, v in zip(buckets, spent, strict=True)}
+        totals.update(
+            (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
+        )
         if record.approval_group:
-            extra = await self._guard(
-                self.graphs.read(tenant, ("SMEMBERS", rel.members(record.approval_group), ()))
-            )
-            members[record.approval_group] = frozenset(text(m) for m in extra.values[0])
+            members = {**members, record.approval_group: approval}
         ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
         roles: frozenset[str] = frozenset()
         if entry.subject is not None:
             prefix = company + "/"
             roles = frozenset(
                 link.group[len(prefix) :]
-                for link in entry.subject.memberships
+                for link in entry.subject.at(now).memberships
                 if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
             )
         result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
         if result.decision != "deny" and result.error is None:
             items = spend.lines(
-                record, entry.subject, amount.currency, cost_center, now, zone, limited_only=True
+                record, entry.subject, amount.currency, cost_center, moment, zone, limited_only=True
             )
             if items:
                 # Every total the limited lines need was read above, with the graph; when it
@@ -378,7 +377,8 @@ class GraphService:
             raise NotFound(f"unknown company {order.company!r}")
         company = codec.load_company(snap.values[0])
         zone = spend.zone(entry.settings.time_zone)
-        now = self.clock()
+        # The cache's clock: the one expiring grants follow (tests set it).
+        now = datetime.fromtimestamp(self.cache.clock(), UTC)
         found = spend.lines(
             company, entry.subject, order.amount.currency, order.cost_center, now, zone
         )
@@ -397,7 +397,7 @@ class GraphService:
         return CommitAnswer(totals, done.ledger_revision, snap.rev, done.approved, done.replayed)
 
     async def release(self, tenant: str, order_id: str) -> Released:
-        now = int(self.clock().timestamp())
+        now = int(self.cache.clock())
         return await self._guard(self.ledger.release(tenant, order_id, now))
 
     async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
@@ -428,7 +428,15 @@ class GraphService:
             return Decision(
                 False, reason, None, (f"subject {subject} does not exist", f"deny: {reason}")
             )
-        return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
+        return evaluate(
+            self.catalog,
+            entry.subject.at(self.cache.clock()),
+            entry.groups,
+            entry.settings,
+            action,
+            resource,
+            entry.approval_groups,
+        )
 
     # ------------------------------------------------------------------ held resources
 
@@ -570,15 +578,34 @@ class GraphService:
         self.cache.misses += len(subjects)
         try:
             found = await self.graphs.resolve(tenant, subjects)
+            snap, settings_raw = self._checked(tenant, found, min_revision)
+            loaded = [
+                self._load(sid, value) for sid, value in zip(subjects, snap.values, strict=True)
+            ]
+            # Read after the subjects: a write in between is evicted by its event, and the
+            # entries are kept at the subjects' revision (cache invariant 3).
+            companies = sorted(
+                {g.company for _, groups in loaded for g in groups.values() if g.company}
+            )
+            now = self.cache.clock()
+            approval = (
+                await self.graphs.approval_groups(tenant, companies, now) if companies else {}
+            )
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
-        snap, settings_raw = self._checked(tenant, found, min_revision)
         settings = self._load_settings(settings_raw)
+        active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
-        for sid, value in zip(subjects, snap.values, strict=True):
-            entry = self._compile(tenant, sid, value, settings, snap.rev)
+        for sid, (subject, groups) in zip(subjects, loaded, strict=True):
+            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active, now)
+            mine = {approval[g.company] for g in groups.values() if g.company in approval}
+            entry.depends = frozenset(group for group, _, _ in mine)
+            entry.expires = min(
+                (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
+                default=None,
+            )
             self.cache.put(tenant, sid, entry, snap.rev)
             out[sid] = (entry, snap.rev, False)
         return out
@@ -596,24 +623,53 @@ class GraphService:
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid in subjects:
             entry = self.cache.entries.get((tenant, sid))
-            if entry is None:
+            if entry is None or (entry.expires is not None and self.cache.clock() >= entry.expires):
                 raise StoreUnavailable(reason)
             out[sid] = (entry, state.known_rev, True)
         return out
 
-    def _compile(
-        self, tenant: str, subject_id: str, value: Any, settings: Settings, rev: int
-    ) -> Entry:
+    def _load(self, subject_id: str, value: Any) -> tuple[Subject | None, dict[str, Group]]:
+        """Decode one resolved subject and the groups it is linked to (None: unknown)."""
         if value is None:
-            empty = Profile(tenant, subject_id, rev, (), {})
-            return Entry(empty, None, {}, settings)
+            return None, {}
         raw, links, ids, raws = value
-        subject = codec.load_subject(subject_id, raw, links)
         groups: dict[str, Group] = {
             gid: self.writer.groups.load(graw) for gid, graw in zip(ids, raws, strict=True) if graw
         }
-        profile = self.compiler.compile(subject, groups, settings, tenant=tenant, revision=rev)
-        return Entry(profile, subject, groups, settings)
+        return codec.load_subject(subject_id, raw, links), groups
+
+    def _compile(
+        self,
+        tenant: str,
+        subject_id: str,
+        subject: Subject | None,
+        groups: dict[str, Group],
+        settings: Settings,
+        rev: int,
+        approval_groups: Mapping[str, str],
+        now: float,
+    ) -> Entry:
+        """Compile the subject as of `now` (only the links that hold then); the entry keeps
+        the whole subject and expires when one of its links starts or ends."""
+        if subject is None:
+            empty = Profile(tenant, subject_id, rev, (), {})
+            return Entry(empty, None, {}, settings)
+        profile = self.compiler.compile(
+            subject.at(now),
+            groups,
+            settings,
+            tenant=tenant,
+            revision=rev,
+            approval_groups=approval_groups,
+        )
+        return Entry(
+            profile,
+            subject,
+            groups,
+            settings,
+            expires=subject.next_boundary(now),
+            approval_groups=approval_groups,
+        )
 
     def _load_settings(self, raw: bytes) -> Settings:
         settings = self._settings.get(raw)
@@ -681,6 +737,7 @@ class GraphService:
             event.get("groups") or (),
             bool(event.get("all")),
             bool(event.get("resources")),
+            event.get("memberships") or (),
         )
 
     async def _poll(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from groupgate.engine import graph as rules
-from groupgate.engine.approvers import check_approval_member
+from groupgate.engine.approvers import REPLACED_ROLES, check_approval_member
 from groupgate.errors import Conflict, GraphError, NotFound
 from groupgate.model import (
     EXCLUSIVE_ROLES,
@@ -105,6 +105,11 @@ class Writer:
             ops.add("SREM", g.members(gid), subject.id)
         for gid in set(new_links) - set(old_links):
             ops.add("SADD", g.members(gid), subject.id)
+        ops.memberships.update(
+            gid
+            for gid in old_links.keys() | new_links.keys()
+            if old_links.get(gid) != new_links.get(gid)
+        )
         return ops
 
     async def delete_subject(self, tenant: str, subject_id: str) -> int:
@@ -121,6 +126,7 @@ class Writer:
             ops = Ops(subjects={subject_id})
             for gid in pairs(snap.values[1]):
                 ops.add("SREM", g.members(gid), subject_id)
+                ops.memberships.add(gid)
             ops.add("DEL", g.subject(subject_id), g.links(subject_id))
             ops.add("ZREM", g.subjects(), subject_id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
@@ -188,15 +194,21 @@ class Writer:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
-                ("EXISTS", rel.subject(subject_id), ()),
-                ("HEXISTS", rel.links(subject_id), (group_id,)),
+                ("GET", rel.subject(subject_id), ()),
+                ("HGETALL", rel.links(subject_id), ()),
             )
             if not snap.values[0]:
                 raise NotFound(f"unknown subject {subject_id!r}")
-            if not snap.values[1]:
+            links = pairs(snap.values[1])
+            if group_id not in links:
                 raise NotFound(f"subject {subject_id!r} is not in group {group_id!r}")
+            # Leaving the last group of a company while staying in its approval group would
+            # leave an approver who is no customer of it (SPEC section 5).
+            del links[group_id]
+            remaining = codec.load_subject(subject_id, snap.values[0], links)
+            await self._check_approvers(tenant, remaining, {}, lambda _: "membership.group")
             g = keys.Gen(tenant, int(snap.gen))
-            ops = Ops(subjects={subject_id})
+            ops = Ops(subjects={subject_id}, memberships={group_id})
             ops.add("HDEL", g.links(subject_id), group_id)
             ops.add("SREM", g.members(group_id), subject_id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
@@ -319,7 +331,13 @@ class Writer:
                     tenant, company.id, company.approval_group, sorted(map(text, snap.values[3]))
                 )
             g = keys.Gen(tenant, int(snap.gen))
+            # Who approves depends on which approval group the company names (SPEC section 5):
+            # its Admins and Buyers and the members of the old and new group recompile.
+            before = codec.load_company(snap.values[1]).approval_group if snap.values[1] else None
             ops = Ops()
+            if before != company.approval_group:
+                ops.groups.update(g for g in (before, company.approval_group) if g)
+                ops.groups.update(predefined_group_id(company.id, role) for role in REPLACED_ROLES)
             ops.add("SET", g.company(company.id), codec.dump_company(company))
             ops.add("HSET", g.parents(), company.id, company.parent or "")
             if not snap.values[1]:
