@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -315,19 +317,18 @@ class GraphService:
         # known before it is, and a second round trip would cost an evaluation with limits
         # half its speed (`benchmarks spend`).
         moment, zone = datetime.fromtimestamp(now, UTC), spend.zone(entry.settings.time_zone)
-        buckets = [
-            (scope, owner, window.label)
-            for scope, owner in (("company", company), ("subject", subject))
-            for window in spend.windows(moment, zone)
-        ]
-        names = [keys.spend_total(tenant, *bucket, amount.currency) for bucket in buckets]
+        # The subject's totals only when it has limits of its own (known from its entry).
+        limited = entry.subject is not None and bool(entry.subject.spending_limits)
+        day = moment.astimezone(zone).date()
+        owner = subject if limited else None
+        buckets, names = period_keys(tenant, company, owner, amount.currency, day, zone)
         hashed = (
             keys.spend_budgets(tenant, company, cost_center, amount.currency)
             if cost_center is not None
             else None
         )
         snap, raw, members, approval, spent, by_budget = await self._guard(
-            self.graphs.purchase_read(tenant, company, ids, now, names, hashed)
+            self.graphs.purchase_read(tenant, company, ids, now, list(names), hashed)
         )
         if not raw:
             raise NotFound(f"unknown company {company!r}")
@@ -877,6 +878,22 @@ class GraphService:
             subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
             return codec.subject_document(subject)
         return decode(snap.values[0])
+
+
+@functools.lru_cache(maxsize=65_536)
+def period_keys(
+    tenant: str, company: str, subject: str | None, currency: str, day: date, zone: ZoneInfo
+) -> tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]]:
+    """The period buckets (scope, owner, label) of `company` (and of `subject` unless None)
+    on the local `day`, with their spend-total keys: memoised, an evaluation builds none."""
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=zone)
+    owners = [("company", company)] + ([("subject", subject)] if subject is not None else [])
+    buckets = tuple(
+        (scope, owner, window.label)
+        for scope, owner in owners
+        for window in spend.windows(moment, zone)
+    )
+    return buckets, tuple(keys.spend_total(tenant, *bucket, currency) for bucket in buckets)
 
 
 def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale: bool) -> Answer:
