@@ -199,6 +199,8 @@ class Config:
     cache_size: int = 100_000
     max_staleness: float = 30.0
     poll_interval: float = 1.0
+    #: Days a committed order's ledger record is kept (its release must find it).
+    spend_retention_days: int = 400
     pool_size: int = 64
     pool_timeout: float = 2.0
     decision_log: bool = False
@@ -305,6 +307,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "cache_size": _int(1, 100_000_000),
     "max_staleness": _seconds,
     "poll_interval": _seconds,
+    "spend_retention_days": _int(1, 3660),
     "pool_size": _int(1, 10_000),
     "pool_timeout": _seconds,
     "decision_log": _bool,
@@ -386,6 +389,8 @@ HELP: dict[str, str] = {
     "max_staleness": "seconds cached answers are served, flagged stale, while the store is "
     "unreachable; then everything fails closed",
     "poll_interval": "seconds between revision polls (the safety net under change events)",
+    "spend_retention_days": "days a committed order is kept in the spend ledger: its commit is "
+    "idempotent and it can be released for that long",
     "pool_size": "Redis connections per worker",
     "pool_timeout": "seconds to wait for a free Redis connection",
     "decision_log": "log every decision",

@@ -104,6 +104,14 @@ PROBLEMS: dict[str, Problem] = {
     "purchase-error": Problem(
         422, "unprocessable", "the purchase cannot be evaluated (the detail says why)"
     ),
+    "unknown-subject-or-company": Problem(404, "not-found", "unknown subject or company"),
+    "unknown-order": Problem(404, "not-found", "no such order (never committed, or expired)"),
+    "purchase-refused": Problem(
+        409,
+        "purchase-refused",
+        "the commit is refused; `rule` says why: period_limit_exceeded or budget_exceeded "
+        "(with `limits`), approval_not_usable, order_id_reused, order_released, ledger_overflow",
+    ),
     # AuthZEN (`authzen.spec_error`).
     "bad-request": Problem(
         400,
@@ -311,6 +319,24 @@ OPERATIONS: tuple[Op, ...] = (
         "PurchaseAnswer",
         (*_DECIDE, "unknown-company", "purchase-error"),
         _DECISION_HEADERS,
+    ),
+    Op(
+        "/v1/purchases/commit",
+        ("post",),
+        "purchaseCommit",
+        "Record an order's spend against limits and budgets (idempotent by order_id)",
+        "Commit",
+        "CommitAnswer",
+        (*_DECIDE, "unknown-subject-or-company", "purchase-refused"),
+    ),
+    Op(
+        "/v1/purchases/release",
+        ("post",),
+        "purchaseRelease",
+        "Release an order's spend (idempotent)",
+        "Release",
+        "ReleaseAnswer",
+        (*_DECIDE, "unknown-order"),
     ),
     Op(
         "/access/v1/evaluation",
@@ -693,6 +719,68 @@ _SCHEMAS: dict[str, Any] = {
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
             "min_revision": {"type": "integer", "minimum": 0},
             "context": _OBJ,
+            "cost_center": {**_STR, "description": "selects the company's budgets"},
+        },
+    },
+    "Commit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["order_id", "subject", "company", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "tenant": _STR,
+                    "order_id": {**_STR, "description": "letters, digits and ._:@+- (at most 128)"},
+                    "subject": {"oneOf": [_STR, _ref("Subject")]},
+                    "company": _STR,
+                    "amount": {
+                        "type": "string",
+                        "pattern": AMOUNT_SYNTAX,
+                        "description": "at most 4 decimals not zero, below 900719925474.0992",
+                    },
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    "cost_center": _STR,
+                    "approval_id": {**_STR, "description": "an APPROVED approval flow covering it"},
+                },
+            },
+        ]
+    },
+    "CommitAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "committed"},
+            "approved": {"type": "boolean"},
+            "replayed": {"type": "boolean", "description": "the answer of an earlier commit"},
+            "totals": {"type": "array", "items": _ref("SpendTotal")},
+            "ledger_revision": {"type": "integer"},
+            "revision": {"type": "integer"},
+        },
+    },
+    "SpendTotal": {
+        "type": "object",
+        "properties": {
+            "scope": {"enum": ["company", "subject", "budget"]},
+            "id": _STR,
+            "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+            "bucket": {**_STR, "description": "2027-06-15, 2027-W24, 2027-06, 2027-Q2, 2027"},
+            "budget": _STR,
+            "spent": _OBJ,
+            "limit": _OBJ,
+        },
+    },
+    "Release": {
+        "type": "object",
+        "required": ["order_id"],
+        "additionalProperties": False,
+        "properties": {"tenant": _STR, "order_id": _STR},
+    },
+    "ReleaseAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "released"},
+            "ledger_revision": {"type": "integer"},
         },
     },
     "PurchaseAnswer": {
@@ -823,7 +911,44 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             },
             "default_customer_groups": {"type": "array", "items": _ID},
             "customer_group_support": {"type": "boolean", "default": True},
+            "time_zone": {
+                **_STR,
+                "default": "UTC",
+                "description": "IANA name: the calendar of spending periods and budgets",
+            },
         },
+    },
+    "SpendingLimit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["period", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+                "description": "at most one per period and currency",
+            },
+        ]
+    },
+    "Budget": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["id", "cost_center", "from", "until", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": _ID,
+                    "cost_center": _ID,
+                    "from": {"type": "string", "format": "date"},
+                    "until": {"type": "string", "format": "date", "description": "included"},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+            },
+        ]
     },
     "NewTenant": {
         "type": "object",
@@ -856,6 +981,8 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             "account_limit": {"oneOf": [_ref("Money"), {"type": "null"}]},
             "restrictions": _RESTRICTIONS,
             "approval_group": {"type": ["string", "null"]},
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
+            "budgets": {"type": ["array", "null"], "items": _ref("Budget")},
         },
         "description": "creates the company's predefined groups <company>/admin, /contact, "
         "/buyer, /requester",
@@ -954,6 +1081,7 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "array", "items": _ROLE},
                 "description": "customers only: company id -> predefined groups",
             },
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
         },
         "if": {"properties": {"kind": {"const": "vendor_user"}}},
         "then": {"required": ["vendor"], "properties": {"vendor": _ID}},

@@ -161,6 +161,42 @@ class Graphs:
         }
         return snap, raw[3] or b"", found, frozenset(_text(m) for m in raw[-1])
 
+    async def purchase_read(
+        self,
+        tenant: str,
+        company: str,
+        groups: list[str],
+        now: float,
+        totals: list[str],
+        budgets: str | None,
+    ) -> tuple[
+        Snapshot, bytes, dict[str, frozenset[str]], frozenset[str], list[Any], dict[str, str]
+    ]:
+        """`company_approvers`, plus in the same call the spend totals at the whole keys
+        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
+        (empty when None): what a purchase evaluation reads (`engine/spend.py`)."""
+        rel = keys.RELATIVE
+        raw = await self._company_approvers(
+            keys=[keys.meta(tenant), budgets or keys.meta(tenant), *totals],
+            args=[
+                keys.tenant_prefix(tenant),
+                _ms(now),
+                rel.members(""),
+                rel.links(""),
+                rel.company(company),
+                *groups,
+            ],
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        found = {
+            gid: frozenset(_text(m) for m in members)
+            for gid, members in zip(groups, raw[4:-3], strict=True)
+        }
+        approval = frozenset(_text(m) for m in raw[-3])
+        return snap, raw[3] or b"", found, approval, list(raw[-2]), pairs(raw[-1])
+
     async def approval_groups(
         self, tenant: str, companies: list[str], now: float
     ) -> dict[str, tuple[str, bool, float | None]]:

@@ -185,6 +185,8 @@ return out
 # the company's approval group who may approve now, in one snapshot. ARGV: tenant prefix,
 # now (ms), `members:` prefix, `links:` prefix, the company's key suffix, group id...
 # Returns {rev, gen, stamp, company json or '', {member...} per group, {approval group's}}.
+# With more KEYS (`Graphs.purchase_read`): KEYS[2] a budgets hash (or KEYS[1]: none) and
+# spend totals, whole keys outside the generations; then also {totals}, {budgets HGETALL}.
 COMPANY_APPROVERS = (
     SNAPSHOT
     + _APPROVING
@@ -197,6 +199,15 @@ if raw then
   if type(group) == 'string' and group ~= '' then extra = (approving(group, false)) end
 end
 out[#out + 1] = extra
+if #KEYS > 1 then
+  -- `Graphs.purchase_read`: KEYS[2] the budgets hash (KEYS[1] for none), then spend totals.
+  out[#out + 1] = redis.call('MGET', unpack(KEYS, 3))
+  if KEYS[2] ~= KEYS[1] then
+    out[#out + 1] = redis.call('HGETALL', KEYS[2])
+  else
+    out[#out + 1] = {}
+  end
+end
 return out
 """
 )
