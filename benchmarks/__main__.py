@@ -2,8 +2,9 @@
 
 Each suite is one entry in `SUITES`: a function adding its options to a sub-parser and a
 function running it from the parsed options, returning (results, markdown). Suites:
-`engine`, `store`, `http` (groupgate vs Cerbos vs bare aiohttp), `slowbody` (slow request
-bodies: connections held and memory, per listener), and `run` for all of them
+`engine`, `store`, `spend` (limits in evaluations, commit round trips), `http` (groupgate vs
+Cerbos vs bare aiohttp), `slowbody` (slow request bodies: connections held and memory, per
+listener), and `run` for all of them
 (`python -m benchmarks run --quick` for a fast pass). Results land in
 `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
 `<suite>-latest.md`.
@@ -78,6 +79,21 @@ def _store(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     results = asyncio.run(store.run(import_subjects=args.import_subjects, quick=args.quick))
     results["machine"] = report.machine()
     return results, store.markdown(results)
+
+
+def _spend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="500 iterations: a smoke run")
+    parser.add_argument("--iterations", type=int, default=5_000, help="per figure (5,000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent commits (32)")
+
+
+def _spend(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import spend
+
+    iterations = 500 if args.quick else args.iterations
+    results = asyncio.run(spend.run(iterations=iterations, concurrency=args.concurrency))
+    results["machine"] = report.machine()
+    return results, spend.markdown(results)
 
 
 def _http_options(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +191,7 @@ def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run every suite in turn with its defaults (or its quick form)."""
     results: dict[str, Any] = {}
     tables: list[str] = []
-    for name in ("engine", "store", "http", "slowbody"):
+    for name in ("engine", "store", "spend", "http", "slowbody"):
         _, add_options, runner = SUITES[name]
         sub = argparse.ArgumentParser()
         add_options(sub)
@@ -198,6 +214,11 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _store_options,
         _store,
     ),
+    "spend": (
+        "purchase evaluation with limits, commit + evaluate round trips on a private redis",
+        _spend_options,
+        _spend,
+    ),
     "http": (
         "wrk against groupgate, Cerbos and a bare aiohttp handler, alternating rounds",
         _http_options,
@@ -214,7 +235,7 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _operations,
     ),
     "run": (
-        "every suite in turn: engine, store, http, slowbody",
+        "every suite in turn: engine, store, spend, http, slowbody",
         _all_options,
         _all,
     ),

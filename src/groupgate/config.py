@@ -100,6 +100,13 @@ class Limits:
     max_json_depth: int = 32
     search_page_size: int = 100
     max_search_page: int = 1000
+    #: Entities an export reads per store round trip (`store/export.py`).
+    export_batch: int = 500
+    #: Bytes of an export the admin endpoint holds back before it starts sending: an export
+    #: that a write interrupts within them restarts unseen (`api/admin.py`).
+    export_buffer_bytes: int = MIB
+    #: Times an export restarts when a write moves the revision under it (then 409).
+    export_attempts: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +199,8 @@ class Config:
     cache_size: int = 100_000
     max_staleness: float = 30.0
     poll_interval: float = 1.0
+    #: Days a committed order's ledger record is kept (its release must find it).
+    spend_retention_days: int = 400
     pool_size: int = 64
     pool_timeout: float = 2.0
     decision_log: bool = False
@@ -298,6 +307,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "cache_size": _int(1, 100_000_000),
     "max_staleness": _seconds,
     "poll_interval": _seconds,
+    "spend_retention_days": _int(1, 3660),
     "pool_size": _int(1, 10_000),
     "pool_timeout": _seconds,
     "decision_log": _bool,
@@ -314,6 +324,9 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_json_depth": _int(4, 512),
     "search_page_size": _int(1, 100_000),
     "max_search_page": _int(1, 100_000),
+    "export_batch": _int(1, 100_000),
+    "export_buffer_bytes": _int(0, 1024 * MIB),
+    "export_attempts": _int(1, 1000),
     "http_max_url_bytes": _int(256, 1 * MIB),
     "http_max_field_bytes": _int(256, 1 * MIB),
     "http_max_header_bytes": _int(1024, 16 * MIB),
@@ -376,6 +389,8 @@ HELP: dict[str, str] = {
     "max_staleness": "seconds cached answers are served, flagged stale, while the store is "
     "unreachable; then everything fails closed",
     "poll_interval": "seconds between revision polls (the safety net under change events)",
+    "spend_retention_days": "days a committed order is kept in the spend ledger: its commit is "
+    "idempotent and it can be released for that long",
     "pool_size": "Redis connections per worker",
     "pool_timeout": "seconds to wait for a free Redis connection",
     "decision_log": "log every decision",
@@ -391,6 +406,10 @@ HELP: dict[str, str] = {
     "max_json_depth": "deepest nesting of a JSON request",
     "search_page_size": "AuthZEN search results per page when the request names no limit",
     "max_search_page": "most AuthZEN search results per page",
+    "export_batch": "entities a graph export reads per store round trip",
+    "export_buffer_bytes": "bytes of a graph export held back before sending, so that a "
+    "write landing within them restarts it unseen",
+    "export_attempts": "times a graph export restarts when a write moves the revision",
     "http_max_url_bytes": "longest request target, bytes (414 past it)",
     "http_max_field_bytes": "longest header line, bytes (431 past it)",
     "http_max_header_bytes": "largest header section, bytes (431 past it)",

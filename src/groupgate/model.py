@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -225,11 +226,38 @@ class Money:
         return {"amount": f"{self.amount:f}", "currency": self.currency}
 
 
+#: The spending-limit periods (SPEC section 5), in the tenant's time zone: calendar days, ISO
+#: weeks (Monday first), calendar months, quarters and years.
+PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingLimit:
+    """At most `limit` spent per `period` (one of `PERIODS`), counted in `limit.currency`."""
+
+    period: str
+    limit: Money
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A company's budget for one cost centre: at most `limit` spent from `start` to `end`
+    (both days included, in the tenant's time zone)."""
+
+    id: str
+    cost_center: str
+    start: date
+    end: date
+    limit: Money
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     company_contact_propagation: Propagation = Propagation.UPWARD
     default_customer_groups: tuple[str, ...] = ()
     customer_group_support: bool = True
+    #: The IANA time zone whose calendar decides spending periods and budget days.
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +274,8 @@ class Company:
     account_limit: Money | None = None
     restrictions: frozenset[str] = EMPTY
     approval_group: str | None = None
+    spending_limits: tuple[SpendingLimit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
     #: The company's own approval rules (SPEC section 5); None: it sets none and inherits
     #: its nearest ancestor's, an empty tuple: it sets "no rules" for itself and below.
     approval_rules: tuple[ApprovalRule, ...] | None = None
@@ -336,6 +366,7 @@ class Subject:
     attributes: Mapping[str, Any] = field(default_factory=frozen_map)
     vendor: str | None = None
     memberships: tuple[Membership, ...] = ()
+    spending_limits: tuple[SpendingLimit, ...] = ()
 
     def group_ids(self) -> tuple[str, ...]:
         return tuple(m.group for m in self.memberships)
@@ -346,7 +377,7 @@ class Subject:
         if not any(m.windowed for m in self.memberships):
             return self
         held = tuple(m for m in self.memberships if m.active_at(now))
-        return Subject(self.id, self.kind, self.attributes, self.vendor, held)
+        return Subject(self.id, self.kind, self.attributes, self.vendor, held, self.spending_limits)
 
     def next_boundary(self, now: float) -> float | None:
         """The earliest moment after `now` at which one of its links starts or ends."""

@@ -156,6 +156,7 @@ def create_app(config: Config, service: Service) -> web.Application:
         ops,
         policies,
         purchases,
+        spend,
     )
     from groupgate.api.ops import Metrics
 
@@ -213,6 +214,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     native.setup(app)
     decisions.setup(app)
     purchases.setup(app)
+    spend.setup(app)
     authzen.setup(app)
     gateway.setup(app)
     admin.setup(app)
@@ -251,6 +253,7 @@ async def build_app(config: Config) -> web.Application:
         poll_interval=config.poll_interval,
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
+        spend_retention=config.spend_retention_days * 86_400,
     )
     try:
         for path in config.data:

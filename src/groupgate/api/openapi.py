@@ -104,6 +104,14 @@ PROBLEMS: dict[str, Problem] = {
     "purchase-error": Problem(
         422, "unprocessable", "the purchase cannot be evaluated (the detail says why)"
     ),
+    "unknown-subject-or-company": Problem(404, "not-found", "unknown subject or company"),
+    "unknown-order": Problem(404, "not-found", "no such order (never committed, or expired)"),
+    "purchase-refused": Problem(
+        409,
+        "purchase-refused",
+        "the commit is refused; `rule` says why: period_limit_exceeded or budget_exceeded "
+        "(with `limits`), approval_not_usable, order_id_reused, order_released, ledger_overflow",
+    ),
     # AuthZEN (`authzen.spec_error`).
     "bad-request": Problem(
         400,
@@ -120,6 +128,9 @@ PROBLEMS: dict[str, Problem] = {
     "unknown-entity": Problem(404, "not-found", "unknown tenant or entity"),
     "write-conflict": Problem(409, "conflict", "too many concurrent writes to this tenant: retry"),
     "tenant-exists": Problem(409, "conflict", "the tenant exists (import to replace its graph)"),
+    "export-conflict": Problem(
+        409, "conflict", "writes kept moving the revision during every export attempt: retry"
+    ),
     "graph-rule": Problem(
         422, "graph-rule", "the write breaks a graph rule; the detail names the entry"
     ),
@@ -310,6 +321,24 @@ OPERATIONS: tuple[Op, ...] = (
         _DECISION_HEADERS,
     ),
     Op(
+        "/v1/purchases/commit",
+        ("post",),
+        "purchaseCommit",
+        "Record an order's spend against limits and budgets (idempotent by order_id)",
+        "Commit",
+        "CommitAnswer",
+        (*_DECIDE, "unknown-subject-or-company", "purchase-refused"),
+    ),
+    Op(
+        "/v1/purchases/release",
+        ("post",),
+        "purchaseRelease",
+        "Release an order's spend (idempotent)",
+        "Release",
+        "ReleaseAnswer",
+        (*_DECIDE, "unknown-order"),
+    ),
+    Op(
         "/access/v1/evaluation",
         ("post",),
         "authzenEvaluation",
@@ -448,6 +477,15 @@ OPERATIONS: tuple[Op, ...] = (
             "write-conflict",
             "graph-rule",
         ),
+    ),
+    Op(
+        _BASE + "/{tenant}/export",
+        ("get",),
+        "exportGraph",
+        "Export a tenant's graph document (streamed, at one revision)",
+        None,
+        "GraphDocument",
+        (*_ADMIN, "unknown-entity", "export-conflict"),
     ),
     Op(
         _BASE + "/{tenant}/settings",
@@ -683,8 +721,8 @@ _SCHEMAS: dict[str, Any] = {
             "cost_center": {
                 "type": "string",
                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$",
-                "description": "the cost centre the purchase is booked on (approval rules "
-                "may match it)",
+                "description": "the cost centre the purchase is booked on: selects the "
+                "company's budgets, and approval rules may match it",
             },
             "explain": {
                 "type": "boolean",
@@ -693,6 +731,67 @@ _SCHEMAS: dict[str, Any] = {
             },
             "min_revision": {"type": "integer", "minimum": 0},
             "context": _OBJ,
+        },
+    },
+    "Commit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["order_id", "subject", "company", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "tenant": _STR,
+                    "order_id": {**_STR, "description": "letters, digits and ._:@+- (at most 128)"},
+                    "subject": {"oneOf": [_STR, _ref("Subject")]},
+                    "company": _STR,
+                    "amount": {
+                        "type": "string",
+                        "pattern": AMOUNT_SYNTAX,
+                        "description": "at most 4 decimals not zero, below 900719925474.0992",
+                    },
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    "cost_center": _STR,
+                    "approval_id": {**_STR, "description": "an APPROVED approval flow covering it"},
+                },
+            },
+        ]
+    },
+    "CommitAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "committed"},
+            "approved": {"type": "boolean"},
+            "replayed": {"type": "boolean", "description": "the answer of an earlier commit"},
+            "totals": {"type": "array", "items": _ref("SpendTotal")},
+            "ledger_revision": {"type": "integer"},
+            "revision": {"type": "integer"},
+        },
+    },
+    "SpendTotal": {
+        "type": "object",
+        "properties": {
+            "scope": {"enum": ["company", "subject", "budget"]},
+            "id": _STR,
+            "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+            "bucket": {**_STR, "description": "2027-06-15, 2027-W24, 2027-06, 2027-Q2, 2027"},
+            "budget": _STR,
+            "spent": _OBJ,
+            "limit": _OBJ,
+        },
+    },
+    "Release": {
+        "type": "object",
+        "required": ["order_id"],
+        "additionalProperties": False,
+        "properties": {"tenant": _STR, "order_id": _STR},
+    },
+    "ReleaseAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "released"},
+            "ledger_revision": {"type": "integer"},
         },
     },
     "PurchaseAnswer": {
@@ -885,7 +984,44 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             },
             "default_customer_groups": {"type": "array", "items": _ID},
             "customer_group_support": {"type": "boolean", "default": True},
+            "time_zone": {
+                **_STR,
+                "default": "UTC",
+                "description": "IANA name: the calendar of spending periods and budgets",
+            },
         },
+    },
+    "SpendingLimit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["period", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+                "description": "at most one per period and currency",
+            },
+        ]
+    },
+    "Budget": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["id", "cost_center", "from", "until", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": _ID,
+                    "cost_center": _ID,
+                    "from": {"type": "string", "format": "date"},
+                    "until": {"type": "string", "format": "date", "description": "included"},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+            },
+        ]
     },
     "NewTenant": {
         "type": "object",
@@ -924,6 +1060,8 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 "description": "the company's approval rules, for it and its subsidiaries "
                 "(unless one sets its own; `[]`: none here and below; absent: inherited)",
             },
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
+            "budgets": {"type": ["array", "null"], "items": _ref("Budget")},
         },
         "description": "creates the company's predefined groups <company>/admin, /contact, "
         "/buyer, /requester",
@@ -1063,6 +1201,7 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "array", "items": _ROLE},
                 "description": "customers only: company id -> predefined groups",
             },
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
         },
         "if": {"properties": {"kind": {"const": "vendor_user"}}},
         "then": {"required": ["vendor"], "properties": {"vendor": _ID}},
@@ -1212,7 +1351,22 @@ def _ok(op: Op) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Created" if op.ok == "201" else "OK"}
     if op.response is not None:
         ok.update(_json(_ref(op.response)))
+    if op.op_id == "exportGraph":
+        ok["description"] = EXPORT_ANSWER
+        ok["headers"] = {
+            "X-Groupgate-Revision": {"description": "the revision exported", "schema": _STR}
+        }
     return ok
+
+
+EXPORT_ANSWER = (
+    "the graph document an import takes, read at one revision: predefined groups are left "
+    "out (they come with their companies and vendors), customised vendor groups are written "
+    "as the entries that customise them. A document within `export_buffer_bytes` comes whole "
+    "(a write meanwhile restarts the export); a larger one is streamed (chunked) as it is "
+    "read, and a write landing after its first byte cuts the body short (no final chunk): "
+    "a client that read it to the end without an error has one whole revision"
+)
 
 
 def _request_body(op: Op) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -38,6 +39,7 @@ from groupgate.errors import (
     InvalidInput,
     NotFound,
     PolicyError,
+    Refused,
     StoreUnavailable,
 )
 
@@ -128,6 +130,7 @@ _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (RequestTimeout, "timeout"),
     (GraphError, "graph-rule"),
     (NotFound, "not-found"),
+    (Refused, "purchase-refused"),
     (Conflict, "conflict"),
     (InvalidInput, "invalid-request"),
     (Forbidden, "forbidden"),
@@ -147,15 +150,21 @@ def slug_of(error: GroupgateError) -> str:
 CHALLENGE = 'Bearer realm="groupgate"'
 
 
-def problem_json(status: int, title: str, detail: str, slug: str) -> bytes:
-    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`)."""
-    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+def problem_json(
+    status: int, title: str, detail: str, slug: str, extra: Mapping[str, Any] | None = None
+) -> bytes:
+    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`); `extra` adds
+    extension members (RFC 9457 section 3.2), never replacing the standard ones."""
+    body: dict[str, Any] = {**(extra or {})}
+    body.update(type=TYPE_PREFIX + slug, title=title, status=status, detail=detail)
     return orjson.dumps(body)
 
 
-def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
+def problem(
+    status: int, title: str, detail: str, slug: str, extra: Mapping[str, Any] | None = None
+) -> web.Response:
     """Return a problem+json response."""
-    body = problem_json(status, title, detail, slug)
+    body = problem_json(status, title, detail, slug, extra)
     response = web.Response(status=status, body=body, content_type=PROBLEM)
     if status == 401:
         response.headers["WWW-Authenticate"] = CHALLENGE
@@ -166,7 +175,8 @@ def from_error(error: GroupgateError) -> web.Response:
     """Map an exception of the tree to its response. After a 413, a 408 or a body that could
     not be read the connection closes, as on the decision listener: the rest of the stream
     cannot be trusted to frame the next request."""
-    response = problem(error.status, error.title, error.detail, slug_of(error))
+    extra = {"rule": error.rule, **error.extensions} if isinstance(error, Refused) else None
+    response = problem(error.status, error.title, error.detail, slug_of(error), extra)
     if isinstance(error, TooLarge | RequestTimeout | UnreadableBody):
         response.force_close()
     return response

@@ -9,7 +9,7 @@ invalidating (it is bounded, least recently used first out).
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from groupgate.model import (
     EMPTY,
     ActionGrant,
     ApprovalRule,
+    Budget,
     Company,
     Group,
     GroupKind,
@@ -27,11 +28,51 @@ from groupgate.model import (
     Money,
     Propagation,
     Settings,
+    SpendingLimit,
     Subject,
     SubjectKind,
     Vendor,
     frozen_map,
 )
+
+# ------------------------------------------------------------------------------- spend
+
+
+def dump_limits(limits: tuple[SpendingLimit, ...]) -> list[dict[str, str]]:
+    return [{"period": lim.period, **lim.limit.as_json()} for lim in limits]
+
+
+def load_limits(items: list[dict[str, str]] | None) -> tuple[SpendingLimit, ...]:
+    return tuple(
+        SpendingLimit(i["period"], Money(Decimal(i["amount"]), i["currency"])) for i in items or ()
+    )
+
+
+def dump_budgets(budgets: tuple[Budget, ...]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": b.id,
+            "cost_center": b.cost_center,
+            "from": b.start.isoformat(),
+            "until": b.end.isoformat(),
+            **b.limit.as_json(),
+        }
+        for b in budgets
+    ]
+
+
+def load_budgets(items: list[dict[str, str]] | None) -> tuple[Budget, ...]:
+    return tuple(
+        Budget(
+            i["id"],
+            i["cost_center"],
+            date.fromisoformat(i["from"]),
+            date.fromisoformat(i["until"]),
+            Money(Decimal(i["amount"]), i["currency"]),
+        )
+        for i in items or ()
+    )
+
 
 # ------------------------------------------------------------------------------- links
 
@@ -73,13 +114,14 @@ def _ms(moment: float | None) -> str:
 
 
 def dump_subject(subject: Subject) -> bytes:
-    return orjson.dumps(
-        {
-            "kind": subject.kind.value,
-            "attributes": dict(subject.attributes),
-            "vendor": subject.vendor,
-        }
-    )
+    body: dict[str, Any] = {
+        "kind": subject.kind.value,
+        "attributes": dict(subject.attributes),
+        "vendor": subject.vendor,
+    }
+    if subject.spending_limits:
+        body["spending_limits"] = dump_limits(subject.spending_limits)
+    return orjson.dumps(body)
 
 
 def load_subject(subject_id: str, raw: bytes, links: dict[str, str]) -> Subject:
@@ -90,6 +132,7 @@ def load_subject(subject_id: str, raw: bytes, links: dict[str, str]) -> Subject:
         attributes=frozen_map(body.get("attributes") or {}),
         vendor=body.get("vendor"),
         memberships=tuple(load_link(g, t) for g, t in links.items()),
+        spending_limits=load_limits(body.get("spending_limits")),
     )
 
 
@@ -115,6 +158,8 @@ def subject_document(subject: Subject) -> dict[str, Any]:
     if subject.vendor:
         doc["vendor"] = subject.vendor
     doc["groups"] = groups
+    if subject.spending_limits:
+        doc["spending_limits"] = dump_limits(subject.spending_limits)
     return doc
 
 
@@ -201,6 +246,10 @@ def dump_company(company: Company) -> bytes:
     }
     if company.approval_rules is not None:
         body["approval_rules"] = [rule.as_json() for rule in company.approval_rules]
+    if company.spending_limits:
+        body["spending_limits"] = dump_limits(company.spending_limits)
+    if company.budgets:
+        body["budgets"] = dump_budgets(company.budgets)
     return orjson.dumps(body)
 
 
@@ -215,6 +264,8 @@ def load_company(raw: bytes) -> Company:
         account_limit=Money(Decimal(limit["amount"]), limit["currency"]) if limit else None,
         restrictions=frozenset(body.get("restrictions") or ()) or EMPTY,
         approval_group=body.get("approval_group"),
+        spending_limits=load_limits(body.get("spending_limits")),
+        budgets=load_budgets(body.get("budgets")),
         approval_rules=None if rules is None else tuple(_load_rule(r) for r in rules),
     )
 
@@ -241,13 +292,14 @@ def dump_vendor(vendor: Vendor) -> bytes:
 
 
 def dump_settings(settings: Settings) -> bytes:
-    return orjson.dumps(
-        {
-            "company_contact_propagation": settings.company_contact_propagation.value,
-            "default_customer_groups": list(settings.default_customer_groups),
-            "customer_group_support": settings.customer_group_support,
-        }
-    )
+    body: dict[str, Any] = {
+        "company_contact_propagation": settings.company_contact_propagation.value,
+        "default_customer_groups": list(settings.default_customer_groups),
+        "customer_group_support": settings.customer_group_support,
+    }
+    if settings.time_zone != "UTC":
+        body["time_zone"] = settings.time_zone
+    return orjson.dumps(body)
 
 
 def load_settings(raw: bytes | str) -> Settings:
@@ -258,4 +310,5 @@ def load_settings(raw: bytes | str) -> Settings:
         company_contact_propagation=Propagation(body["company_contact_propagation"]),
         default_customer_groups=tuple(body["default_customer_groups"]),
         customer_group_support=bool(body["customer_group_support"]),
+        time_zone=body.get("time_zone", "UTC"),
     )

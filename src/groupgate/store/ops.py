@@ -161,17 +161,27 @@ class Graphs:
         }
 
     async def purchase(
-        self, tenant: str, company: str, predefined: list[str], extra: list[str], now: float
-    ) -> tuple[Snapshot, list[bytes], dict[str, frozenset[str]]]:
+        self,
+        tenant: str,
+        company: str,
+        predefined: list[str],
+        extra: list[str],
+        now: float,
+        totals: list[str] | None = None,
+        budgets: str | None = None,
+    ) -> tuple[Snapshot, list[bytes], dict[str, frozenset[str]], list[Any], dict[str, str]]:
         """What a purchase in `company` is decided on, atomically (`scripts.PURCHASE`): the
-        company's JSON and its ancestors' as far as needed (empty: no such company), and
-        group id -> the members who may approve at `now`. `predefined`: the company's admin,
+        company's JSON and its ancestors' as far as needed (empty: no such company), group id
+        -> the members who may approve at `now`, and the spend totals at the whole keys
+        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
+        (empty when None), what `engine/spend.py` needs. `predefined`: the company's admin,
         contact, buyer and requester group ids; `extra`: more groups whose members to read.
         Raises `NotFound` when the tenant does not exist."""
         rel = keys.RELATIVE
         args = [keys.tenant_prefix(tenant), _ms(now), rel.members(""), rel.links("")]
         args += [rel.company(""), rel.rulesets(), company, *predefined, *extra]
-        raw = await self._purchase(keys=[keys.meta(tenant)], args=args)
+        meta = keys.meta(tenant)
+        raw = await self._purchase(keys=[meta, budgets or meta, *(totals or [])], args=args)
         if not raw or raw[0] is None:
             raise NotFound(f"unknown tenant {tenant!r}")
         chain, ids, members = raw[3], raw[4], raw[5]
@@ -179,7 +189,8 @@ class Graphs:
             _text(gid): frozenset(_text(m) for m in ms)
             for gid, ms in zip(ids, members, strict=True)
         }
-        return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), list(chain), found
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        return snap, list(chain), found, list(raw[6]), pairs(raw[7])
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.

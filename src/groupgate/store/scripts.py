@@ -190,7 +190,9 @@ return out
 # `rulesets` suffix, company id, its four predefined group ids (admin, contact, buyer,
 # requester), more group ids... Returns {rev, gen, stamp, {company json, ancestor json...},
 # {group id...}, {member...} per group}; the company list is empty when there is no such
-# company; {false}: no tenant.
+# company; {false}: no tenant. With more KEYS: KEYS[2] a budgets hash (or KEYS[1]: none) and
+# spend totals, whole keys outside the generations (engine/spend.py); then also {totals},
+# {budgets HGETALL}.
 PURCHASE = (
     SNAPSHOT
     + _APPROVING
@@ -243,6 +245,15 @@ for i, g in ipairs(order) do members[i] = (approving(g, false)) end
 out[#out + 1] = chain
 out[#out + 1] = order
 out[#out + 1] = members
+if #KEYS > 1 then
+  -- KEYS[2] the budgets hash (KEYS[1] for none), then spend totals (`Graphs.purchase`).
+  if #KEYS > 2 then out[#out + 1] = redis.call('MGET', unpack(KEYS, 3)) else out[#out + 1] = {} end
+  if KEYS[2] ~= KEYS[1] then
+    out[#out + 1] = redis.call('HGETALL', KEYS[2])
+  else
+    out[#out + 1] = {}
+  end
+end
 return out
 """
 )

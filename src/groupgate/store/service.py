@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Collection, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -25,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from groupgate import tracing
+from groupgate.engine import spend
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -49,7 +53,17 @@ from groupgate.model import (
 )
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
-from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer
+from groupgate.store.contract import (
+    Answer,
+    CommitAnswer,
+    FilterAnswer,
+    Order,
+    Page,
+    PurchaseAnswer,
+    Released,
+)
+from groupgate.store.export import Exporter
+from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.writes import Writer, decode, entity_key
 
@@ -80,12 +94,14 @@ class GraphService:
         cache_size: int = 100_000,
         max_staleness: float = 30.0,
         poll_interval: float = 1.0,
+        spend_retention: int = 400 * 86_400,
     ) -> None:
         self.catalog = catalog
         self.client = client
         self.graphs = Graphs(client)
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
+        self.ledger = Ledger(client, spend_retention)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
@@ -120,6 +136,7 @@ class GraphService:
         pool_size: int = 64,
         pool_timeout: float = 2.0,
         socket_timeout: float = 2.0,
+        spend_retention: int = 400 * 86_400,
     ) -> GraphService:
         """Connect (no URL: the embedded in-process store), start listening, return the service.
 
@@ -157,6 +174,7 @@ class GraphService:
             cache_size=cache_size,
             max_staleness=max_staleness,
             poll_interval=poll_interval,
+            spend_retention=spend_retention,
         )
         await service.start()
         return service
@@ -291,19 +309,46 @@ class GraphService:
         company: str,
         amount: Money,
         *,
-        cost_center: str | None = None,
         min_revision: int | None = None,
+        cost_center: str | None = None,
     ) -> PurchaseAnswer:
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
         now = self.cache.clock()
+        # The spend totals of every period of the company and the subject, and of the
+        # company's budgets of the cost centre, read with the company: its limits are not
+        # known before it is, and a second round trip would cost an evaluation with limits
+        # half its speed (`benchmarks spend`).
+        moment, zone = datetime.fromtimestamp(now, UTC), spend.zone(entry.settings.time_zone)
+        # The subject's totals only when it has limits of its own (known from its entry).
+        limited = entry.subject is not None and bool(entry.subject.spending_limits)
+        day = moment.astimezone(zone).date()
+        owner = subject if limited else None
+        buckets, names = period_keys(tenant, company, owner, amount.currency, day, zone)
+        hashed = (
+            keys.spend_budgets(tenant, company, cost_center, amount.currency)
+            if cost_center is not None
+            else None
+        )
         with tracing.span("store.purchase", tenant=tenant, company=company):
-            snap, chain, members = await self._guard(
-                self.graphs.purchase(tenant, company, predefined, self._policy_groups(company), now)
+            snap, chain, members, spent, by_budget = await self._guard(
+                self.graphs.purchase(
+                    tenant,
+                    company,
+                    predefined,
+                    self._policy_groups(company),
+                    now,
+                    list(names),
+                    hashed,
+                )
             )
         if not chain:
             raise NotFound(f"unknown company {company!r}")
         record, *ancestors = [codec.load_company(raw) for raw in chain]
+        totals = {b: int(v) if v else 0 for b, v in zip(buckets, spent, strict=True)}
+        totals.update(
+            (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
+        )
         roles: frozenset[str] = frozenset()
         groups: frozenset[str] = frozenset()
         if entry.subject is not None:
@@ -336,7 +381,57 @@ class GraphService:
             _, found = await self._guard(self.graphs.approving_members(tenant, sorted(wanted), now))
             members.update(found)
             result = run()
+        if result.decision != "deny" and result.error is None:
+            items = spend.lines(
+                record, entry.subject, amount.currency, cost_center, moment, zone, limited_only=True
+            )
+            if items:
+                # Every total the limited lines need was read above, with the graph; when it
+                # could not be, `_guard` raised `StoreUnavailable`: never an allow.
+                current = [totals[line.scope, line.owner, line.bucket] for line in items]
+                try:
+                    over = spend.passed(items, current, spend.to_units(amount.amount))
+                except spend.AmountError:
+                    over = items  # an amount the ledger cannot hold can never be committed
+                rules = spend.rules_of(over)
+                result = spend.require_admins(result, rules, subject, record, members)
         return PurchaseAnswer(result, snap.rev)
+
+    # ------------------------------------------------------------------ spend ledger
+
+    async def commit(self, tenant: str, order: Order) -> CommitAnswer:
+        entry, _, _ = await self._entry(tenant, order.subject, None)
+        if entry.subject is None:
+            raise NotFound(f"unknown subject {order.subject!r}")
+        snap = await self._guard(
+            self.graphs.read(tenant, ("GET", keys.RELATIVE.company(order.company), ()))
+        )
+        if not snap.values[0]:
+            raise NotFound(f"unknown company {order.company!r}")
+        company = codec.load_company(snap.values[0])
+        zone = spend.zone(entry.settings.time_zone)
+        # The cache's clock: the one expiring grants follow (tests set it).
+        now = datetime.fromtimestamp(self.cache.clock(), UTC)
+        found = spend.lines(
+            company, entry.subject, order.amount.currency, order.cost_center, now, zone
+        )
+        done = await self._guard(self.ledger.commit(tenant, order, found, int(now.timestamp())))
+        if done.replayed:
+            # The answer of the first commit: its lines are those of its time.
+            then = datetime.fromtimestamp(done.time, UTC)
+            found = spend.lines(
+                company, entry.subject, order.amount.currency, order.cost_center, then, zone
+            )
+        totals = tuple(
+            (line, total)
+            for line, total in zip(found, done.totals, strict=False)
+            if line.limit is not None
+        )
+        return CommitAnswer(totals, done.ledger_revision, snap.rev, done.approved, done.replayed)
+
+    async def release(self, tenant: str, order_id: str) -> Released:
+        now = int(self.cache.clock())
+        return await self._guard(self.ledger.release(tenant, order_id, now))
 
     def _policy_groups(self, company: str) -> list[str]:
         """The groups the tenant-wide rules' tiers name, in `company` (read with its own)."""
@@ -765,6 +860,28 @@ class GraphService:
             "change_events": self.events,
         }
 
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An `Exporter` for `export`: it says the revision exported once the first piece
+        is out."""
+        return Exporter(self.graphs, self.catalog, batch)
+
+    async def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
+        """The tenant's graph document in pieces, read at one revision (`store/export.py`).
+
+        Raises `NotFound` (unknown tenant) before the first piece, `Moved` when a write
+        lands before the last, `StoreUnavailable` when the store fails.
+        """
+        chunks = exporter.chunks(tenant)
+        try:
+            while True:
+                try:
+                    chunk = await self._guard(anext(chunks))
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            await chunks.aclose()
+
     # ------------------------------------------------------------------ admin (writes)
 
     async def import_graph(self, tenant: str | None, document: Any) -> int:
@@ -834,6 +951,22 @@ class GraphService:
             subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
             return codec.subject_document(subject)
         return decode(snap.values[0])
+
+
+@functools.lru_cache(maxsize=65_536)
+def period_keys(
+    tenant: str, company: str, subject: str | None, currency: str, day: date, zone: ZoneInfo
+) -> tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]]:
+    """The period buckets (scope, owner, label) of `company` (and of `subject` unless None)
+    on the local `day`, with their spend-total keys: memoised, an evaluation builds none."""
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=zone)
+    owners = [("company", company)] + ([("subject", subject)] if subject is not None else [])
+    buckets = tuple(
+        (scope, owner, window.label)
+        for scope, owner in owners
+        for window in spend.windows(moment, zone)
+    )
+    return buckets, tuple(keys.spend_total(tenant, *bucket, currency) for bucket in buckets)
 
 
 def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale: bool) -> Answer:
