@@ -190,6 +190,8 @@ class Graphs:
             for gid, ms in zip(ids, members, strict=True)
         }
         snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        if len(raw) < 8:  # no such company: the script stopped before the totals
+            return snap, [], found, [], {}
         return snap, list(chain), found, list(raw[6]), pairs(raw[7])
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
