@@ -31,10 +31,14 @@ from groupgate.errors import Forbidden, NotFound, StoreUnavailable
 from groupgate.model import Catalog
 from groupgate.policy import RouteTable
 from groupgate.store.contract import Admin, Decider
+from groupgate.store.flows import Flows
 
 
 class Service(Decider, Admin, Protocol):
-    """What the API needs from the store: both protocols (the `GraphService`)."""
+    """What the API needs from the store: both protocols and the approval flows (the
+    `GraphService`)."""
+
+    flows: Flows
 
 
 class Tenants:

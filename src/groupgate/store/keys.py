@@ -25,6 +25,13 @@ atomically, on one Redis or on a Cluster.
                                        replaces the graph, not the flows); the fields a
                                        commit reads: status, requester, company, amount,
                                        currency, cart_hash, used_by (see store/flows.py)
+    gg:{t}:flow-key:<n>:<s>:<key> STRING the flow id an Idempotency-Key of requester <s> created
+    gg:{t}:flows:pending        ZSET   pending flow ids, score: expiry (ms), for the sweep
+    gg:{t}:flows:company:<c>    ZSET   pending flow ids of company <c>, score 0 (lexicographic:
+                                       ids sort by creation), the base of an approver's inbox
+    gg:{t}:flows:requester:<s>  ZSET   every flow id requested by <s>, score 0 (lexicographic)
+    gg:{t}:events               STREAM the tenant's events (capped), see store/events.py
+    gg:{t}:<gen>:delegations    HASH   delegation id -> JSON (part of the graph document)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
@@ -66,6 +73,32 @@ CHANNEL_PATTERN = "gg:{*}:changes"
 def flow(tenant: str, flow_id: str) -> str:
     """One approval flow's hash (SPEC section 5)."""
     return f"gg:{{{tenant}}}:flow:{flow_id}"
+
+
+def flow_key(tenant: str, requester: str, idempotency_key: str) -> str:
+    """The flow an Idempotency-Key of `requester` created (the key is per requester). The
+    requester's length comes first: ids may hold `:`, and `a:b` + `c` must not meet `a` + `b:c`."""
+    return f"gg:{{{tenant}}}:flow-key:{len(requester)}:{requester}:{idempotency_key}"
+
+
+def flows_pending(tenant: str) -> str:
+    """Every pending flow of the tenant, scored by its expiry (ms): the sweep's index."""
+    return f"gg:{{{tenant}}}:flows:pending"
+
+
+def flows_of_company(tenant: str, company: str) -> str:
+    """The pending flows of one company, by id (an approver's inbox is read from these)."""
+    return f"gg:{{{tenant}}}:flows:company:{company}"
+
+
+def flows_of_requester(tenant: str, requester: str) -> str:
+    """Every flow one subject requested, by id."""
+    return f"gg:{{{tenant}}}:flows:requester:{requester}"
+
+
+def events(tenant: str) -> str:
+    """The tenant's capped event stream (SPEC section 5)."""
+    return f"gg:{{{tenant}}}:events"
 
 
 def tenant_of_channel(name: str) -> str | None:
@@ -131,6 +164,9 @@ class Gen:
 
     def rtypes(self) -> str:
         return self.base + "rtypes"
+
+    def delegations(self) -> str:
+        return self.base + "delegations"
 
     def resources(self, type_id: str) -> str:
         """The held entities of one resource type (`resources("")` is the prefix the
