@@ -147,7 +147,17 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
+    from groupgate.api import (
+        admin,
+        approvals,
+        authzen,
+        decisions,
+        front,
+        gateway,
+        native,
+        ops,
+        purchases,
+    )
     from groupgate.api.ops import Metrics
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
@@ -192,6 +202,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     purchases.setup(app)
     authzen.setup(app)
     gateway.setup(app)
+    approvals.setup(app)  # before the admin API's generic routes
     admin.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
@@ -227,6 +238,9 @@ async def build_app(config: Config) -> web.Application:
         poll_interval=config.poll_interval,
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
+        events_maxlen=config.events_maxlen,
+        approval_ttl=config.approval_ttl,
+        approval_sweep_interval=config.approval_sweep_interval,
     )
     try:
         for path in config.data:

@@ -219,6 +219,7 @@ class Admin(Protocol):
     async def delegations(self, tenant: str) -> tuple[list[dict[str, str]], int]:
         """The tenant's delegations as documents, by id, and the revision read."""
         ...
+
     async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
         """Return a held resource entity as `{"type", "id", "attributes"}`."""
         ...

@@ -72,10 +72,43 @@ async def read(
 ) -> list[tuple[str, dict[str, Any]]]:
     """Events of `tenant` after stream id `after` ("0": from the start, "$": only new ones),
     at most `count`; `block_ms` waits that long for one when none is there."""
-    found = await client.xread({keys.events(tenant): after}, count=count, block=block_ms)
-    out: list[tuple[str, dict[str, Any]]] = []
-    for _, entries in found or []:
-        for entry_id, fields in entries:
-            raw = fields.get(b"event") or fields.get("event") or b"{}"
-            out.append((text(entry_id), orjson.loads(raw)))
-    return out
+    found: Any = await client.xread({keys.events(tenant): after}, count=count, block=block_ms)
+    return [
+        (text(entry_id), orjson.loads(fields.get(b"event") or fields.get("event") or b"{}"))
+        for _, entries in found or []
+        for entry_id, fields in entries
+    ]
+
+
+async def tail(
+    url: str,
+    tenant: str,
+    emit: Callable[[str, dict[str, Any]], None],
+    *,
+    after: str = "0",
+    follow: bool = False,
+    batch: int = 100,
+    block_ms: int = 5000,
+) -> int:
+    """Print (`emit`) a tenant's events after stream id `after`; with `follow`, keep
+    waiting for new ones until cancelled. Returns how many were emitted."""
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    client: Client
+    if "+cluster://" in url:
+        client = RedisCluster.from_url(url.replace("+cluster://", "://", 1))
+    else:
+        client = Redis.from_url(url)
+    count = 0
+    try:
+        while True:
+            found = await read(client, tenant, after, batch, block_ms if follow else None)
+            for entry_id, event in found:
+                emit(entry_id, event)
+                after = entry_id
+                count += 1
+            if not found and not follow:
+                return count
+    finally:
+        await client.aclose()
