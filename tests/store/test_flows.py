@@ -228,7 +228,7 @@ async def test_delegation_runs_then_expires(open_service: Opener, tenant: str) -
 
 
 async def test_delegate_never_approves_own_purchase(open_service: Opener, tenant: str) -> None:
-    service, clock = await opened(open_service, tenant)
+    service, _ = await opened(open_service, tenant)
     await service.put_delegation(
         tenant,
         {

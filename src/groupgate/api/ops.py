@@ -28,7 +28,7 @@ from groupgate.api.app import STATE
 from groupgate.api.native import json_response
 from groupgate.api.problems import guarded, problem
 
-SURFACES = ("check", "checks", "filter", "purchase", "authzen", "gateway")
+SURFACES = ("check", "checks", "filter", "purchase", "approval", "authzen", "gateway")
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 _COUNTERS = {
     "cache_hits": "groupgate_cache_hits",
