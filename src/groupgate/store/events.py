@@ -25,13 +25,16 @@ tails a stream.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from groupgate.engine.delegations import format_time
+from groupgate.errors import StoreUnavailable
 from groupgate.store import keys
 from groupgate.store.ops import Client, Ops, text
 
@@ -110,5 +113,8 @@ async def tail(
                 count += 1
             if not found and not follow:
                 return count
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"cannot read the events of {tenant!r}: {exc}") from None
     finally:
-        await client.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await client.aclose()
