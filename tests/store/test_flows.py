@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from groupgate.errors import Conflict, Forbidden, GraphError, NotFound
+from groupgate.errors import Conflict, Forbidden, GraphError, NotFound, StoreUnavailable
 from groupgate.model import Money, PurchaseDecision, Tier
 from groupgate.store import events, keys
 from groupgate.store.contract import PurchaseAnswer
@@ -377,3 +377,70 @@ async def test_concurrent_approvals_advance_a_tier_once(open_service: Opener, te
     flow = (await service.flows.get(tenant, view.flow.id)).flow
     assert flow.status == "APPROVED" and len(flow.approvals) == 1
     assert types(await stream(service, tenant)) == ["approval.requested", "approval.approved"]
+
+
+async def test_no_change_without_its_event(open_service: Opener, tenant: str) -> None:
+    """The scripts write the event first: when it cannot be written, nothing is."""
+    service, _ = await opened(open_service, tenant)
+    view, _ = await request(service, tenant, "k1")
+    rev = await service.revision(tenant)
+    await service.client.delete(keys.events(tenant))
+    await service.client.set(keys.events(tenant), "not a stream")
+    with pytest.raises(StoreUnavailable):
+        await service.flows.approve(tenant, view.flow.id, "adm1", None)
+    with pytest.raises(StoreUnavailable):
+        await service.put_subject(tenant, {"id": "new", "kind": "customer"})
+    with pytest.raises(StoreUnavailable):
+        await request(service, tenant, "k2", purchase("200.00"))
+    assert await service.revision(tenant) == rev
+    stored = await service.flows.load(tenant, view.flow.id)
+    assert stored is not None and stored.status == "PENDING" and stored.approvals == ()
+    assert await service.get_entity(tenant, "subject", "adm1")
+    with pytest.raises(NotFound):
+        await service.get_entity(tenant, "subject", "new")
+    listed, _ = await service.flows.requested(tenant, "req", None, None, 10)
+    assert [f.id for f in listed] == [view.flow.id]
+
+
+async def test_inbox_pages(open_service: Opener, tenant: str) -> None:
+    service, clock = await opened(open_service, tenant)
+    made = []
+    for i in range(5):
+        clock.now += 1
+        view, _ = await request(service, tenant, f"k{i}", purchase(f"{100 + i}.00"))
+        made.append(view.flow.id)
+    await service.flows.cancel(tenant, made[2], "req")
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        found, cursor, _ = await service.flows.inbox(tenant, "buy", cursor, 2)
+        pages.append([f.id for f in found])
+        if cursor is None:
+            break
+    assert pages == [[made[0], made[1]], [made[3], made[4]]]
+    assert (await service.flows.inbox(tenant, "out", None, 10))[0] == []
+
+
+async def test_delegations_in_the_graph_document(open_service: Opener, tenant: str) -> None:
+    service, _ = await opened(open_service, tenant)
+    document = graph(tenant)
+    document["delegations"] = [
+        {
+            "id": "d1",
+            "from": "adm1",
+            "to": "dlg",
+            "company": "co",
+            "from_time": "2027-01-15T00:00:00Z",
+            "until_time": "2027-01-16T00:00:00Z",
+        }
+    ]
+    await service.import_graph(None, document)
+    assert [d["id"] for d in (await service.delegations(tenant))[0]] == ["d1"]
+    view, _ = await request(service, tenant, "k1")
+    assert "dlg" in view.eligible[0][1]
+    before = await service.revision(tenant)
+    bad = graph(tenant)
+    bad["delegations"] = [document["delegations"][0] | {"to": "out"}]
+    with pytest.raises(GraphError, match=r"delegations\[0\]\.to: 'out' is not a customer"):
+        await service.import_graph(None, bad)
+    assert await service.revision(tenant) == before

@@ -21,7 +21,9 @@ CREATE = (
     + """
 local found = redis.call('GET', ARGV[3])
 if found then return {'existing', found} end
-if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[1] then return {'conflict'} end
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if rev ~= ARGV[1] then return {'conflict'} end
+emit(ARGV[11], ARGV[12], tonumber(rev) + 1, 1, ARGV[13], ARGV[14], ARGV[15])
 local fields = {}
 for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', ARGV[2], unpack(fields))
@@ -30,9 +32,7 @@ redis.call('ZADD', ARGV[6], 0, ARGV[8])
 redis.call('ZADD', ARGV[7], 0, ARGV[8])
 redis.call('SET', ARGV[3], ARGV[8], 'PX', ARGV[4])
 redis.call('HSET', KEYS[1], 'stamp', ARGV[10])
-local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-emit(ARGV[11], ARGV[12], rev, 1, ARGV[13], ARGV[14], ARGV[15])
-return {'created', rev}
+return {'created', redis.call('HINCRBY', KEYS[1], 'rev', 1)}
 """
 )
 
@@ -47,21 +47,27 @@ return {'created', rev}
 TRANSITION = (
     EMIT
     + """
+if not redis.call('HGET', KEYS[1], 'gen') then return {'missing'} end
 local f = ARGV[1]
 local status = redis.call('HGET', f, 'status')
 if not status then return {'missing'} end
 if status ~= 'PENDING' then return {'status', status} end
-local function close(new_status)
-  redis.call('ZREM', ARGV[6], ARGV[8])
-  redis.call('ZREM', ARGV[7], ARGV[8])
+-- The event is the first write of a change: should it fail (a full memory refuses the first
+-- write), nothing of the change is written either (Redis does not roll a failed script back).
+local function bump()
   redis.call('HSET', KEYS[1], 'stamp', ARGV[5])
   return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 end
+local function close()
+  redis.call('ZREM', ARGV[6], ARGV[8])
+  redis.call('ZREM', ARGV[7], ARGV[8])
+  return bump()
+end
+local next_rev = tonumber(redis.call('HGET', KEYS[1], 'rev')) + 1
 if tonumber(ARGV[4]) >= tonumber(redis.call('HGET', f, 'expires_ms')) then
+  emit(ARGV[12], ARGV[13], next_rev, 1, ARGV[14], ARGV[15], ARGV[16])
   redis.call('HSET', f, 'status', 'EXPIRED', 'ended_ms', ARGV[4], 'ended_at', ARGV[17])
-  local rev = close('EXPIRED')
-  emit(ARGV[12], ARGV[13], rev, 1, ARGV[14], ARGV[15], ARGV[16])
-  return {'expired', rev}
+  return {'expired', close()}
 end
 if ARGV[2] == 'expire' then return {'pending'} end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'rev') ~= ARGV[3] then return {'conflict'} end
@@ -69,18 +75,12 @@ if ARGV[10] ~= '' and redis.call('HGET', f, 'tier') ~= ARGV[10] then return {'co
 if ARGV[2] == 'cancel' and redis.call('HGET', f, 'requester') ~= ARGV[9] then
   return {'not_requester'}
 end
+emit(ARGV[18], ARGV[19], next_rev, 1, ARGV[20], ARGV[21], ARGV[22])
 local fields = {'status', ARGV[11]}
 for i = 23, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', f, unpack(fields))
-local rev
-if ARGV[11] == 'PENDING' then
-  redis.call('HSET', KEYS[1], 'stamp', ARGV[5])
-  rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-else
-  rev = close(ARGV[11])
-end
-emit(ARGV[18], ARGV[19], rev, 1, ARGV[20], ARGV[21], ARGV[22])
-return {'done', rev}
+if ARGV[11] == 'PENDING' then return {'done', bump()} end
+return {'done', close()}
 """
 )
 

@@ -21,22 +21,25 @@ ended_by, reason.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
+from redis.exceptions import RedisError
 
 from groupgate.engine import delegations as delegation_codec
 from groupgate.engine.approvers import approves_through
 from groupgate.engine.delegations import format_time
 from groupgate.engine.eligibility import CompanyView, Seat, eligible, seat, wanted_groups
 from groupgate.engine.tiers import tier_complete
-from groupgate.errors import Conflict, Forbidden, NotFound
+from groupgate.errors import Conflict, Forbidden, NotFound, StoreUnavailable
 from groupgate.model import (
     PREDEFINED_ROLES,
     Approval,
@@ -54,6 +57,24 @@ from groupgate.store.events import EventLog
 from groupgate.store.ops import Client, Graphs, Ops, pairs, text
 
 Evaluate = Callable[[int | None], Awaitable[PurchaseAnswer]]
+P = ParamSpec("P")
+R = TypeVar("R")
+STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def _store(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A store error fails closed: `StoreUnavailable` (503), never an answer."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except STORE_ERRORS as exc:
+            raise StoreUnavailable(
+                f"store unreachable or refusing ({type(exc).__name__}): failing closed"
+            ) from None
+
+    return guarded
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,7 @@ class Flows:
 
     # ------------------------------------------------------------------ create
 
+    @_store
     async def request(
         self, tenant: str, request: Request, idempotency_key: str, evaluate: Evaluate
     ) -> tuple[PurchaseAnswer | None, FlowView | None, bool]:
@@ -237,6 +259,7 @@ class Flows:
         raw = await self.client.hgetall(keys.flow(tenant, flow_id))
         return _flow(flow_id, pairs(_flat(raw))) if raw else None
 
+    @_store
     async def get(self, tenant: str, flow_id: str) -> FlowView:
         """The flow with who may act on each open tier now; a flow found past its expiry
         is expired first."""
@@ -356,6 +379,7 @@ class Flows:
 
     # ------------------------------------------------------------------ transitions
 
+    @_store
     async def approve(
         self, tenant: str, flow_id: str, subject: str, comment: str | None
     ) -> FlowView:
@@ -387,6 +411,7 @@ class Flows:
                 return await self.get(tenant, flow_id)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
+    @_store
     async def decline(self, tenant: str, flow_id: str, subject: str, reason: str) -> FlowView:
         """Decline the flow as an approver eligible for its current tier: DECLINED."""
         for _ in range(self.attempts):
@@ -413,6 +438,7 @@ class Flows:
                 return await self.get(tenant, flow_id)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
+    @_store
     async def cancel(self, tenant: str, flow_id: str, subject: str) -> FlowView:
         """Withdraw the flow as its requester: CLOSED."""
         flow = await self.load(tenant, flow_id)
@@ -457,6 +483,7 @@ class Flows:
         )
         return result == "expired"
 
+    @_store
     async def sweep(self, tenant: str, batch: int = 100) -> int:
         """Expire the tenant's pending flows past their expiry; return how many."""
         count = 0
@@ -574,6 +601,7 @@ class Flows:
 
     # ------------------------------------------------------------------ questions
 
+    @_store
     async def may_approve(
         self, tenant: str, flow_id: str, subject: str
     ) -> tuple[Decision, int] | None:
@@ -594,6 +622,7 @@ class Flows:
         reason = f"eligible for list {found.slot + 1} of tier {flow.tier + 1} of {flow_id}{via}"
         return Decision(True, reason), ctx.rev
 
+    @_store
     async def usable(
         self,
         tenant: str,
@@ -629,6 +658,7 @@ class Flows:
 
     # ------------------------------------------------------------------ lists
 
+    @_store
     async def requested(
         self, tenant: str, requester: str, status: str | None, after: str | None, limit: int
     ) -> tuple[list[Flow], str | None]:
@@ -649,6 +679,7 @@ class Flows:
         more = scanned < len(ids)
         return out, (out[-1].id if more and out else None)
 
+    @_store
     async def inbox(
         self, tenant: str, approver: str, after: str | None, limit: int
     ) -> tuple[list[Flow], str | None, int]:

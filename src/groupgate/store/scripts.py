@@ -104,11 +104,10 @@ local rev = redis.call('HGET', KEYS[1], 'rev')
 local gen = redis.call('HGET', KEYS[1], 'gen')
 if ARGV[1] == '' then
   if gen then return -1 end
-  redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'rev', 0)
 elseif rev ~= ARGV[1] or gen ~= ARGV[2] then
   return -1
 end
-local events = {}
+local ops, events = {}, {}
 local i = 4
 while i <= #ARGV do
   local cmd, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -117,14 +116,18 @@ while i <= #ARGV do
   if cmd == 'EVENT' then
     events[#events + 1] = {key, args[1], args[2], args[3], args[4]}
   else
-    redis.call(cmd, key, unpack(args))
+    ops[#ops + 1] = {cmd, key, args}
   end
   i = i + 3 + n
 end
-redis.call('HSET', KEYS[1], 'stamp', ARGV[3])
-local new = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+-- The events are the first writes: should one fail (a full memory refuses the first write),
+-- nothing of the change is written either (Redis does not roll a failed script back).
+local new = (tonumber(rev) or 0) + 1
 for n, e in ipairs(events) do emit(e[1], e[2], new, n, e[3], e[4], e[5]) end
-return new
+if ARGV[1] == '' then redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'rev', 0) end
+for _, op in ipairs(ops) do redis.call(op[1], op[2], unpack(op[3])) end
+redis.call('HSET', KEYS[1], 'stamp', ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 """
 )
 

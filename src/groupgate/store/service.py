@@ -656,7 +656,7 @@ class GraphService:
             try:
                 for tenant in await self.graphs.tenants():
                     await self.flows.sweep(tenant)
-            except STORE_ERRORS as exc:
+            except (*STORE_ERRORS, StoreUnavailable) as exc:
                 self.store_errors += 1
                 log.warning("approval sweep failed: %s", exc)
 
