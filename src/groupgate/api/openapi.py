@@ -810,7 +810,7 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"enum": ["PENDING", "APPROVED", "DECLINED", "CLOSED", "EXPIRED"]},
             "requester": _STR,
             "company": _STR,
-            "amount": _STR,
+            "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
             "currency": _STR,
             "cart": _ref("Cart"),
             "rule": _STR,
