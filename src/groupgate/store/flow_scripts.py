@@ -84,8 +84,9 @@ return {'done', close()}
 """
 )
 
-# Read a flow and the graph data its eligibility starts from, at one revision.
-# ARGV: 1 tenant prefix, 2 flow key ('': none), 3 company suffix ('': none), 4 delegations suffix,
+# Read a flow and the graph data its eligibility starts from, at one revision: its company's
+# JSON, the delegations, and links of subjects.
+# ARGV: 1 tenant prefix, 2 flow key, 3 the company suffix prefix, 4 delegations suffix,
 # 5... links suffixes (subjects whose links are wanted).
 # Returns {rev, gen, stamp, flow fields, company json, delegations, links...}; {false}: no
 # tenant.
@@ -95,10 +96,10 @@ local gen = redis.call('HGET', KEYS[1], 'gen')
 if not gen then return {false} end
 local stamp = redis.call('HGET', KEYS[1], 'stamp') or ''
 local base = ARGV[1] .. gen .. ':'
-local flow = {}
-if ARGV[2] ~= '' then flow = redis.call('HGETALL', ARGV[2]) end
+local flow = redis.call('HGETALL', ARGV[2])
 local company = ''
-if ARGV[3] ~= '' then company = redis.call('GET', base .. ARGV[3]) or '' end
+local owner = redis.call('HGET', ARGV[2], 'company')
+if owner then company = redis.call('GET', base .. ARGV[3] .. owner) or '' end
 local out = {rev, gen, stamp, flow, company, redis.call('HGETALL', base .. ARGV[4])}
 for i = 5, #ARGV do out[#out + 1] = redis.call('HGETALL', base .. ARGV[i]) end
 return out

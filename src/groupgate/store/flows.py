@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -151,7 +152,7 @@ class Flows:
         """
         idem = keys.flow_key(tenant, request.subject, idempotency_key)
         min_rev: int | None = None
-        for _ in range(self.attempts):
+        for attempt in range(self.attempts):
             found = await self.client.get(idem)
             if found:
                 return None, await self._existing(tenant, text(found), request), False
@@ -168,6 +169,7 @@ class Flows:
                 await self._published(tenant, int(result[1]), text(args[9]))
                 return answer, await self.get(tenant, flow.id), True
             min_rev = answer.revision + 1
+            await _backoff(attempt)
         raise Conflict("too many concurrent writes to this tenant; try again")
 
     def _new_flow(self, request: Request, answer: PurchaseAnswer) -> Flow:
@@ -277,7 +279,7 @@ class Flows:
         """The flow's answer with its eligible approvers, or None when the graph moved."""
         flow = ctx.flow
         if flow.status != "PENDING":
-            return FlowView(flow, tuple(((), ()) for _ in flow.tiers), ctx.rev)
+            return _ended(flow, ctx.rev)
         later = range(flow.tier, len(flow.tiers))
         groups = sorted(set().union(*(wanted_groups(flow, i, ctx.view) for i in later)))
         members, _, rev = await self._group_members(tenant, groups, [])
@@ -300,7 +302,7 @@ class Flows:
                 args=[
                     keys.tenant_prefix(tenant),
                     keys.flow(tenant, flow_id),
-                    "",
+                    rel.company(""),
                     rel.delegations(),
                     *([rel.links(subject)] if subject else []),
                 ],
@@ -313,15 +315,15 @@ class Flows:
             flow = _flow(flow_id, pairs(raw[3]))
             running = self._running(raw[5], flow.company)
             lenders = sorted({d.source for d in running if d.to == subject}) if subject else []
-            company_raw = await self._company(tenant, flow.company)
-            if company_raw[1] != rev:
-                continue
-            approval_group = company_raw[0]
+            approval_group = codec.load_company(raw[4]).approval_group if raw[4] else None
             ends = sorted({e for d in running for e in (d.source, d.to)} | set(lenders))
             groups = [approval_group] if approval_group else []
-            members, links, mrev = await self._group_members(tenant, groups, ends)
-            if mrev != rev:
-                continue
+            members: dict[str, dict[str, str]] = {}
+            links: dict[str, dict[str, str]] = {}
+            if groups or ends:
+                members, links, mrev = await self._group_members(tenant, groups, ends)
+                if mrev != rev:
+                    continue
             active = approval_group if approval_group and members.get(approval_group) else None
             customers = frozenset(s for s in ends if _customer_of(links.get(s, {}), flow.company))
             view = CompanyView(flow.company, active, running, customers)
@@ -329,13 +331,6 @@ class Flows:
             lent = {s: _links(links.get(s, {})) for s in lenders}
             return _Context(rev, flow, view, own, lent)
         raise Conflict("too many concurrent writes to this tenant; try again")
-
-    async def _company(self, tenant: str, company: str) -> tuple[str | None, int]:
-        """The company's approval group (None: none or no company) and the read's revision."""
-        snap = await self.graphs.read(tenant, ("GET", keys.RELATIVE.company(company), ()))
-        if not snap.values[0]:
-            return None, snap.rev
-        return codec.load_company(snap.values[0]).approval_group, snap.rev
 
     async def _group_members(
         self, tenant: str, groups: list[str], subjects: list[str]
@@ -384,7 +379,7 @@ class Flows:
         self, tenant: str, flow_id: str, subject: str, comment: str | None
     ) -> FlowView:
         """Approve the flow's current tier as `subject`; 403 unless eligible now."""
-        for _ in range(self.attempts):
+        for attempt in range(self.attempts):
             ctx = await self._acting(tenant, flow_id, subject)
             place = self._seat_or_refuse(ctx, subject, "approve")
             flow = ctx.flow
@@ -407,14 +402,19 @@ class Flows:
             outcome = await self._change(
                 tenant, after, "approve", ctx.rev, subject, flow.tier, status, kind, entity, fields
             )
-            if outcome:
+            if outcome is not None and status == "APPROVED":
+                return _ended(
+                    replace(after, approvals=approvals, ended=now, ended_by=subject), outcome
+                )
+            if outcome is not None:
                 return await self.get(tenant, flow_id)
+            await _backoff(attempt)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
     @_store
     async def decline(self, tenant: str, flow_id: str, subject: str, reason: str) -> FlowView:
         """Decline the flow as an approver eligible for its current tier: DECLINED."""
-        for _ in range(self.attempts):
+        for attempt in range(self.attempts):
             ctx = await self._acting(tenant, flow_id, subject)
             self._seat_or_refuse(ctx, subject, "decline")
             now = self.now_ms()
@@ -434,8 +434,9 @@ class Flows:
                 entity,
                 fields,
             )
-            if outcome:
-                return await self.get(tenant, flow_id)
+            if outcome is not None:
+                return _ended(replace(after, ended=now, ended_by=subject, reason=reason), outcome)
+            await _backoff(attempt)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
     @_store
@@ -450,7 +451,7 @@ class Flows:
         after = _replace(flow, status="CLOSED")
         fields = ["ended_ms", now, "ended_at", format_time(now), "ended_by", subject]
         entity = _summary(after) | {"by": subject}
-        await self._change(
+        new_rev = await self._change(
             tenant,
             after,
             "cancel",
@@ -462,7 +463,9 @@ class Flows:
             entity,
             fields,
         )
-        return await self.get(tenant, flow_id)
+        if new_rev is None:  # a cancel checks no revision: the script never says "conflict"
+            raise Conflict("the flow changed meanwhile; try again")
+        return _ended(replace(after, ended=now, ended_by=subject), new_rev)
 
     async def expire(self, tenant: str, flow_id: str) -> bool:
         """Expire the flow if it is PENDING past its expiry; True when this call did."""
@@ -481,7 +484,7 @@ class Flows:
             {},
             [],
         )
-        return result == "expired"
+        return result[0] == "expired"
 
     @_store
     async def sweep(self, tenant: str, batch: int = 100) -> int:
@@ -530,16 +533,17 @@ class Flows:
         kind: str,
         entity: dict[str, Any],
         fields: list[Any],
-    ) -> bool:
-        """Run one transition; True when applied, False when the tenant moved (read again).
-        A flow that expired or ended meanwhile is a 409, a cancel by another subject a 403."""
-        outcome = await self._run(
+    ) -> int | None:
+        """Run one transition; the new revision when applied, None when the tenant moved
+        (read again). A flow that expired or ended meanwhile is a 409, a cancel by another
+        subject a 403."""
+        outcome, new_rev = await self._run(
             tenant, after, action, rev, subject, tier, status, kind, entity, fields
         )
         if outcome == "done":
-            return True
+            return new_rev
         if outcome == "conflict":
-            return False
+            return None
         if outcome == "expired":
             raise Conflict(f"approval flow {after.id} expired at {format_time(after.expires)}")
         if outcome == "missing":
@@ -560,9 +564,10 @@ class Flows:
         kind: str,
         entity: dict[str, Any],
         fields: list[Any],
-    ) -> str:
+    ) -> tuple[str, int]:
         """Call the transition script; return its outcome ('done', 'expired', 'conflict',
-        'missing', 'not_requester', 'pending', or the flow's status when not PENDING)."""
+        'missing', 'not_requester', 'pending', or the flow's status when not PENDING) and
+        the new revision (0 when nothing changed)."""
         now = self.now_ms()
         stamp = secrets.token_hex(8)
         expired = _replace(after, status="EXPIRED")
@@ -591,9 +596,10 @@ class Flows:
         outcome = text(result[0])
         if outcome in ("done", "expired"):
             await self._published(tenant, int(result[1]), stamp)
+            return outcome, int(result[1])
         if outcome == "status":
-            return text(result[1])
-        return outcome
+            return text(result[1]), 0
+        return outcome, 0
 
     async def _published(self, tenant: str, rev: int, stamp: str) -> None:
         """Tell sidecars the revision moved (nothing cached changes: no subject, no group)."""
@@ -732,6 +738,16 @@ class Flows:
             await self.expire(tenant, flow_id)
             flow = await self.load(tenant, flow_id)
         return flow
+
+
+async def _backoff(attempt: int) -> None:
+    """A short random pause before reading again after losing a race (as graph writes do)."""
+    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+
+
+def _ended(flow: Flow, revision: int) -> FlowView:
+    """The answer for a flow that just ended: nobody may act on it any more."""
+    return FlowView(flow, tuple(((), ()) for _ in flow.tiers), revision)
 
 
 def why_not(ctx: _Context, subject: str) -> str:
