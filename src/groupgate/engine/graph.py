@@ -687,7 +687,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         if (entity.type, entity.id) in resources:
             raise GraphError(f"resources[{i}].id", f"duplicate resource {entity.type}/{entity.id}")
         resources[entity.type, entity.id] = entity
-    delegations = parse_delegations(body.get("delegations"), companies, groups, subjects)
+    lent = parse_delegations(body.get("delegations"), companies, groups, subjects)
     return Graph(
         tenant=name,
         settings=settings,
@@ -696,7 +696,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         groups=frozen_map(groups),
         subjects=frozen_map(subjects),
         resources=frozen_map(resources),
-        delegations=frozen_map(delegations),
+        delegations=frozen_map(lent),
     )
 
 
