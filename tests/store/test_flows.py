@@ -444,3 +444,16 @@ async def test_delegations_in_the_graph_document(open_service: Opener, tenant: s
     with pytest.raises(GraphError, match=r"delegations\[0\]\.to: 'out' is not a customer"):
         await service.import_graph(None, bad)
     assert await service.revision(tenant) == before
+
+
+async def test_deleting_the_tenant_deletes_its_flows(open_service: Opener, tenant: str) -> None:
+    service, _ = await opened(open_service, tenant)
+    view, _ = await request(service, tenant, "k1")
+    await service.flows.approve(tenant, view.flow.id, "adm1", None)
+    await request(service, tenant, "k2", purchase("200.00"))
+    await service.delete_tenant(tenant)
+    left = [k async for k in service.client.scan_iter(match=keys.flow_patterns(tenant)[0])]
+    assert left == []
+    assert not await service.client.exists(keys.events(tenant))
+    for pattern in keys.flow_patterns(tenant)[1:]:
+        assert [k async for k in service.client.scan_iter(match=pattern)] == []

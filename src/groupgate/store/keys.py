@@ -96,6 +96,13 @@ def flows_of_requester(tenant: str, requester: str) -> str:
     return f"gg:{{{tenant}}}:flows:requester:{requester}"
 
 
+def flow_patterns(tenant: str) -> tuple[str, ...]:
+    """SCAN patterns of every flow key of a tenant (flows, idempotency keys, indexes), for
+    the deletion of the tenant (a tenant id holds no glob character: see `ID_PATTERN`)."""
+    base = tenant_prefix(tenant)
+    return (base + "flow:*", base + "flow-key:*", base + "flows:*")
+
+
 def events(tenant: str) -> str:
     """The tenant's capped event stream (SPEC section 5)."""
     return f"gg:{{{tenant}}}:events"

@@ -604,11 +604,21 @@ class Writer:
                 await self._drop_generation(tenant, meta[1])
                 await self._drop_generation(tenant, gen)
                 await self.graphs.forget_tenant(tenant)
+                await self._drop_flows(tenant)
                 return rev
             meta = await self.graphs.meta(tenant)
             if meta is None:
                 raise NotFound(f"unknown tenant {tenant!r}")
         raise Conflict("too many concurrent writes to this tenant; try again")
+
+    async def _drop_flows(self, tenant: str) -> None:
+        """Delete a deleted tenant's approval flows, their indexes and its event stream."""
+        client = self.graphs.client
+        names = [keys.events(tenant)]
+        for pattern in keys.flow_patterns(tenant):
+            names += [text(k) async for k in client.scan_iter(match=pattern, count=1000)]
+        for i in range(0, len(names), IMPORT_BATCH):
+            await client.unlink(*names[i : i + IMPORT_BATCH])
 
     async def _write_generation(self, g: keys.Gen, graph: Graph) -> None:
         """Write every key of a graph under a fresh generation (invisible until flipped)."""
