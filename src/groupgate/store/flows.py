@@ -27,7 +27,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
@@ -48,11 +48,11 @@ from groupgate.model import (
     Delegation,
     Flow,
     FlowApproval,
+    FlowStatus,
     Membership,
     Money,
-    Tier,
 )
-from groupgate.store import codec, flow_scripts, keys
+from groupgate.store import codec, flow_codec, flow_scripts, keys
 from groupgate.store.contract import FlowView, PurchaseAnswer
 from groupgate.store.events import EventLog
 from groupgate.store.ops import Client, Graphs, Ops, pairs, text
@@ -134,6 +134,7 @@ class Flows:
         self._transition = client.register_script(flow_scripts.TRANSITION)
         self._context = client.register_script(flow_scripts.CONTEXT)
         self._members = client.register_script(flow_scripts.MEMBERS)
+        self._groups = codec.GroupMemo(1000)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -227,7 +228,7 @@ class Flows:
             "request_hash": request.fingerprint(),
         }
         event = self.events.parts(
-            tenant, "approval.requested", {"approval": _summary(flow)}, flow.created
+            tenant, "approval.requested", {"approval": flow_codec.summary(flow)}, flow.created
         )
         return [
             answer.revision,
@@ -259,7 +260,7 @@ class Flows:
     async def load(self, tenant: str, flow_id: str) -> Flow | None:
         """The flow as stored (no expiry applied), or None."""
         raw = await self.client.hgetall(keys.flow(tenant, flow_id))
-        return _flow(flow_id, pairs(_flat(raw))) if raw else None
+        return flow_codec.load_flow(flow_id, pairs(flow_codec.flat(raw))) if raw else None
 
     @_store
     async def get(self, tenant: str, flow_id: str) -> FlowView:
@@ -312,7 +313,7 @@ class Flows:
             rev = int(raw[0] or 0)
             if not raw[3]:
                 raise NotFound(f"unknown approval flow {flow_id!r}")
-            flow = _flow(flow_id, pairs(raw[3]))
+            flow = flow_codec.load_flow(flow_id, pairs(raw[3]))
             running = self._running(raw[5], flow.company)
             lenders = sorted({d.source for d in running if d.to == subject}) if subject else []
             approval_group = codec.load_company(raw[4]).approval_group if raw[4] else None
@@ -327,8 +328,8 @@ class Flows:
             active = approval_group if approval_group and members.get(approval_group) else None
             customers = frozenset(s for s in ends if _customer_of(links.get(s, {}), flow.company))
             view = CompanyView(flow.company, active, running, customers)
-            own = _links(pairs(raw[6])) if subject else ()
-            lent = {s: _links(links.get(s, {})) for s in lenders}
+            own = flow_codec.load_links(pairs(raw[6])) if subject else ()
+            lent = {s: flow_codec.load_links(links.get(s, {})) for s in lenders}
             return _Context(rev, flow, view, own, lent)
         raise Conflict("too many concurrent writes to this tenant; try again")
 
@@ -392,11 +393,20 @@ class Flows:
                 [Approval(a.subject, a.slot) for a in approvals if a.tier == flow.tier],
             )
             next_tier = flow.tier + 1 if done_tier else flow.tier
-            status = "APPROVED" if next_tier >= len(flow.tiers) else "PENDING"
-            after = _replace(flow, status=status, tier=min(next_tier, len(flow.tiers) - 1))
+            status: FlowStatus = "APPROVED" if next_tier >= len(flow.tiers) else "PENDING"
+            after = replace(flow, status=status, tier=min(next_tier, len(flow.tiers) - 1))
             kind = "approval.approved" if status == "APPROVED" else "approval.progressed"
-            entity = _summary(after) | {"by": subject, "via": place.via, "tier": flow.tier}
-            fields: list[Any] = ["tier", after.tier, "approvals", _dump_approvals(approvals)]
+            entity = flow_codec.summary(after) | {
+                "by": subject,
+                "via": place.via,
+                "tier": flow.tier,
+            }
+            fields: list[Any] = [
+                "tier",
+                after.tier,
+                "approvals",
+                flow_codec.dump_approvals(approvals),
+            ]
             if status == "APPROVED":
                 fields += ["ended_ms", now, "ended_at", format_time(now), "ended_by", subject]
             outcome = await self._change(
@@ -418,8 +428,8 @@ class Flows:
             ctx = await self._acting(tenant, flow_id, subject)
             self._seat_or_refuse(ctx, subject, "decline")
             now = self.now_ms()
-            after = _replace(ctx.flow, status="DECLINED")
-            entity = _summary(after) | {"by": subject, "reason": reason}
+            after = replace(ctx.flow, status="DECLINED")
+            entity = flow_codec.summary(after) | {"by": subject, "reason": reason}
             fields = ["ended_ms", now, "ended_at", format_time(now), "ended_by", subject]
             fields += ["reason", reason]
             outcome = await self._change(
@@ -448,9 +458,9 @@ class Flows:
         if flow.requester != subject:
             raise Forbidden(f"only the requester ({flow.requester}) may cancel {flow_id}")
         now = self.now_ms()
-        after = _replace(flow, status="CLOSED")
+        after = replace(flow, status="CLOSED")
         fields = ["ended_ms", now, "ended_at", format_time(now), "ended_by", subject]
-        entity = _summary(after) | {"by": subject}
+        entity = flow_codec.summary(after) | {"by": subject}
         new_rev = await self._change(
             tenant,
             after,
@@ -474,7 +484,7 @@ class Flows:
             return False
         result = await self._run(
             tenant,
-            _replace(flow, status="EXPIRED"),
+            replace(flow, status="EXPIRED"),
             "expire",
             None,
             "",
@@ -570,9 +580,13 @@ class Flows:
         the new revision (0 when nothing changed)."""
         now = self.now_ms()
         stamp = secrets.token_hex(8)
-        expired = _replace(after, status="EXPIRED")
-        expiry = self.events.parts(tenant, "approval.expired", {"approval": _summary(expired)}, now)
-        change = self.events.parts(tenant, kind, {"approval": entity or _summary(after)}, now)
+        expired = replace(after, status="EXPIRED")
+        expiry = self.events.parts(
+            tenant, "approval.expired", {"approval": flow_codec.summary(expired)}, now
+        )
+        change = self.events.parts(
+            tenant, kind, {"approval": entity or flow_codec.summary(after)}, now
+        )
         result = await self._transition(
             keys=[keys.meta(tenant)],
             args=[
@@ -701,7 +715,7 @@ class Flows:
             found = await self.graphs.read(tenant, *[("GET", rel.group(g), ()) for g in custom])
             for raw in found.values:
                 if raw:
-                    group = codec.GroupMemo().load(raw)
+                    group = self._groups.load(raw)
                     if group.company:
                         companies.add(group.company)
         now = self.now_ms()
@@ -773,87 +787,3 @@ def _customer_of(links: Mapping[str, str], company: str) -> bool:
     """Is a subject with these links a customer of `company` (in one of its predefined
     groups: every customer of a company is, at least its Contact)?"""
     return any(_predefined_company(g) == company for g in links)
-
-
-def _links(found: Mapping[str, str]) -> tuple[Membership, ...]:
-    return tuple(codec.load_link(g, v) for g, v in sorted(found.items()))
-
-
-def _flat(raw: Mapping[Any, Any]) -> list[Any]:
-    return [x for kv in raw.items() for x in kv]
-
-
-def _flow(flow_id: str, f: Mapping[str, str]) -> Flow:
-    tiers = tuple(
-        Tier(t["rule"], tuple(tuple(names) for names in t["requires"]))
-        for t in orjson.loads(f.get("tiers") or "[]")
-    )
-    approvals = tuple(
-        FlowApproval(
-            int(a["tier"]),
-            int(a["slot"]),
-            a["subject"],
-            int(a["time"]),
-            a.get("via"),
-            a.get("comment"),
-        )
-        for a in orjson.loads(f.get("approvals") or "[]")
-    )
-    return Flow(
-        id=flow_id,
-        status=f["status"],  # type: ignore[arg-type]
-        requester=f.get("requester", ""),
-        company=f.get("company", ""),
-        amount=f.get("amount", ""),
-        currency=f.get("currency", ""),
-        cart_id=f.get("cart_id", ""),
-        cart_hash=f.get("cart_hash", ""),
-        cost_center=f.get("cost_center", ""),
-        used_by=f.get("used_by", ""),
-        rule=f.get("rule", ""),
-        tiers=tiers,
-        tier=int(f.get("tier") or 0),
-        approvals=approvals,
-        created=int(f.get("created_ms") or 0),
-        expires=int(f.get("expires_ms") or 0),
-        comment=f.get("comment", ""),
-        ended=int(f["ended_ms"]) if f.get("ended_ms") else None,
-        ended_by=f.get("ended_by", ""),
-        reason=f.get("reason", ""),
-    )
-
-
-def _dump_approvals(approvals: Iterable[FlowApproval]) -> bytes:
-    return orjson.dumps(
-        [
-            {
-                "tier": a.tier,
-                "slot": a.slot,
-                "subject": a.subject,
-                "time": a.time,
-                "via": a.via,
-                "comment": a.comment,
-            }
-            for a in approvals
-        ]
-    )
-
-
-def _replace(flow: Flow, **changes: Any) -> Flow:
-    return replace(flow, **changes)
-
-
-def _summary(flow: Flow) -> dict[str, Any]:
-    """What an event says of a flow."""
-    return {
-        "id": flow.id,
-        "status": flow.status,
-        "requester": flow.requester,
-        "company": flow.company,
-        "amount": flow.amount,
-        "currency": flow.currency,
-        "cart_id": flow.cart_id,
-        "tier": flow.tier,
-        "tiers": len(flow.tiers),
-        "expires_at": format_time(flow.expires),
-    }
