@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from groupgate.api.app import STATE
+from groupgate.store import keys
+
 Client = TestClient[Any, Any]
 REQUEST = {
     "subject": {"id": "cust-requester"},
@@ -254,4 +257,40 @@ async def test_evaluate_bad_approval_fields(demo: Client) -> None:
         "id": "ap-none",
         "usable": False,
         "reason": "unknown approval flow 'ap-none'",
+    }
+
+
+async def test_batch_checks_and_a_used_flow(demo: Client) -> None:
+    _, flow = await create(demo)
+    item = {"action": "approve", "resource": {"type": "approvals", "id": flow["id"]}}
+    response = await demo.post(
+        "/v1/checks",
+        json={
+            "checks": [
+                item | {"subject": {"id": "cust-admin"}},
+                item | {"subject": {"id": "cust-requester"}},
+                {
+                    "subject": {"id": "cust-admin"},
+                    "action": "approve",
+                    "resource": {"type": "approvals", "company": "c-parent"},
+                },
+            ]
+        },
+    )
+    results = (await response.json())["results"]
+    assert [r["allow"] for r in results] == [True, False, True]
+    approved = await demo.post(
+        f"/v1/approvals/{flow['id']}/approve", json={"subject": "cust-admin"}
+    )
+    assert approved.status == 200
+    assert (await evaluate(demo, approval_id=flow["id"]))["rule"] == "approved"
+    service = demo.app[STATE].service
+    tenant = (await service.tenants())[0]
+    await service.client.hset(keys.flow(tenant, flow["id"]), "used_by", "order-7")
+    used = await evaluate(demo, approval_id=flow["id"])
+    assert used["decision"] == "approval_required"
+    assert used["approval"] == {
+        "id": flow["id"],
+        "usable": False,
+        "reason": f"approval flow {flow['id']} was used by order order-7",
     }

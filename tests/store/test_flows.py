@@ -457,3 +457,22 @@ async def test_deleting_the_tenant_deletes_its_flows(open_service: Opener, tenan
     assert not await service.client.exists(keys.events(tenant))
     for pattern in keys.flow_patterns(tenant)[1:]:
         assert [k async for k in service.client.scan_iter(match=pattern)] == []
+
+
+async def test_a_decision_without_tiers_needs_its_approver_groups(
+    open_service: Opener, tenant: str
+) -> None:
+    service, _ = await opened(open_service, tenant)
+    asked = purchase()
+
+    async def evaluate(min_revision: int | None) -> PurchaseAnswer:
+        answer = await service.purchase(tenant, "req", "co", asked.money)
+        result = PurchaseDecision("approval_required", "budget_exceeded", ("co/admin",))
+        return PurchaseAnswer(result, answer.revision)
+
+    _, view, _ = await service.flows.request(tenant, asked, "k1", evaluate)
+    assert view is not None
+    assert view.flow.tiers == (Tier("budget_exceeded", (("co/admin",),)),)
+    assert view.eligible[0][1] == ("adm1", "adm2")
+    with pytest.raises(Forbidden):
+        await service.flows.approve(tenant, view.flow.id, "buy", None)

@@ -51,6 +51,7 @@ from groupgate.model import (
     FlowStatus,
     Membership,
     Money,
+    Tier,
 )
 from groupgate.store import codec, flow_codec, flow_scripts, keys
 from groupgate.store.contract import FlowView, PurchaseAnswer
@@ -188,7 +189,7 @@ class Flows:
             cost_center=request.cost_center,
             used_by="",
             rule=answer.result.rule,
-            tiers=answer.result.tiers,
+            tiers=_tiers(answer),
             tier=0,
             approvals=(),
             created=now,
@@ -752,6 +753,15 @@ class Flows:
             await self.expire(tenant, flow_id)
             flow = await self.load(tenant, flow_id)
         return flow
+
+
+def _tiers(answer: PurchaseAnswer) -> tuple[Tier, ...]:
+    """The decision's tiers; a decision that names approvers but no tier (a rule that only
+    lists groups) is one tier of one list: any of its approver groups, else an admin."""
+    result = answer.result
+    if result.tiers:
+        return result.tiers
+    return (Tier(result.rule, (tuple(result.approver_groups) or ("admin",),)),)
 
 
 async def _backoff(attempt: int) -> None:
