@@ -1,5 +1,11 @@
 """Purchase approvals for checkout services (SPEC sections 1, 4, 5): `/v1/purchases/evaluate`.
 
+With `approval_id` (SPEC section 5, closing the loop) the answer is `allow` with rule
+`approved` when that flow is APPROVED for the same subject, company and currency, the amount
+is at most the approved one, the cart hash (`cart.hash`, when given) matches and no commit
+used the flow; otherwise it is the answer without it. Either way `approval` says
+`{"id", "usable", "reason"}`.
+
 Answers `{"decision": "allow" | "approval_required" | "deny", "rule", "approvers": {"groups",
 "subjects"}, "limit", "tiers", "rules", "revision"}`: `tiers` lists what an approval needs, in
 order (`[{"rule", "requires", "eligible": {"groups", "subjects"}}]`, the built-in rule's tier
@@ -12,6 +18,7 @@ is a 422 problem, never an allow; an unknown company is a 404; an unknown subjec
 
 from __future__ import annotations
 
+from dataclasses import replace
 from time import perf_counter
 from typing import Any
 
@@ -42,8 +49,11 @@ PURCHASE_FIELDS = frozenset(
         "explain",
         "min_revision",
         "context",
+        "approval_id",
+        "cart",
     }
 )
+CART_FIELDS = frozenset({"id", "hash", "cost_center"})
 
 
 def purchase_body(answer: PurchaseAnswer, *, explain: bool = False) -> dict[str, Any]:
@@ -111,11 +121,32 @@ async def evaluate(request: web.Request) -> web.Response:
     cost_center = cost_center_field(body.get("cost_center"), "cost_center")
     explain = parsing.boolean(body.get("explain"), "explain")
     min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
+    approval_id = body.get("approval_id")
+    if approval_id is not None:
+        approval_id = parsing.ident(approval_id, "approval_id")
+    cart_hash = _cart_hash(body.get("cart"))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     answer = await state.service.purchase(
         tenant, subject, company, money, cost_center=cost_center, min_revision=min_rev
     )
     result = answer.result
+    approval: dict[str, Any] | None = None
+    if approval_id is not None:
+        why = await state.service.flows.usable(
+            tenant, approval_id, subject, company, money, cart_hash
+        )
+        approval = {"id": approval_id, "usable": why is None, "reason": why}
+        if why is None:
+            result = replace(
+                result,
+                decision="allow",
+                rule="approved",
+                approver_groups=(),
+                approver_subjects=(),
+                error=None,
+                tiers=(),
+            )
+            answer = replace(answer, result=result)
     record(
         state,
         "purchase",
@@ -140,12 +171,28 @@ async def evaluate(request: web.Request) -> web.Response:
     )
     if result.error is not None:
         raise Unprocessable(result.error)
-    return json_response(purchase_body(answer, explain=explain))
+    body = purchase_body(answer, explain=explain)
+    if approval is not None:
+        body["approval"] = approval
+    return json_response(body)
 
 
 def cost_center_field(value: Any, path: str) -> str | None:
     """An optional cost centre: an id (letters, digits and `._:@+-`), or absent."""
     return None if value is None else parsing.ident(value, path)
+
+
+def _cart_hash(raw: Any) -> str | None:
+    """The cart's hash of an evaluate body (`cart: {id?, hash?, cost_center?}`), or None."""
+    if raw is None:
+        return None
+    cart = parsing.obj(raw, "cart")
+    parsing.only(cart, CART_FIELDS, "cart")
+    if cart.get("id") is not None:
+        parsing.ident(cart["id"], "cart.id")
+    if cart.get("cost_center") is not None:
+        parsing.ident(cart["cost_center"], "cart.cost_center")
+    return parsing.text(cart["hash"], "cart.hash", 256) if cart.get("hash") is not None else None
 
 
 def setup(app: web.Application) -> None:
