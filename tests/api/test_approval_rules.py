@@ -228,3 +228,25 @@ async def test_an_import_with_a_bad_rule_is_refused_whole(client: Client) -> Non
     detail = (await response.json(content_type=None))["detail"]
     assert detail == "companies[1].approval_rules[0] (big).requesters[0]: unknown group 'ghost'"
     assert (await evaluate(client, "cust-buyer", "1"))["revision"] == revision
+
+
+async def test_the_authzen_request_creates_a_flow_with_the_rules_tiers(client: Client) -> None:
+    needed = await authzen_purchase(client, "cust-buyer", "2000.00", cost_center="CC-1")
+    request = needed["context"]["approval"]["request"]
+    response = await client.request(
+        request["method"], request["href"], json=request["body"], headers={"Idempotency-Key": "k"}
+    )
+    assert response.status == 201, await response.text()
+    flow = await response.json()
+    assert [(t["rule"], t["requires"]) for t in flow["tiers"]] == [
+        ("rule:big", [["admin"]]),
+        ("rule:big", [["admin", "buyer"]]),
+    ]
+    # Approved in order: an admin, then an admin or a buyer, never the requester.
+    url = f"/v1/approvals/{flow['id']}"
+    first = await client.post(f"{url}/approve", json={"subject": "cust-admin"})
+    assert first.status == 200 and (await first.json())["status"] == "PENDING"
+    own = await client.post(f"{url}/approve", json={"subject": "cust-buyer"})
+    assert own.status == 403
+    last = await client.post(f"{url}/approve", json={"subject": "cust-buyer-2"})
+    assert last.status == 200 and (await last.json())["status"] == "APPROVED"
