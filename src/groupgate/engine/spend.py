@@ -294,7 +294,8 @@ def require_admins(
     """`decision` with the approval of the company's Admins required for each of `rules`.
 
     An allow becomes `approval_required` with the first rule; an `approval_required` keeps its
-    rule and gains the tiers; a deny (or an error) stays as it is. The Admins are replaced by
+    rule and its `approvers` (those of its first tier, as with approval rules) and gains the
+    tiers; a deny (or an error) stays as it is. The Admins are replaced by
     the company's approval group when it is active (`engine/tiers.py`), and the requester
     never approves their own purchase. `members` is what `engine/purchases.evaluate_purchase`
     was given.
@@ -308,22 +309,14 @@ def require_admins(
     tiers = tuple(Tier(rule, (APPROVERS,)) for rule in rules)
     # Who may fill each of these tiers (`PurchaseDecision.eligible`, the answer's `tiers`).
     eligible = (Eligible(tuple(sorted(wanted)), tuple(sorted(approvers))),) * len(tiers)
-    groups = tuple(dict.fromkeys([*decision.approver_groups, *sorted(wanted)]))
-    subjects = tuple(sorted(set(decision.approver_subjects) | approvers))
     if decision.decision == "allow":
         return replace(
             decision,
             decision="approval_required",
             rule=rules[0],
-            approver_groups=groups,
-            approver_subjects=subjects,
+            approver_groups=tuple(sorted(wanted)),
+            approver_subjects=tuple(sorted(approvers)),
             tiers=tiers,
             eligible=eligible,
         )
-    return replace(
-        decision,
-        approver_groups=groups,
-        approver_subjects=subjects,
-        tiers=decision.tiers + tiers,
-        eligible=decision.eligible + eligible,
-    )
+    return replace(decision, tiers=decision.tiers + tiers, eligible=decision.eligible + eligible)
