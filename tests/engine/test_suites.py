@@ -55,7 +55,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_the_repository_suites_pass(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, str(POLICIES))
     assert status == 0, out
-    assert out.strip().splitlines()[-1] == "3 suites, 32 cases: 32 passed, 0 failed"
+    assert out.strip().splitlines()[-1] == "3 suites, 36 cases: 36 passed, 0 failed"
     for example in ("authzen-todo", "authzen-search"):
         assert discover([POLICIES / "examples" / example]), f"{example} has no suite"
 
@@ -178,7 +178,7 @@ INVALID = [
         "expect: {decision: allow, approvers: admin}}",
         "purchases[0].expect.approvers: expected a list, got str",
     ),
-    ("flows: []", "flows: unknown key"),
+    ("approvals: []", "approvals: unknown key"),
     ("checks: {}", "checks: expected a list, got dict"),
 ]
 
@@ -285,3 +285,47 @@ def test_a_case_that_raises_is_an_error_in_junit(tmp_path: Path) -> None:
     assert results[0].error and "unknown company 'nowhere'" in results[0].outcome.message
     root = ET.fromstring(junit(suites, results))  # noqa: S314 - our own output
     assert root.get("errors") == "1" and root.find("testsuite/testcase/error") is not None
+
+
+FLOWS = """
+flows:
+  - name: over the limit, an admin approves
+    subject: buyer
+    company: c
+    amount: "500.00"
+    currency: EUR
+    steps:
+      - {approve: buyer, expect: refused}
+      - {approve: admin, expect: PENDING}
+"""
+
+
+def test_a_flow_case_fails_with_its_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "name: f\n" + GRAPH + FLOWS)
+    status, out, _ = run(capsys, str(path), "--policies", str(POLICIES))
+    assert status == 1
+    assert "steps[1]: expected PENDING after approve by admin, got APPROVED" in out
+    assert "approve by buyer: refused" in out  # the trace of the steps so far
+    fixed = FLOWS.replace("expect: PENDING", "expect: APPROVED")
+    path = write(tmp_path, "name: f\n" + GRAPH + fixed)
+    assert run(capsys, str(path), "--policies", str(POLICIES))[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("{approve: admin, decline: admin, expect: APPROVED}", "exactly one of"),
+        ("{approve: nobody, expect: APPROVED}", "no subject 'nobody'"),
+        ("{approve: admin, expect: approved}", "steps[0].expect: expected one of"),
+        ("{approve: admin, expect: APPROVED, when: now}", "steps[0].when: unknown key"),
+    ],
+)
+def test_a_malformed_flow_step_names_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], step: str, message: str
+) -> None:
+    body = FLOWS.split("    steps:")[0] + f"    steps:\n      - {step}\n"
+    path = write(tmp_path, "name: f\n" + GRAPH + body)
+    status, out, err = run(capsys, str(path), "--policies", str(POLICIES))
+    assert status == 2 and message in out + err

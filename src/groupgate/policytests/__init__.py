@@ -3,6 +3,7 @@
 at        where a value sits in a suite file; strict readers; `SuiteError`
 sections  the section type registry (the extension point) and what a case runs against
 checks    the `checks` section       purchases  the `purchases` section
+flows     the `flows` section: an approval flow, request to end
 suite     finding and validating suite files
 runner    running suites on the embedded store, as `serve` answers
 report    the text report and JUnit XML
@@ -10,6 +11,7 @@ report    the text report and JUnit XML
 
 from groupgate.policytests.at import SuiteError
 from groupgate.policytests.checks import Checks
+from groupgate.policytests.flows import Flows
 from groupgate.policytests.purchases import Purchases
 from groupgate.policytests.report import junit, summary, text_report
 from groupgate.policytests.runner import Result, run_suites
@@ -18,6 +20,7 @@ from groupgate.policytests.suite import Loader, Suite, discover
 
 register(Checks())
 register(Purchases())
+register(Flows())
 
 __all__ = [
     "Context",
