@@ -223,6 +223,8 @@ async def build_app(config: Config) -> web.Application:
         poll_interval=config.poll_interval,
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
+        write_replicas=config.write_replicas,
+        write_wait_ms=config.write_wait_ms,
     )
     try:
         for path in config.data:

@@ -37,6 +37,7 @@ from groupgate.errors import (
     GroupgateError,
     InvalidInput,
     NotFound,
+    NotReplicated,
     PolicyError,
     StoreUnavailable,
 )
@@ -132,6 +133,7 @@ _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (InvalidInput, "invalid-request"),
     (Forbidden, "forbidden"),
     (AuthError, "unauthorized"),
+    (NotReplicated, "not-replicated"),
     (StoreUnavailable, "store-unavailable"),
     (PolicyError, "invalid-policy"),
 )
@@ -147,15 +149,27 @@ def slug_of(error: GroupgateError) -> str:
 CHALLENGE = 'Bearer realm="groupgate"'
 
 
-def problem_json(status: int, title: str, detail: str, slug: str) -> bytes:
-    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`)."""
-    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+def problem_json(
+    status: int, title: str, detail: str, slug: str, members: dict[str, int] | None = None
+) -> bytes:
+    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`); `members`
+    are extension members (RFC 9457 section 3.2)."""
+    body: dict[str, object] = {
+        "type": TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if members:
+        body.update(members)
     return orjson.dumps(body)
 
 
-def problem(status: int, title: str, detail: str, slug: str) -> web.Response:
+def problem(
+    status: int, title: str, detail: str, slug: str, members: dict[str, int] | None = None
+) -> web.Response:
     """Return a problem+json response."""
-    body = problem_json(status, title, detail, slug)
+    body = problem_json(status, title, detail, slug, members)
     response = web.Response(status=status, body=body, content_type=PROBLEM)
     if status == 401:
         response.headers["WWW-Authenticate"] = CHALLENGE
@@ -166,7 +180,13 @@ def from_error(error: GroupgateError) -> web.Response:
     """Map an exception of the tree to its response. After a 413, a 408 or a body that could
     not be read the connection closes, as on the decision listener: the rest of the stream
     cannot be trusted to frame the next request."""
-    response = problem(error.status, error.title, error.detail, slug_of(error))
+    members = None
+    if isinstance(error, NotReplicated):
+        # The write is applied on the primary: say at which revision, and how far it got.
+        members = {"revision": error.revision, "replicas": error.replicas, "wanted": error.wanted}
+    response = problem(error.status, error.title, error.detail, slug_of(error), members)
+    if isinstance(error, NotReplicated):
+        response.headers["Retry-After"] = "1"
     if isinstance(error, TooLarge | RequestTimeout | UnreadableBody):
         response.force_close()
     return response

@@ -34,6 +34,7 @@ from groupgate.model import (
     vendor_group_id,
 )
 from groupgate.store import codec, held, keys
+from groupgate.store.contract import Written
 from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
 
 MAX_ATTEMPTS = 50
@@ -48,7 +49,7 @@ class Writer:
         self.catalog = catalog
         self.groups = codec.GroupMemo()
 
-    async def _retry(self, attempt: Callable[[], Awaitable[int | None]]) -> int:
+    async def _retry(self, attempt: Callable[[], Awaitable[Written | None]]) -> Written:
         for n in range(MAX_ATTEMPTS):
             rev = await attempt()
             if rev is not None:
@@ -58,10 +59,10 @@ class Writer:
 
     # ------------------------------------------------------------------ subjects
 
-    async def put_subject(self, tenant: str, document: Any) -> int:
+    async def put_subject(self, tenant: str, document: Any) -> Written:
         subject, shorthand = rules.parse_subject(document, "subject")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             g = keys.RELATIVE  # suffixes only; the script prefixes the generation
             explicit = sorted({link.group for link in subject.memberships})
             snap = await self.graphs.read(
@@ -112,8 +113,8 @@ class Writer:
         )
         return ops
 
-    async def delete_subject(self, tenant: str, subject_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_subject(self, tenant: str, subject_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -133,10 +134,10 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def add_membership(self, tenant: str, subject_id: str, document: Any) -> int:
+    async def add_membership(self, tenant: str, subject_id: str, document: Any) -> Written:
         """Link a subject to a group, or `{"company", "role"}` to a predefined group."""
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             link, company = _membership(document)
             snap = await self.graphs.read(
@@ -184,8 +185,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> int:
-        async def attempt() -> int | None:
+    async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -212,11 +213,11 @@ class Writer:
 
     # ------------------------------------------------------------------ groups
 
-    async def put_group(self, tenant: str, document: Any) -> int:
+    async def put_group(self, tenant: str, document: Any) -> Written:
         body = document if isinstance(document, dict) else {}
         group_id = str(body.get("id") or "")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -249,8 +250,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_group(self, tenant: str, group_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_group(self, tenant: str, group_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -297,10 +298,10 @@ class Writer:
 
     # ------------------------------------------------------------------ companies
 
-    async def put_company(self, tenant: str, document: Any) -> int:
+    async def put_company(self, tenant: str, document: Any) -> Written:
         company = rules.parse_company(document, "company")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             approval = company.approval_group or ""
             snap = await self.graphs.read(
@@ -343,8 +344,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_company(self, tenant: str, company_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_company(self, tenant: str, company_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             predefined = [predefined_group_id(company_id, r) for r in PREDEFINED_ROLES]
             snap = await self.graphs.read(
@@ -379,10 +380,10 @@ class Writer:
 
     # ------------------------------------------------------------------ vendors
 
-    async def put_vendor(self, tenant: str, document: Any) -> int:
+    async def put_vendor(self, tenant: str, document: Any) -> Written:
         vendor = rules.parse_vendor(document, "vendor")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(tenant, ("EXISTS", rel.vendor(vendor.id), ()))
             g = keys.Gen(tenant, int(snap.gen))
@@ -397,8 +398,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_vendor(self, tenant: str, vendor_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_vendor(self, tenant: str, vendor_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             ids = [vendor_group_id(vendor_id, r) for r in VENDOR_ROLES]
             snap = await self.graphs.read(
@@ -425,11 +426,11 @@ class Writer:
 
     # ------------------------------------------------------------------ held resources
 
-    async def put_resource(self, tenant: str, document: Any) -> int:
+    async def put_resource(self, tenant: str, document: Any) -> Written:
         """Create or replace a held resource entity `{"type", "id", "attributes"}`."""
         entity = rules.parse_resource(document, "resource", self.catalog)
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             snap = await self.graphs.read(tenant)
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(resources=True)
@@ -439,8 +440,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -460,12 +461,12 @@ class Writer:
 
     # ------------------------------------------------------------------ settings, tenants
 
-    async def put_settings(self, tenant: str, document: Any) -> int:
+    async def put_settings(self, tenant: str, document: Any) -> Written:
         """Replace the tenant's settings; creates the tenant when it does not exist yet."""
         settings = rules.parse_settings(document)
         rules.ident(tenant, "tenant")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             defaults = settings.default_customer_groups
             meta = await self.graphs.meta(tenant)
@@ -491,7 +492,7 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def import_graph(self, tenant: str | None, document: Any) -> int:
+    async def import_graph(self, tenant: str | None, document: Any) -> Written:
         """Validate a whole document, write it as a new generation, then flip atomically."""
         graph = rules.parse_graph(document, self.catalog, tenant)
         name = graph.tenant
@@ -512,7 +513,7 @@ class Writer:
             await self._drop_generation(name, gen)
         raise Conflict("too many concurrent writes to this tenant; try again")
 
-    async def delete_tenant(self, tenant: str) -> int:
+    async def delete_tenant(self, tenant: str) -> Written:
         meta = await self.graphs.meta(tenant)
         if meta is None:
             raise NotFound(f"unknown tenant {tenant!r}")
