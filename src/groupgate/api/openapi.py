@@ -119,6 +119,13 @@ PROBLEMS: dict[str, Problem] = {
     "path-tenant": Problem(422, "unprocessable", "the path's tenant is not a valid id"),
     "unknown-entity": Problem(404, "not-found", "unknown tenant or entity"),
     "write-conflict": Problem(409, "conflict", "too many concurrent writes to this tenant: retry"),
+    "not-replicated": Problem(
+        503,
+        "not-replicated",
+        "applied on the primary (the problem's revision) but fewer replicas acknowledged it "
+        "within write_wait_ms than write_replicas asks (the problem's replicas and wanted): a "
+        "failover may lose it, retry",
+    ),
     "tenant-exists": Problem(409, "conflict", "the tenant exists (import to replace its graph)"),
     "graph-rule": Problem(
         422, "graph-rule", "the write breaks a graph rule; the detail names the entry"
@@ -181,6 +188,7 @@ _WRITE = (
     "unprocessable",
     "unknown-entity",
     "write-conflict",
+    "not-replicated",
     "graph-rule",
 )
 
@@ -418,6 +426,7 @@ OPERATIONS: tuple[Op, ...] = (
             "unprocessable",
             "tenant-exists",
             "write-conflict",
+            "not-replicated",
             "graph-rule",
             "store-unavailable",
         ),
@@ -430,7 +439,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a tenant",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _BASE + "/{tenant}/import",
@@ -446,6 +455,7 @@ OPERATIONS: tuple[Op, ...] = (
             "import-too-large",
             "not-json-yaml",
             "write-conflict",
+            "not-replicated",
             "graph-rule",
         ),
     ),
@@ -474,7 +484,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Remove a membership",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _RESOURCE,
@@ -501,7 +511,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a held resource entity",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _ENTITY,
@@ -528,7 +538,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a subject, group, company or vendor",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict", "graph-rule"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated", "graph-rule"),
     ),
     Op("/healthz", ("get",), "healthz", "Liveness", None, "Status"),
     Op(
@@ -555,7 +565,13 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["type", "title", "status", "detail"],
         "properties": {"type": _STR, "title": _STR, "status": {"type": "integer"}, "detail": _STR},
     },
-    "Revision": {"type": "object", "properties": {"revision": {"type": "integer"}}},
+    "Revision": {
+        "type": "object",
+        "properties": {
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
+    },
     "Status": {"type": "object", "properties": {"status": _STR}},
     "Subject": {"type": "object", "required": ["id"], "properties": {"id": _STR, "type": _STR}},
     "Resource": {
@@ -796,7 +812,11 @@ ADMIN_SCHEMAS: dict[str, Any] = {
     },
     "CreatedTenant": {
         "type": "object",
-        "properties": {"tenant": _STR, "revision": {"type": "integer"}},
+        "properties": {
+            "tenant": _STR,
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
     },
     "TenantList": {"type": "object", "properties": {"tenants": _STRS}},
     "Vendor": {
