@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -99,6 +99,7 @@ class GraphService:
         write_replicas: int | None = 0,
         write_wait_ms: int = 1000,
         node_client: NodeClient | None = None,
+        owned: Sequence[Redis] = (),
     ) -> None:
         self.catalog = catalog
         self.client = client
@@ -119,6 +120,8 @@ class GraphService:
         self.store_errors = 0
         self.events = 0
         self._subscriber = subscriber if subscriber is not None else client
+        #: More clients to close with the service (those of the Sentinels).
+        self._owned = tuple(owned)
         self._settings: dict[bytes, Settings] = {}
         self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,6 +153,7 @@ class GraphService:
         """
         subscriber: Redis | None = None
         node_client: NodeClient | None = None
+        owned: list[Redis] = []
         client: Client
         timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         if redis_url is None:
@@ -175,6 +179,7 @@ class GraphService:
         elif redis_url.startswith("redis+sentinel://"):
             addresses, name, password = _sentinel_address(redis_url)
             sentinel = Sentinel(addresses, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+            owned = list(sentinel.sentinels)
             client = sentinel.master_for(
                 name,
                 connection_pool_class=_BlockingSentinelPool,
@@ -199,6 +204,7 @@ class GraphService:
             write_replicas=write_replicas,
             write_wait_ms=write_wait_ms,
             node_client=node_client,
+            owned=owned,
         )
         await service.start()
         return service
@@ -232,6 +238,8 @@ class GraphService:
                 await _close(self.client)
                 if self._subscriber is not self.client:
                     await _close(self._subscriber)
+                for owned in self._owned:
+                    await _close(owned)
 
     # ------------------------------------------------------------------ decisions
 
