@@ -238,8 +238,10 @@ class RedisSentinel:
 
     def __init__(self, down_after_ms: int = 500) -> None:
         self.binary = require("redis-sentinel", "GROUPGATE_REQUIRE_REDIS")
-        self.primary = RedisProcess()
-        self.replica = RedisProcess()
+        # A replica's first sync starts at once, not after the default 5 s of waiting for
+        # more replicas.
+        self.primary = RedisProcess("--repl-diskless-sync-delay", "0")
+        self.replica = RedisProcess("--repl-diskless-sync-delay", "0")
         self.replica.extra = ("--replicaof", LOCALHOST, str(self.primary.port))
         self.down_after_ms = down_after_ms
         self.folder = Path(tempfile.mkdtemp(prefix="gg-sentinel-"))
