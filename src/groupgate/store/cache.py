@@ -13,7 +13,9 @@ Invariants that keep it from ever serving a revoked permission:
    been seen (`r >= seen_rev`): otherwise an event that already passed might have been
    about it.
 4. A revision or generation that goes backwards, or the same revision with another stamp
-   (a failover lost acknowledged writes), drops the tenant's entries.
+   (a failover lost acknowledged writes), drops the tenant's entries. Nothing announces
+   it: the service's poll finds it within `poll_interval`, and a check with a consistency
+   token compares first (`GraphService._confirm`), so that it never uses such entries.
 """
 
 from __future__ import annotations
