@@ -29,7 +29,13 @@ from groupgate.model import Catalog, Resource
 from groupgate.store import keys
 from groupgate.store.service import GraphService
 from tests.store.data import acme
-from tests.support.servers import LOCALHOST, RedisCluster, RedisProcess, RedisSentinel
+from tests.support.servers import (
+    LOCALHOST,
+    RedisCluster,
+    RedisProcess,
+    RedisSentinel,
+    acknowledging,
+)
 
 ORDER = Resource(type="orders", id="o-1", company="c-parent", restrictions=frozenset({"DE"}))
 
@@ -168,7 +174,7 @@ async def test_a_write_the_replica_did_not_acknowledge_is_refused(
     replica.start()
     service = await GraphService.open(catalog, redis_process.url, write_wait_ms=100)
     try:
-        await asyncio.to_thread(_wait_for_replica, replica)
+        await asyncio.to_thread(_wait_for_replica, redis_process)
         written = await service.import_graph(None, acme("nr"))
         assert (written.replicas, written.wanted) == (1, 1)
         assert replica.process is not None
@@ -234,11 +240,10 @@ async def _restore_tenant(client: aioredis.Redis, tenant: str, dumps: dict[bytes
         await pipe.execute()
 
 
-def _wait_for_replica(replica: RedisProcess) -> None:
-    """Wait until the replica's link to its primary is up."""
-    client = redis.Redis(host=LOCALHOST, port=replica.port, socket_timeout=2)
+def _wait_for_replica(primary: RedisProcess) -> None:
+    """Wait until the primary's replica acknowledges writes (`acknowledging` says how)."""
+    client = redis.Redis(host=LOCALHOST, port=primary.port, socket_timeout=5)
     try:
-        while client.info("replication").get("master_link_status") != "up":
-            time.sleep(0.05)
+        acknowledging(client)
     finally:
         client.close()

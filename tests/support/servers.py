@@ -276,12 +276,11 @@ class RedisSentinel:
             self.sentinels.append(process)
             wait_for_port(port, process)
         deadline = time.monotonic() + timeout
-        replica = redis.Redis(host=LOCALHOST, port=self.replica.port, socket_timeout=2)
+        primary = redis.Redis(host=LOCALHOST, port=self.primary.port, socket_timeout=5)
         try:
-            while replica.info("replication").get("master_link_status") != "up":
-                self._before(deadline, "the replica is not in sync")
+            acknowledging(primary, timeout)
         finally:
-            replica.close()
+            primary.close()
         for port in self.ports:
             sentinel = redis.Redis(host=LOCALHOST, port=port, socket_timeout=2)
             try:
@@ -324,6 +323,23 @@ class RedisSentinel:
             logs = "".join(_tail(path, 800) for path in self.folder.glob("*.log"))
             raise TimeoutError(f"{what}\n{logs}")
         time.sleep(0.05)
+
+
+def acknowledging(primary: redis.Redis, timeout: float = 30.0) -> None:
+    """Wait until the primary's replica is online and has acknowledged a write.
+
+    A replica just synced may report "online" a while before it acknowledges anything (its
+    first ACKs carry the offset of the sync): a write's `WAIT` could time out meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        primary.set("gg-test:acknowledged", "1")
+        acked: int = primary.wait(1, 500)
+        if acked >= 1:
+            primary.delete("gg-test:acknowledged")
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no replica acknowledges writes: {primary.info('replication')}")
 
 
 def _cluster_ok(client: redis.Redis) -> bool:

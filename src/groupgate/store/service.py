@@ -63,6 +63,7 @@ from groupgate.store.cache import Entry, ProfileCache
 from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer, Written
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.replication import NodeClient, Replication
+from groupgate.store.shared import SharedReads
 from groupgate.store.writes import Writer, decode, entity_key
 
 log = logging.getLogger("groupgate.store")
@@ -111,6 +112,8 @@ class GraphService:
             node_client=node_client,
         )
         self.graphs = Graphs(client, self.replication)
+        #: The tenants' (rev, gen, stamp) as checks with a token confirm them.
+        self._metas = SharedReads(self.graphs.meta)
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
         self.compiler = ProfileCompiler(catalog)
@@ -234,6 +237,7 @@ class GraphService:
                 log.warning("closing: %s did not stop within %.1f s", task.get_name(), grace)
         with contextlib.suppress(TimeoutError, *STORE_ERRORS):
             async with asyncio.timeout(grace):
+                await self._metas.close()
                 await self.replication.close()
                 await _close(self.client)
                 if self._subscriber is not self.client:
@@ -420,11 +424,12 @@ class GraphService:
         the store's (rev, gen, stamp) and reconcile the cache with it: a store that went
         back below what the cache holds drops the cache (invariant 4), and one below the
         token refuses it (`Conflict`), never answered from the cache. A check the cache
-        cannot answer anyway (behind the token) reads the store without this."""
+        cannot answer anyway (behind the token) reads the store without this. Concurrent
+        checks share a read begun after all of them arrived (`SharedReads`)."""
         state = self.cache.tenants.get(tenant)
         if min_revision is None or state is None or state.known_rev < min_revision:
             return
-        meta = await self._guard(self.graphs.meta(tenant))
+        meta = await self._guard(self._metas.read(tenant))
         if meta is None:
             self._checked(tenant, None, min_revision)
             return
