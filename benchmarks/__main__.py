@@ -2,8 +2,9 @@
 
 Each suite is one entry in `SUITES`: a function adding its options to a sub-parser and a
 function running it from the parsed options, returning (results, markdown). Suites:
-`engine`, `store`, `http` (groupgate vs Cerbos vs bare aiohttp), `slowbody` (slow request
-bodies: connections held and memory, per listener), and `run` for all of them
+`engine`, `store`, `spend` (limits in evaluations, commit round trips), `http` (groupgate vs
+Cerbos vs bare aiohttp), `slowbody` (slow request bodies: connections held and memory, per
+listener), and `run` for all of them
 (`python -m benchmarks run --quick` for a fast pass). Results land in
 `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
 `<suite>-latest.md`.
@@ -80,6 +81,21 @@ def _store(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, store.markdown(results)
 
 
+def _spend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="500 iterations: a smoke run")
+    parser.add_argument("--iterations", type=int, default=5_000, help="per figure (5,000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent commits (32)")
+
+
+def _spend(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import spend
+
+    iterations = 500 if args.quick else args.iterations
+    results = asyncio.run(spend.run(iterations=iterations, concurrency=args.concurrency))
+    results["machine"] = report.machine()
+    return results, spend.markdown(results)
+
+
 def _http_options(parser: argparse.ArgumentParser) -> None:
     from benchmarks.http.__main__ import add_options
 
@@ -149,11 +165,33 @@ def _all_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the quick form of every suite")
 
 
+def _operations_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (5)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per round (6)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument(
+        "--reload-every", type=float, default=1.0, help="seconds between reloads (1)"
+    )
+
+
+def _operations(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import operations
+
+    results = operations.measure(
+        rounds=2 if args.quick else args.rounds,
+        duration=3.0 if args.quick else args.duration,
+        connections=args.connections,
+        reload_every=args.reload_every,
+    )
+    return results, operations.markdown(results)
+
+
 def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run every suite in turn with its defaults (or its quick form)."""
     results: dict[str, Any] = {}
     tables: list[str] = []
-    for name in ("engine", "store", "http", "slowbody"):
+    for name in ("engine", "store", "spend", "http", "slowbody"):
         _, add_options, runner = SUITES[name]
         sub = argparse.ArgumentParser()
         add_options(sub)
@@ -176,6 +214,11 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _store_options,
         _store,
     ),
+    "spend": (
+        "purchase evaluation with limits, commit + evaluate round trips on a private redis",
+        _spend_options,
+        _spend,
+    ),
     "http": (
         "wrk against groupgate, Cerbos and a bare aiohttp handler, alternating rounds",
         _http_options,
@@ -186,8 +229,13 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _slowbody_options,
         _slowbody,
     ),
+    "operations": (
+        "the audit trail's and a policy reload's cost under load (issue 14)",
+        _operations_options,
+        _operations,
+    ),
     "run": (
-        "every suite in turn: engine, store, http, slowbody",
+        "every suite in turn: engine, store, spend, http, slowbody",
         _all_options,
         _all,
     ),

@@ -18,8 +18,9 @@ token (an HS256 token is refused when RS256 is configured, so a public key can't
 HMAC secret); `exp` is required, `nbf`/`exp` get a small leeway, `iss` and `aud` are checked
 when configured; `alg: none`, any `crit` header, embedded keys (`jwk`, `x5c`) and `jku`/`x5u`
 pointing anywhere but the configured JWKS URL are refused, and no URL from a token is ever
-fetched. JWKS keys are cached by `kid`; an unknown `kid` triggers at most one refetch per
-`jwks_refresh_interval`, however many such tokens arrive. Symmetric (`oct`) JWKs are ignored.
+fetched. JWKS keys are cached by `kid`; an unknown `kid` triggers a refetch at once (a key
+rotated in at the IdP is accepted with its first token), and at most one such refetch per
+`jwks_refresh_interval`, however many unknown kids arrive. Symmetric (`oct`) JWKs are ignored.
 
 Verified tokens (`VerifiedTokens`, `jwt_cache_size` entries, 0 turns it off): a gateway sees
 the same few tokens on every request of a session, so the identity of a verified token is kept
@@ -132,6 +133,8 @@ class JwksCache:
         self._fingerprint = b""
         self.loaded_at = float("-inf")
         self.last_attempt = float("-inf")
+        #: When an unknown kid last caused a fetch (they are limited to one per interval).
+        self.last_unknown = float("-inf")
         self.fetches = 0
         self._lock = asyncio.Lock()
 
@@ -142,15 +145,24 @@ class JwksCache:
         found = self._find(kid)
         if found and not expired:
             return found
-        # A fetch in flight is waited for (its keys may be the ones we need); a new fetch
-        # starts only once per interval, however many unknown kids arrive meanwhile.
-        if self._lock.locked() or now - self.last_attempt >= self.settings.jwks_refresh_interval:
+        # An unknown kid (the IdP rotated its keys) refetches at once unless another unknown
+        # kid already did within the interval, however many arrive meanwhile; the TTL's
+        # refresh of known keys also waits out the interval since the last fetch. A fetch in
+        # flight is waited for (its keys may be the ones we need).
+        unknown = not found
+        interval = self.settings.jwks_refresh_interval
+        if self._lock.locked() or now - self._gate(unknown) >= interval:
             async with self._lock:
                 # Another waiter may have refreshed while we queued: re-check before fetching.
-                if self.clock() - self.last_attempt >= self.settings.jwks_refresh_interval:
+                if self.clock() - self._gate(unknown) >= interval:
+                    if unknown:
+                        self.last_unknown = self.clock()
                     await self._refresh()
             found = self._find(kid)
         return found
+
+    def _gate(self, unknown: bool) -> float:
+        return self.last_unknown if unknown else self.last_attempt
 
     def due(self) -> bool:
         """Whether the keys are past their TTL and a refresh may start now."""

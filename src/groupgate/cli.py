@@ -1,4 +1,4 @@
-"""The `groupgate` command: serve, check, load, lint, token, health.
+"""The `groupgate` command: serve, check, load, lint, test, export, token, health.
 
     groupgate serve [--demo] [--host H] [--port P] [--decision-port P] [--workers N]
                     [--redis URL] [--policies DIR] [--data FILE ...] [--config FILE]
@@ -7,12 +7,15 @@
                     [--tenant T] [--data FILE ...] [--policies DIR] [--redis URL] [--explain]
     groupgate load --redis URL --data FILE [--data FILE ...] [--policies DIR]
     groupgate lint [DIR] [--data FILE] [--strict]
+    groupgate test [PATH ...] [--policies DIR] [--junit FILE] [--verbose]
+    groupgate export --tenant T [--redis URL] [--out FILE] [--data FILE ...] [--policies DIR]
     groupgate token --secret S --sub ID [--tenant T] [--aud A] [--iss I] [--ttl SECONDS]
     groupgate health [--host H] [--port P] [--timeout SECONDS]
     groupgate --version
 
 Exit codes: 0 success (`check`: allowed), 1 `check` denied / `lint` found errors (or warnings
-with `--strict`) / `health` got no 200, 2 bad input or an error; errors are one line on
+with `--strict`) / `test` had a failing case / `health` got no 200, 2 bad input (an invalid
+test suite: its file and the path in it) or an error; errors are one line on
 stderr, never a traceback. Every flag's `--help` names its default and its `GROUPGATE_*`
 variable, from `config.HELP`.
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -60,6 +64,7 @@ from groupgate.banner import banner
 from groupgate.config import (
     DEFAULT_PORT,
     PARSERS,
+    SUPERVISOR_ENV,
     Config,
     ConfigError,
     default_text,
@@ -108,6 +113,7 @@ SERVE_SETTINGS = {
     "workers": "workers",
     "redis": "redis_url",
     "policies": "policies",
+    "policy_watch": "policy_watch",
     "data": "data",
 }
 
@@ -156,7 +162,7 @@ def serve_config(args: argparse.Namespace) -> Serving:
 def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
     from groupgate.api.server import run
 
-    log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
+    log.configure(config.log_level, config.log_format, decision_log="stdout" in config.audit.sinks)
 
     def bound() -> None:
         if show:
@@ -191,7 +197,7 @@ def serve(args: argparse.Namespace) -> int:
     from groupgate.api.app import require_c_parser
 
     config, demo, demo_secret = serve_config(args)
-    log.configure(config.log_level, config.log_format, decision_log=config.decision_log)
+    log.configure(config.log_level, config.log_format, decision_log="stdout" in config.audit.sinks)
     require_c_parser(config)
     text = banner(config, demo, demo_secret)
     if config.workers == 1:
@@ -211,6 +217,8 @@ def supervise(config: Config, text: str) -> int:
         )
         for i in range(config.workers)
     ]
+    # A reload asked of one worker reaches the others through this process (api/policies.py).
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     for process in workers:
         process.start()
 
@@ -219,8 +227,15 @@ def supervise(config: Config, text: str) -> int:
             if process.is_alive() and process.pid is not None:
                 process.terminate() if signum == signal.SIGTERM else _interrupt(process.pid)
 
+    def reload(signum: int, frame: Any) -> None:
+        for process in workers:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload)
     status = 0
     for process in workers:
         process.join()
@@ -353,6 +368,70 @@ def load(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(config: Config, tenant: str, folder: Path | None) -> tuple[str, int | None]:
+    """Export into a temporary file (in `folder`); return its name and the revision.
+
+    A temporary file first, so that a restart (a write moved the revision) never leaves half
+    a document behind, and memory holds one batch at a time whatever the tenant's size.
+    """
+    import tempfile
+
+    from groupgate.policy import load_policy
+    from groupgate.store.export import Moved
+    from groupgate.store.service import GraphService
+
+    catalog = load_policy(config.policies)
+    paths = config.data or (() if config.redis_url else demo_data(config))
+    documents = read_documents(paths)
+    service = await GraphService.open(catalog, config.redis_url, poll_interval=60.0)
+    limits = config.limits
+    try:
+        for doc in documents:
+            await service.import_graph(None, doc)
+        for _ in range(limits.export_attempts):
+            spool = tempfile.NamedTemporaryFile("wb", dir=folder, delete=False)  # noqa: SIM115
+            exporter = service.exporter(limits.export_batch)
+            try:
+                with spool:
+                    async for chunk in service.export(tenant, exporter):
+                        spool.write(chunk)
+            except Moved:
+                os.unlink(spool.name)
+                continue
+            except BaseException:
+                os.unlink(spool.name)
+                raise
+            return spool.name, exporter.revision
+    finally:
+        await service.close()
+    fail(f"tenant {tenant!r} kept changing: {limits.export_attempts} exports were interrupted")
+
+
+def export(args: argparse.Namespace) -> int:
+    import shutil
+
+    config = load_config(
+        overrides={"policies": args.policies, "data": args.data, "redis_url": args.redis}
+    )
+    out = Path(args.out) if args.out else None
+    name, revision = asyncio.run(_export(config, args.tenant, out.parent if out else None))
+    spool = Path(name)
+    result = {"tenant": args.tenant, "revision": revision, "bytes": spool.stat().st_size}
+    if out is not None:
+        spool.replace(out)
+        print(orjson.dumps(result).decode())
+        return 0
+    try:
+        with spool.open("rb") as done:
+            shutil.copyfileobj(done, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    finally:
+        spool.unlink()
+    # The document went to stdout: the summary goes to stderr.
+    print(orjson.dumps(result).decode(), file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- lint / token
 
 
@@ -386,6 +465,22 @@ def lint(args: argparse.Namespace) -> int:
     else:
         print(f"{directory}: {errors} error(s), {warnings} warning(s)")
     return 1 if errors or (warnings and args.strict) else 0
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    """Run policy test suites (`groupgate.policytests`): 0 all passed, 1 a case failed."""
+    from groupgate.policytests import Loader, discover, junit, run_suites, text_report
+
+    paths = [Path(p) for p in args.paths] or [load_config(overrides={"policies": None}).policies]
+    files = discover(paths)
+    if not files:
+        fail(f"no test suites (files named *_test.yaml) under {', '.join(map(str, paths))}")
+    suites = Loader(Path(args.policy_dir) if args.policy_dir else None).load(files)
+    results = asyncio.run(run_suites(suites))
+    print(text_report(suites, results, verbose=args.verbose))
+    if args.junit:
+        Path(args.junit).write_bytes(junit(suites, results))
+    return 0 if all(r.passed for r in results) else 1
 
 
 def health(args: argparse.Namespace) -> int:
@@ -478,6 +573,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help=setting("workers"))
     p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
     p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.add_argument("--policy-watch", type=float, metavar="SECONDS", help=setting("policy_watch"))
     p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
     p.add_argument(
         "--config",
@@ -525,6 +621,21 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=load)
 
     p = sub.add_parser(
+        "export",
+        help="write a tenant's graph document (JSON)",
+        description="Export a tenant's graph as the graph document an import takes (SPEC "
+        "section 4), read at one revision: restarted when a write lands meanwhile. Writes to "
+        "--out (replaced only once complete) or stdout, and prints "
+        '{"tenant", "revision", "bytes"} (to stderr when the document goes to stdout).',
+    )
+    p.add_argument("--tenant", required=True, help="the tenant to export")
+    p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
+    p.add_argument("--out", metavar="FILE", help="write the document here (default: stdout)")
+    p.add_argument("--data", metavar="FILE", nargs="+", action="extend", help=setting("data"))
+    p.add_argument("--policies", metavar="DIR", help=setting("policies"))
+    p.set_defaults(run=export)
+
+    p = sub.add_parser(
         "lint",
         help="check a policy directory (and a graph document)",
         description="Lint a policy directory and its graph document (or --data's). Each "
@@ -545,6 +656,33 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(run=lint)
+
+    p = sub.add_parser(
+        "test",
+        help="run policy test suites (*_test.yaml)",
+        description="Run the policy test suites named, or found (files named *_test.yaml) "
+        "under the directories named, in-process on the embedded store. Each suite runs "
+        "against the policy directory it lives in (the nearest above it holding "
+        "catalog.yaml) unless --policies names one. Exit 0 when every case passed, 1 when "
+        "one failed, 2 on an invalid suite (its file and the path in it are named).",
+    )
+    p.add_argument(
+        "paths",
+        metavar="PATH",
+        nargs="*",
+        help=f"suite files or directories (default: {default_text('policies')}; env "
+        f"{env_name('policies')})",
+    )
+    p.add_argument(
+        "--policies",
+        dest="policy_dir",
+        metavar="DIR",
+        help="run every suite against this policy directory (default: each suite's own, the "
+        "nearest directory above it holding catalog.yaml)",
+    )
+    p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    p.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
+    p.set_defaults(run=run_tests)
 
     p = sub.add_parser("token", help="mint a development HS256 JWT")
     p.add_argument("--secret", required=True, help="the HMAC secret (at least 32 bytes)")

@@ -107,6 +107,13 @@ class Limits:
     max_json_depth: int = 32
     search_page_size: int = 100
     max_search_page: int = 1000
+    #: Entities an export reads per store round trip (`store/export.py`).
+    export_batch: int = 500
+    #: Bytes of an export the admin endpoint holds back before it starts sending: an export
+    #: that a write interrupts within them restarts unseen (`api/admin.py`).
+    export_buffer_bytes: int = MIB
+    #: Times an export restarts when a write moves the revision under it (then 409).
+    export_attempts: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +147,39 @@ class HttpLimits:
     shutdown_grace: float = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """The audit trail (`groupgate.audit`): where decision records go and how much may wait.
+
+    Each is `audit_<name>` in a file's flat form and `GROUPGATE_AUDIT_<NAME>` in the
+    environment. Records wait in a bounded buffer and are written in batches off the
+    request path; past `buffer` waiting records, new ones are dropped, counted and logged.
+    """
+
+    #: Sinks: `stdout`, `file`, `redis` (a capped stream). `decision_log` adds `stdout`.
+    sinks: tuple[str, ...] = ()
+    #: The file sink's path, rotated past `file_max_bytes` keeping `file_backups` old files.
+    file: str | None = None
+    file_max_bytes: int = 100 * MIB
+    file_backups: int = 5
+    #: The Redis stream sink keeps about this many records (XADD MAXLEN ~).
+    stream_max_len: int = 1_000_000
+    #: Records waiting to be written, at most; more are dropped (counted and logged).
+    buffer: int = 100_000
+    #: Records written in one batch, and the longest a record waits for its batch (ms).
+    batch: int = 1000
+    flush_ms: int = 200
+    #: Record fields written as a digest instead of their value (e.g. subject, caller).
+    mask: tuple[str, ...] = ()
+
+
+AUDIT_SINKS = ("stdout", "file", "redis")
+
 GATEWAY_KINDS = ("nginx", "caddy", "traefik", "haproxy", "envoy")
+
+#: Set by `serve --workers N` for its workers to the supervisor's pid: a policy reload asked
+#: of one worker reaches the others through it (api/policies.py).
+SUPERVISOR_ENV = "GROUPGATE_SUPERVISOR_PID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +197,7 @@ class Config:
     api_keys: tuple[ApiKey, ...] = ()
     admin_open: bool = False
     jwt: JwtSettings = field(default_factory=JwtSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     limits: Limits = field(default_factory=Limits)
     http: HttpLimits = field(default_factory=HttpLimits)
     #: Which gateway calls forward-auth: it decides which headers carry the original
@@ -173,6 +213,8 @@ class Config:
     write_replicas: int | None = None
     #: Milliseconds a write waits for its replicas (then a 503 `not-replicated`).
     write_wait_ms: int = 1000
+    #: Days a committed order's ledger record is kept (its release must find it).
+    spend_retention_days: int = 400
     pool_size: int = 64
     pool_timeout: float = 2.0
     decision_log: bool = False
@@ -180,6 +222,11 @@ class Config:
     log_format: str = "json"
     allow_py_parser: bool = False
     public_url: str | None = None
+    #: Seconds between looks at the policy files for a change (0: only SIGHUP and the admin
+    #: endpoint reload them).
+    policy_watch: float = 0.0
+    #: OpenTelemetry traces (the `otel` extra), exported as the `OTEL_*` variables say.
+    otel: bool = False
     #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
     demo: bool = False
 
@@ -283,6 +330,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "poll_interval": _seconds,
     "write_replicas": _replicas,
     "write_wait_ms": _int(1, 1500),
+    "spend_retention_days": _int(1, 3660),
     "pool_size": _int(1, 10_000),
     "pool_timeout": _seconds,
     "decision_log": _bool,
@@ -290,6 +338,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_format": _choice("json", "text"),
     "allow_py_parser": _bool,
     "public_url": _text,
+    "policy_watch": _seconds,
+    "otel": _bool,
     "demo": _bool,
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
@@ -297,6 +347,9 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_json_depth": _int(4, 512),
     "search_page_size": _int(1, 100_000),
     "max_search_page": _int(1, 100_000),
+    "export_batch": _int(1, 100_000),
+    "export_buffer_bytes": _int(0, 1024 * MIB),
+    "export_attempts": _int(1, 1000),
     "http_max_url_bytes": _int(256, 1 * MIB),
     "http_max_field_bytes": _int(256, 1 * MIB),
     "http_max_header_bytes": _int(1024, 16 * MIB),
@@ -321,9 +374,18 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwt_jwks_ttl": _seconds,
     "jwt_caller_tokens": _bool,
     "jwt_admin_scope": _text,
+    "audit_sinks": _list,
+    "audit_file": _text,
+    "audit_file_max_bytes": _int(1024, 1 << 40),
+    "audit_file_backups": _int(0, 1000),
+    "audit_stream_max_len": _int(1, 1 << 40),
+    "audit_buffer": _int(1, 100_000_000),
+    "audit_batch": _int(1, 1_000_000),
+    "audit_flush_ms": _int(1, 60_000),
+    "audit_mask": _list,
     "jwt_cache_size": _int(0, 10_000_000),
 }
-SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_"}
+SECTIONS = {"jwt": "jwt_", "limits": "", "http": "http_", "audit": "audit_"}
 
 #: What each setting does, for `--help` (`describe` adds the default and the variable).
 HELP: dict[str, str] = {
@@ -336,7 +398,12 @@ HELP: dict[str, str] = {
     "redis_url": "the graph store (redis://, rediss://, unix://, redis+cluster://, "
     "redis+sentinel://host:port,host:port/primary-name); unset: the embedded in-process "
     "store, not persisted",
-    "policies": "policy directory (catalog.yaml, roles.yaml, ...)",
+    "policies": "policy directory (catalog.yaml, roles.yaml, ...); reloaded on SIGHUP and "
+    "POST /v1/admin/policies/reload",
+    "policy_watch": "seconds between looks at the policy files for a change, reloading them "
+    "when one is seen (0: off)",
+    "otel": "OpenTelemetry traces (pip install 'groupgate[otel]'), exported over OTLP/HTTP as "
+    "the OTEL_* variables say",
     "data": "graph documents (JSON) imported at start (comma-separated in the environment)",
     "default_tenant": "tenant of requests that name none",
     "api_keys": "caller keys, comma-separated; key:tenant binds a key to one tenant",
@@ -351,6 +418,8 @@ HELP: dict[str, str] = {
     "replicas connected to the primary, 0 when none) or a number; fewer in time: a 503",
     "write_wait_ms": "milliseconds a write waits for its replicas' acknowledgement (at most "
     "1500: below the 2 s Redis socket timeout)",
+    "spend_retention_days": "days a committed order is kept in the spend ledger: its commit is "
+    "idempotent and it can be released for that long",
     "pool_size": "Redis connections per worker",
     "pool_timeout": "seconds to wait for a free Redis connection",
     "decision_log": "log every decision",
@@ -366,6 +435,10 @@ HELP: dict[str, str] = {
     "max_json_depth": "deepest nesting of a JSON request",
     "search_page_size": "AuthZEN search results per page when the request names no limit",
     "max_search_page": "most AuthZEN search results per page",
+    "export_batch": "entities a graph export reads per store round trip",
+    "export_buffer_bytes": "bytes of a graph export held back before sending, so that a "
+    "write landing within them restarts it unseen",
+    "export_attempts": "times a graph export restarts when a write moves the revision",
     "http_max_url_bytes": "longest request target, bytes (414 past it)",
     "http_max_field_bytes": "longest header line, bytes (431 past it)",
     "http_max_header_bytes": "largest header section, bytes (431 past it)",
@@ -392,6 +465,17 @@ HELP: dict[str, str] = {
     "jwt_jwks_ttl": "seconds before a fetched JWKS is read again",
     "jwt_caller_tokens": "accept service JWTs as caller credentials",
     "jwt_admin_scope": "scope (scope or scp claim) that makes a caller JWT an admin credential",
+    "audit_sinks": "audit trail sinks, comma-separated: stdout, file, redis (a capped stream "
+    "gg:audit); decision_log adds stdout",
+    "audit_file": "the file sink's path",
+    "audit_file_max_bytes": "size at which the audit file is rotated",
+    "audit_file_backups": "rotated audit files kept",
+    "audit_stream_max_len": "records the Redis audit stream keeps (about)",
+    "audit_buffer": "audit records waiting to be written, at most; more are dropped, counted "
+    "and logged",
+    "audit_batch": "audit records written in one batch",
+    "audit_flush_ms": "milliseconds a record waits for its batch, at most",
+    "audit_mask": "record fields written as a digest, comma-separated (e.g. subject,caller)",
     "jwt_cache_size": "verified subject tokens remembered until they expire (0: off)",
 }
 
@@ -411,7 +495,7 @@ def default_text(name: str) -> str:
         return "auto"
     owner: Any = Config()
     field_name = name
-    for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http)):
+    for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http), ("audit_", owner.audit)):
         if name.startswith(prefix):
             owner, field_name = holder, name.removeprefix(prefix)
     if field_name in Limits.__dataclass_fields__ and not hasattr(Config, field_name):
@@ -521,7 +605,8 @@ def build(values: Mapping[str, Any]) -> Config:
     plain = {
         f: values[f]
         for f in Config.__dataclass_fields__
-        if f in values and f not in {"policies", "data", "api_keys", "jwt", "limits", "http"}
+        if f in values
+        and f not in {"policies", "data", "api_keys", "jwt", "limits", "http", "audit"}
     }
     return Config(
         **plain,
@@ -529,6 +614,7 @@ def build(values: Mapping[str, Any]) -> Config:
         data=data,
         api_keys=tuple(keys),
         jwt=_jwt(values),
+        audit=_audit(values),
         limits=limits,
         http=http,
     )
@@ -543,6 +629,50 @@ def _check_sentinel_url(url: str) -> None:
             raise ConfigError(f"redis_url: expected Sentinels as host:port, got {item!r}")
     if not name.strip("/"):
         raise ConfigError("redis_url: a redis+sentinel:// URL names the primary: .../name")
+
+
+def _audit(values: Mapping[str, Any]) -> AuditSettings:
+    fields = {
+        f: values["audit_" + f]
+        for f in AuditSettings.__dataclass_fields__
+        if "audit_" + f in values
+    }
+    sinks = list(fields.get("sinks", ()))
+    if values.get("decision_log") and "stdout" not in sinks:
+        sinks.append("stdout")
+    unknown = [s for s in sinks if s not in AUDIT_SINKS]
+    if unknown:
+        raise ConfigError(
+            f"audit_sinks: unknown sink {unknown[0]!r} (expected {', '.join(AUDIT_SINKS)})"
+        )
+    if "file" in sinks and not fields.get("file"):
+        raise ConfigError("audit_file: the file sink needs a path (GROUPGATE_AUDIT_FILE)")
+    if "redis" in sinks and values.get("redis_url") is None:
+        raise ConfigError("audit_sinks: the redis sink needs a Redis (--redis)")
+    unknown = [f for f in fields.get("mask", ()) if f not in AUDIT_FIELDS]
+    if unknown:
+        raise ConfigError(f"audit_mask: {unknown[0]!r} is not a record field")
+    fields["sinks"] = tuple(dict.fromkeys(sinks))
+    return AuditSettings(**fields)
+
+
+#: The fields of an audit record (`groupgate.audit.record`), for `audit_mask`.
+AUDIT_FIELDS = (
+    "decision_id",
+    "time",
+    "surface",
+    "tenant",
+    "caller",
+    "subject",
+    "action",
+    "type",
+    "id",
+    "allow",
+    "reason",
+    "revision",
+    "latency_ms",
+    "request_id",
+)
 
 
 def _keys(items: tuple[str, ...], *, admin: bool, name: str) -> list[ApiKey]:

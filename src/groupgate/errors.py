@@ -6,6 +6,7 @@ GroupgateError
  |    +-- GraphError       a graph document or admin write breaks a rule (path names the entry)
  |    +-- NotFound         an unknown tenant, subject, group, company, ...
  |    +-- Conflict         a concurrent write won; retry
+ |         +-- Refused      a commit the spend ledger refuses, with the rule (409)
  +-- AuthError             the caller could not be authenticated (401)
  |    +-- Forbidden        authenticated, but not allowed to do this (403)
  +-- StoreUnavailable      the graph store cannot be reached and the cache is too stale (503)
@@ -14,6 +15,9 @@ GroupgateError
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 
 class GroupgateError(Exception):
@@ -63,6 +67,18 @@ class NotFound(InvalidInput):
 class Conflict(InvalidInput):
     status = 409
     title = "Conflict"
+
+
+class Refused(Conflict):
+    """A purchase commit the spend ledger refuses: `rule` names why (`period_limit_exceeded`,
+    `budget_exceeded`, `approval_not_usable`, ...); `extensions` are more problem members."""
+
+    title = "Purchase refused"
+
+    def __init__(self, rule: str, detail: str, extensions: Mapping[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.extensions: Mapping[str, Any] = extensions or {}
 
 
 class AuthError(GroupgateError):

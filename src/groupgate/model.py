@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -223,11 +224,38 @@ class Money:
         return {"amount": f"{self.amount:f}", "currency": self.currency}
 
 
+#: The spending-limit periods (SPEC section 5), in the tenant's time zone: calendar days, ISO
+#: weeks (Monday first), calendar months, quarters and years.
+PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingLimit:
+    """At most `limit` spent per `period` (one of `PERIODS`), counted in `limit.currency`."""
+
+    period: str
+    limit: Money
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A company's budget for one cost centre: at most `limit` spent from `start` to `end`
+    (both days included, in the tenant's time zone)."""
+
+    id: str
+    cost_center: str
+    start: date
+    end: date
+    limit: Money
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     company_contact_propagation: Propagation = Propagation.UPWARD
     default_customer_groups: tuple[str, ...] = ()
     customer_group_support: bool = True
+    #: The IANA time zone whose calendar decides spending periods and budget days.
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +272,8 @@ class Company:
     account_limit: Money | None = None
     restrictions: frozenset[str] = EMPTY
     approval_group: str | None = None
+    spending_limits: tuple[SpendingLimit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +306,19 @@ class Membership:
     group: str
     level: LinkLevel | None = None
     same_customer: bool = False
+    #: The link holds from `valid_from` (inclusive) until `valid_until` (exclusive), in
+    #: seconds since the epoch; None: no bound (issue 14, expiring grants).
+    valid_from: float | None = None
+    valid_until: float | None = None
+
+    def active_at(self, now: float) -> bool:
+        return (self.valid_from is None or now >= self.valid_from) and (
+            self.valid_until is None or now < self.valid_until
+        )
+
+    @property
+    def windowed(self) -> bool:
+        return self.valid_from is not None or self.valid_until is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +328,28 @@ class Subject:
     attributes: Mapping[str, Any] = field(default_factory=frozen_map)
     vendor: str | None = None
     memberships: tuple[Membership, ...] = ()
+    spending_limits: tuple[SpendingLimit, ...] = ()
 
     def group_ids(self) -> tuple[str, ...]:
         return tuple(m.group for m in self.memberships)
+
+    def at(self, now: float) -> Subject:
+        """The subject as of `now`: only the links that hold then (itself when none has a
+        validity window)."""
+        if not any(m.windowed for m in self.memberships):
+            return self
+        held = tuple(m for m in self.memberships if m.active_at(now))
+        return Subject(self.id, self.kind, self.attributes, self.vendor, held, self.spending_limits)
+
+    def next_boundary(self, now: float) -> float | None:
+        """The earliest moment after `now` at which one of its links starts or ends."""
+        times = [
+            t
+            for m in self.memberships
+            for t in (m.valid_from, m.valid_until)
+            if t is not None and t > now
+        ]
+        return min(times, default=None)
 
 
 @dataclass(frozen=True, slots=True)

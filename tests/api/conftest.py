@@ -76,3 +76,12 @@ def interop() -> Path:
     if not INTEROP.is_dir():
         pytest.fail(f"the AuthZEN interop cases are missing: {INTEROP}")
     return INTEROP
+
+
+async def flush_audit(client: TestClient[Any, Any]) -> None:
+    """Write what waits in the app's audit trail now (records are written in batches)."""
+    from groupgate.api.app import STATE
+
+    trail = client.app[STATE].audit
+    assert trail is not None, "the app has no audit trail"
+    await trail.flush()

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.api.conftest import API_KEY, TODO, MakeClient, document
+from tests.api.conftest import API_KEY, TODO, MakeClient, document, flush_audit
 
 Client = TestClient[Any, Any]
 PEP = {"Authorization": API_KEY}
@@ -486,6 +486,7 @@ async def test_every_item_is_logged_with_subject_action_resource_and_tenant(
         assert response.status == 200
         single = await client.post("/access/v1/evaluation", json=EVALUATION, headers=PEP)
         assert single.status == 200
+        await flush_audit(client)
     logged = [
         (r.__dict__["subject"], r.__dict__["action"], r.__dict__["type"], r.__dict__["id"])
         for r in caplog.records

@@ -476,3 +476,45 @@ def test_a_failed_bind_prints_only_the_error() -> None:
     assert result.stdout == ""  # no banner: it comes after the bind
     assert "address already in use" in result.stderr and "GROUPGATE_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_a_reload_asked_of_one_worker_reaches_every_worker(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GROUPGATE_LOG_LEVEL": "warning"}
+    command = ["serve", "--demo", "--port", str(port), "--workers", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groupgate.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+    def reloads() -> list[int]:
+        seen = []
+        for _ in range(12):  # a new connection each: the kernel spreads them over both
+            url = f"http://127.0.0.1:{port}/readyz"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                seen.append(json.loads(response.read())["policies"]["reloads"])
+        return seen
+
+    try:
+        wait_for_port(port, timeout=30)
+        deadline = time.monotonic() + 30
+        while len(workers_of(process.pid)) < 2 or listening_sockets(port) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert set(reloads()) == {0}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/admin/policies/reload", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            assert json.loads(response.read())["policies"]["ok"] is True
+        deadline = time.monotonic() + 20
+        while min(reloads()) < 1:  # the other worker heard it through the supervisor
+            assert time.monotonic() < deadline, "a worker did not reload"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0

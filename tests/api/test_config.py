@@ -10,7 +10,7 @@ import pytest
 
 from groupgate.api import app as app_module
 from groupgate.config import ConfigError, default_policies, load_config
-from tests.api.conftest import POLICIES, MakeClient
+from tests.api.conftest import POLICIES, MakeClient, flush_audit
 
 
 def test_defaults() -> None:
@@ -156,6 +156,7 @@ async def test_decision_log(make_client: MakeClient, caplog: Any) -> None:
             "/v1/check",
             json={"subject": {"id": "emp-de"}, "action": "read", "resource": {"type": "orders"}},
         )
+        await flush_audit(client)
     records = [r for r in caplog.records if r.name == "groupgate.decisions"]
     assert len(records) == 1
     assert records[0].__dict__["subject"] == "emp-de" and records[0].__dict__["allow"] is False

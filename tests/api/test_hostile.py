@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from groupgate.api.openapi import document
 from groupgate.engine.graph import AMOUNT_SYNTAX
-from tests.api.conftest import ADMIN_KEY, API_KEY, MakeClient
+from tests.api.conftest import ADMIN_KEY, API_KEY, MakeClient, flush_audit
 from tests.api.test_bad_input import ENDPOINTS, assert_problem
 
 Client = TestClient[Any, Any]
@@ -126,6 +126,7 @@ async def test_decision_log_writes_the_amount_as_sent(
             "/v1/purchases/evaluate", json={**PURCHASE, "amount": "0012.50"}
         )
         assert response.status == 200
+        await flush_audit(client)
     [record] = [r for r in caplog.records if r.name == "groupgate.decisions"]
     fields = record.__dict__
     assert fields["surface"] == "purchase" and fields["action"] == "purchase"
@@ -327,6 +328,7 @@ async def test_every_surface_records_one_field_set(
             endpoint, json=ENDPOINTS[endpoint], headers={"Authorization": API_KEY}
         )
         assert response.status == 200, await response.text()
+        await flush_audit(client)
     records = [r.__dict__ for r in caplog.records if r.name == "groupgate.decisions"]
     assert len(records) == 1
     [fields] = records

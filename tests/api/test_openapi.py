@@ -92,8 +92,14 @@ async def test_every_route_is_documented(demo: Client) -> None:
     assert documented == router_operations(demo.app)
 
 
+#: Admin operations that take no body.
+BODYLESS = {"reloadPolicies"}
+
+
 def test_admin_writes_have_body_schemas() -> None:
     for op in OPERATIONS:
+        if op.op_id in BODYLESS:
+            continue
         if op.path.startswith("/v1/admin/") and op.methods[0] in ("put", "post"):
             assert op.request not in (None, "Object"), op.op_id
             body = DOC["components"]["schemas"][op.request]

@@ -4,7 +4,8 @@ Each file holds `cases`, each a graph document (`graph`, tenant optional) and `c
 `{subject, action, resource: {type, ...}, allow}`. Every check runs through the compiled
 profile (`check`) and the reference evaluator (`evaluate`); they must agree with each other and
 with `allow`. Every case must prove at least one allow and one deny, so no rule is tested on
-one side only.
+one side only. (The vendor cases moved to `tests/engine/suites/vendors_test.yaml`, the
+`groupgate test` suite format, run by `test_suites.py` with the same two requirements.)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ idempotent).
     POST   /v1/admin/tenants                          create {"tenant", "settings"?} (409 if exists)
     DELETE /v1/admin/tenants/{t}                      delete a tenant and its graph
     POST   /v1/admin/tenants/{t}/import               replace the graph (JSON or YAML body)
+    GET    /v1/admin/tenants/{t}/export               the graph document, streamed
     PUT    /v1/admin/tenants/{t}/settings             tenant settings
     PUT|GET|DELETE /v1/admin/tenants/{t}/{kind}/{id}  kind: subjects|groups|companies|vendors
     PUT|GET|DELETE /v1/admin/tenants/{t}/resources/{type}/{id}  a held resource entity,
@@ -22,6 +23,14 @@ administers A only (403 elsewhere). A refused write is a 4xx problem whose detai
 offending entry (`subjects[3].companies.c-sub: ...`) and changes nothing. An entity's id
 comes from the path; an `id` in the body must agree with it.
 
+An export is the graph document an import takes, read at one revision (`store/export.py`;
+`X-Groupgate-Revision` says which). Its first `export_buffer_bytes` are held back: a write
+landing while they are read restarts the export unseen (up to `export_attempts` times, then
+409). A larger document is streamed as it is read, a batch of `export_batch` entities at a
+time, so memory stays at about one batch plus the held-back bytes whatever the tenant's
+size; a write (or a store failure) after the first byte went out aborts the connection
+instead of finishing the chunked body, so a client never takes a cut document for a whole.
+
 Imports are read under `max_import_bytes` (not the 1 MiB request limit); YAML bodies
 (`application/yaml`, `text/yaml`, `application/x-yaml`) are parsed with a safe loader that
 refuses anchors and aliases (no "billion laughs").
@@ -29,19 +38,22 @@ refuses anchors and aliases (no "billion laughs").
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import REPLICAS_HEADER, credentials
+from groupgate.api.headers import REPLICAS_HEADER, REVISION, credentials
 from groupgate.api.native import json_response
 from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia, guarded
 from groupgate.auth import Caller
-from groupgate.errors import Conflict, Forbidden, NotFound
+from groupgate.errors import Conflict, Forbidden, GroupgateError, NotFound
 from groupgate.store.contract import Written
+from groupgate.store.export import Moved
 
 KINDS = {"subjects": "subject", "groups": "group", "companies": "company", "vendors": "vendor"}
 YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
@@ -139,6 +151,67 @@ async def import_graph(request: web.Request) -> web.Response:
     return _revision(revision)
 
 
+async def export_graph(request: web.Request) -> web.StreamResponse:
+    """The tenant's graph document: whole when it fits the buffer, else streamed."""
+    state, tenant = await _tenant(request)
+    limits = state.config.limits
+    for _ in range(limits.export_attempts):
+        exporter = state.service.exporter(limits.export_batch)
+        chunks = state.service.export(tenant, exporter)
+        held: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in chunks:
+                held.append(chunk)
+                size += len(chunk)
+                if size > limits.export_buffer_bytes:
+                    break
+            else:
+                return web.Response(
+                    body=b"".join(held),
+                    content_type="application/json",
+                    headers={REVISION: str(exporter.revision)},
+                )
+        except Moved:
+            continue
+        return await _stream(request, tenant, chunks, held, exporter.revision)
+    raise Conflict(
+        f"tenant {tenant!r} kept changing: {limits.export_attempts} exports were interrupted "
+        "by writes; try again"
+    )
+
+
+async def _stream(
+    request: web.Request,
+    tenant: str,
+    chunks: AsyncGenerator[bytes, None],
+    held: list[bytes],
+    revision: int | None,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={REVISION: str(revision)})
+    response.content_type = "application/json"
+    await response.prepare(request)
+    try:
+        for chunk in held:
+            await response.write(chunk)
+        held.clear()
+        async for chunk in chunks:
+            await response.write(chunk)
+    except GroupgateError as exc:
+        # The status went out with the first byte: all that is left is to cut the body
+        # short (no final chunk), which every HTTP client reports as an error.
+        log.api.warning("export of tenant %r aborted: %s", tenant, exc.detail)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    except ConnectionError:
+        return response  # the client went away: nothing left to tell it
+    finally:
+        await chunks.aclose()
+    await response.write_eof()
+    return response
+
+
 async def put_settings(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     return _revision(await state.service.put_settings(tenant, await _body(state, request)))
@@ -233,6 +306,7 @@ def setup(app: web.Application) -> None:
     router.add_post(base, guarded(create_tenant), name="admin.create_tenant")
     router.add_delete(base + "/{tenant}", guarded(delete_tenant), name="admin.delete_tenant")
     router.add_post(base + "/{tenant}/import", guarded(import_graph), name="admin.import_graph")
+    router.add_get(base + "/{tenant}/export", guarded(export_graph), name="admin.export_graph")
     router.add_put(base + "/{tenant}/settings", guarded(put_settings), name="admin.settings")
     router.add_post(
         base + "/{tenant}/subjects/{id}/memberships",

@@ -23,8 +23,10 @@ import orjson
 import yaml
 from aiohttp import web
 
-from groupgate import log
+from groupgate import log, tracing
 from groupgate.api import problems
+from groupgate.audit import trail as audit_trail
+from groupgate.audit.trail import AuditTrail
 from groupgate.auth import Authenticator, Caller, JwtVerifier
 from groupgate.config import Config, ConfigError
 from groupgate.errors import Forbidden, NotFound, StoreUnavailable
@@ -102,7 +104,8 @@ class State:
     metrics: Any
     #: Valid actions per resource type: the level actions plus the governing type's named ones.
     actions: dict[str, frozenset[str]]
-    decision_log: bool
+    #: The audit trail (`groupgate.audit.trail`), None when no sink is configured.
+    audit: AuditTrail | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,11 +146,26 @@ def require_c_parser(config: Config) -> None:
 
 def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
-    from groupgate.api import admin, authzen, decisions, front, gateway, native, ops, purchases
+    from groupgate.api import (
+        admin,
+        authzen,
+        decisions,
+        front,
+        gateway,
+        native,
+        ops,
+        policies,
+        purchases,
+        spend,
+    )
     from groupgate.api.ops import Metrics
 
     log.quiet_malformed_http()  # aiohttp's own reports of a client's bad HTTP: no tracebacks
     app = front.application(config.http, config.limits.max_body_bytes)
+    if config.otel:
+        if tracing.TRACER is None:
+            tracing.enable()
+        app.middlewares.append(tracing.request_middleware())
     session_holder: dict[str, aiohttp.ClientSession] = {}
 
     async def fetch(url: str) -> bytes:
@@ -170,9 +188,19 @@ def create_app(config: Config, service: Service) -> web.Application:
         tenants=Tenants(service, config.default_tenant, ttl=max(config.poll_interval, 0.2)),
         metrics=Metrics(service),
         actions=valid_actions(service.catalog),
-        decision_log=config.decision_log,
+        audit=audit_trail.build(config.audit, getattr(service, "client", None)),
     )
     app[STATE] = state
+    if state.audit is not None:
+        trail = state.audit
+        state.metrics.registry.register(audit_trail.AuditCollector(trail))
+
+        async def audit_writer(app: web.Application) -> AsyncIterator[None]:
+            trail.start()
+            yield
+            await trail.close()
+
+        app.cleanup_ctx.append(audit_writer)
 
     async def jwks_client(app: web.Application) -> AsyncIterator[None]:
         if config.jwt.jwks_url is not None:
@@ -186,9 +214,11 @@ def create_app(config: Config, service: Service) -> web.Application:
     native.setup(app)
     decisions.setup(app)
     purchases.setup(app)
+    spend.setup(app)
     authzen.setup(app)
     gateway.setup(app)
     admin.setup(app)
+    policies.setup(app)
     ops.setup(app)
     problems.add_unmatched(app)
     limits = config.limits
@@ -223,6 +253,7 @@ async def build_app(config: Config) -> web.Application:
         poll_interval=config.poll_interval,
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
+        spend_retention=config.spend_retention_days * 86_400,
         write_replicas=config.write_replicas,
         write_wait_ms=config.write_wait_ms,
     )

@@ -104,6 +104,14 @@ PROBLEMS: dict[str, Problem] = {
     "purchase-error": Problem(
         422, "unprocessable", "the purchase cannot be evaluated (the detail says why)"
     ),
+    "unknown-subject-or-company": Problem(404, "not-found", "unknown subject or company"),
+    "unknown-order": Problem(404, "not-found", "no such order (never committed, or expired)"),
+    "purchase-refused": Problem(
+        409,
+        "purchase-refused",
+        "the commit is refused; `rule` says why: period_limit_exceeded or budget_exceeded "
+        "(with `limits`), approval_not_usable, order_id_reused, order_released, ledger_overflow",
+    ),
     # AuthZEN (`authzen.spec_error`).
     "bad-request": Problem(
         400,
@@ -122,11 +130,15 @@ PROBLEMS: dict[str, Problem] = {
     "not-replicated": Problem(
         503,
         "not-replicated",
-        "applied on the primary (the problem's revision) but fewer replicas acknowledged it "
+        "applied on the primary (the problem's revision: the tenant's, or the ledger's for a "
+        "commit or release) but fewer replicas acknowledged it "
         "within write_wait_ms than write_replicas asks (the problem's replicas and wanted): a "
         "failover may lose it, retry",
     ),
     "tenant-exists": Problem(409, "conflict", "the tenant exists (import to replace its graph)"),
+    "export-conflict": Problem(
+        409, "conflict", "writes kept moving the revision during every export attempt: retry"
+    ),
     "graph-rule": Problem(
         422, "graph-rule", "the write breaks a graph rule; the detail names the entry"
     ),
@@ -318,6 +330,24 @@ OPERATIONS: tuple[Op, ...] = (
         _DECISION_HEADERS,
     ),
     Op(
+        "/v1/purchases/commit",
+        ("post",),
+        "purchaseCommit",
+        "Record an order's spend against limits and budgets (idempotent by order_id)",
+        "Commit",
+        "CommitAnswer",
+        (*_DECIDE, "unknown-subject-or-company", "purchase-refused", "not-replicated"),
+    ),
+    Op(
+        "/v1/purchases/release",
+        ("post",),
+        "purchaseRelease",
+        "Release an order's spend (idempotent)",
+        "Release",
+        "ReleaseAnswer",
+        (*_DECIDE, "unknown-order", "not-replicated"),
+    ),
+    Op(
         "/access/v1/evaluation",
         ("post",),
         "authzenEvaluation",
@@ -460,6 +490,15 @@ OPERATIONS: tuple[Op, ...] = (
         ),
     ),
     Op(
+        _BASE + "/{tenant}/export",
+        ("get",),
+        "exportGraph",
+        "Export a tenant's graph document (streamed, at one revision)",
+        None,
+        "GraphDocument",
+        (*_ADMIN, "unknown-entity", "export-conflict"),
+    ),
+    Op(
         _BASE + "/{tenant}/settings",
         ("put",),
         "putSettings",
@@ -540,6 +579,15 @@ OPERATIONS: tuple[Op, ...] = (
         "Revision",
         (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated", "graph-rule"),
     ),
+    Op(
+        "/v1/admin/policies/reload",
+        ("post",),
+        "reloadPolicies",
+        "Reload the policy set (the last good one stays when the new one is invalid)",
+        None,
+        "PolicyReload",
+        ("duplicate-header", "unauthorized", "not-admin"),
+    ),
     Op("/healthz", ("get",), "healthz", "Liveness", None, "Status"),
     Op(
         "/readyz",
@@ -572,7 +620,23 @@ _SCHEMAS: dict[str, Any] = {
             "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
         },
     },
-    "Status": {"type": "object", "properties": {"status": _STR}},
+    "Status": {
+        "type": "object",
+        "properties": {"status": _STR, "policies": _ref("PolicyStatus")},
+    },
+    "PolicyStatus": {
+        "type": "object",
+        "description": "the policy set in use and the last reload (api/policies.py)",
+        "properties": {
+            "ok": {"type": "boolean", "description": "the newest set on disk is in use"},
+            "digest": _STR,
+            "loaded_at": {"type": "number"},
+            "error": {**_NULLABLE_STR, "description": "why the newest set was refused"},
+            "reloads": {"type": "integer"},
+            "failures": {"type": "integer"},
+        },
+    },
+    "PolicyReload": {"type": "object", "properties": {"policies": _ref("PolicyStatus")}},
     "Subject": {"type": "object", "required": ["id"], "properties": {"id": _STR, "type": _STR}},
     "Resource": {
         "type": "object",
@@ -672,6 +736,68 @@ _SCHEMAS: dict[str, Any] = {
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
             "min_revision": {"type": "integer", "minimum": 0},
             "context": _OBJ,
+            "cost_center": {**_STR, "description": "selects the company's budgets"},
+        },
+    },
+    "Commit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["order_id", "subject", "company", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "tenant": _STR,
+                    "order_id": {**_STR, "description": "letters, digits and ._:@+- (at most 128)"},
+                    "subject": {"oneOf": [_STR, _ref("Subject")]},
+                    "company": _STR,
+                    "amount": {
+                        "type": "string",
+                        "pattern": AMOUNT_SYNTAX,
+                        "description": "at most 4 decimals not zero, below 900719925474.0992",
+                    },
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    "cost_center": _STR,
+                    "approval_id": {**_STR, "description": "an APPROVED approval flow covering it"},
+                },
+            },
+        ]
+    },
+    "CommitAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "committed"},
+            "approved": {"type": "boolean"},
+            "replayed": {"type": "boolean", "description": "the answer of an earlier commit"},
+            "totals": {"type": "array", "items": _ref("SpendTotal")},
+            "ledger_revision": {"type": "integer"},
+            "revision": {"type": "integer"},
+        },
+    },
+    "SpendTotal": {
+        "type": "object",
+        "properties": {
+            "scope": {"enum": ["company", "subject", "budget"]},
+            "id": _STR,
+            "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+            "bucket": {**_STR, "description": "2027-06-15, 2027-W24, 2027-06, 2027-Q2, 2027"},
+            "budget": _STR,
+            "spent": _OBJ,
+            "limit": _OBJ,
+        },
+    },
+    "Release": {
+        "type": "object",
+        "required": ["order_id"],
+        "additionalProperties": False,
+        "properties": {"tenant": _STR, "order_id": _STR},
+    },
+    "ReleaseAnswer": {
+        "type": "object",
+        "properties": {
+            "order_id": _STR,
+            "status": {"const": "released"},
+            "ledger_revision": {"type": "integer"},
         },
     },
     "PurchaseAnswer": {
@@ -802,7 +928,44 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             },
             "default_customer_groups": {"type": "array", "items": _ID},
             "customer_group_support": {"type": "boolean", "default": True},
+            "time_zone": {
+                **_STR,
+                "default": "UTC",
+                "description": "IANA name: the calendar of spending periods and budgets",
+            },
         },
+    },
+    "SpendingLimit": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["period", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "period": {"enum": ["day", "week", "month", "quarter", "year"]},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+                "description": "at most one per period and currency",
+            },
+        ]
+    },
+    "Budget": {
+        "allOf": [
+            {
+                "type": "object",
+                "required": ["id", "cost_center", "from", "until", "amount", "currency"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": _ID,
+                    "cost_center": _ID,
+                    "from": {"type": "string", "format": "date"},
+                    "until": {"type": "string", "format": "date", "description": "included"},
+                    "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                },
+            },
+        ]
     },
     "NewTenant": {
         "type": "object",
@@ -839,6 +1002,8 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             "account_limit": {"oneOf": [_ref("Money"), {"type": "null"}]},
             "restrictions": _RESTRICTIONS,
             "approval_group": {"type": ["string", "null"]},
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
+            "budgets": {"type": ["array", "null"], "items": _ref("Budget")},
         },
         "description": "creates the company's predefined groups <company>/admin, /contact, "
         "/buyer, /requester",
@@ -894,6 +1059,18 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                         "oneOf": [_PERMISSION, {"type": "array", "items": _PERMISSION}],
                         "description": "ro and rw exclude each other",
                     },
+                    "valid_from": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds from this instant (RFC 3339 with an "
+                        "offset; kept to the millisecond)",
+                    },
+                    "valid_until": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "the link holds until before this instant; later "
+                        "than valid_from",
+                    },
                 },
             },
         ]
@@ -925,6 +1102,7 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "array", "items": _ROLE},
                 "description": "customers only: company id -> predefined groups",
             },
+            "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
         },
         "if": {"properties": {"kind": {"const": "vendor_user"}}},
         "then": {"required": ["vendor"], "properties": {"vendor": _ID}},
@@ -1074,7 +1252,22 @@ def _ok(op: Op) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Created" if op.ok == "201" else "OK"}
     if op.response is not None:
         ok.update(_json(_ref(op.response)))
+    if op.op_id == "exportGraph":
+        ok["description"] = EXPORT_ANSWER
+        ok["headers"] = {
+            "X-Groupgate-Revision": {"description": "the revision exported", "schema": _STR}
+        }
     return ok
+
+
+EXPORT_ANSWER = (
+    "the graph document an import takes, read at one revision: predefined groups are left "
+    "out (they come with their companies and vendors), customised vendor groups are written "
+    "as the entries that customise them. A document within `export_buffer_bytes` comes whole "
+    "(a write meanwhile restarts the export); a larger one is streamed (chunked) as it is "
+    "read, and a write landing after its first byte cuts the body short (no final chunk): "
+    "a client that read it to the end without an error has one whole revision"
+)
 
 
 def _request_body(op: Op) -> dict[str, Any]:

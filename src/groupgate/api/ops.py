@@ -28,7 +28,16 @@ from groupgate.api.app import STATE
 from groupgate.api.native import json_response
 from groupgate.api.problems import guarded, problem
 
-SURFACES = ("check", "checks", "filter", "purchase", "authzen", "gateway")
+SURFACES = (
+    "check",
+    "checks",
+    "filter",
+    "purchase",
+    "purchase.commit",
+    "purchase.release",
+    "authzen",
+    "gateway",
+)
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 _COUNTERS = {
     "cache_hits": "groupgate_cache_hits",
@@ -138,7 +147,12 @@ async def readyz(request: web.Request) -> web.Response:
         return problem(503, "Not ready", "no policy loaded", "not-ready")
     if not await state.service.ready():
         return problem(503, "Not ready", "the graph store does not answer", "not-ready")
-    return json_response({"status": "ready"})
+    body: dict[str, Any] = {"status": "ready"}
+    policies = state.extra.get("policies")
+    if policies is not None:
+        # A refused reload keeps the last good set: still ready, and says why.
+        body["policies"] = policies.as_json()
+    return json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -39,6 +40,7 @@ from groupgate.errors import (
     NotFound,
     NotReplicated,
     PolicyError,
+    Refused,
     StoreUnavailable,
 )
 
@@ -129,6 +131,7 @@ _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (RequestTimeout, "timeout"),
     (GraphError, "graph-rule"),
     (NotFound, "not-found"),
+    (Refused, "purchase-refused"),
     (Conflict, "conflict"),
     (InvalidInput, "invalid-request"),
     (Forbidden, "forbidden"),
@@ -150,26 +153,20 @@ CHALLENGE = 'Bearer realm="groupgate"'
 
 
 def problem_json(
-    status: int, title: str, detail: str, slug: str, members: dict[str, int] | None = None
+    status: int, title: str, detail: str, slug: str, extra: Mapping[str, Any] | None = None
 ) -> bytes:
-    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`); `members`
-    are extension members (RFC 9457 section 3.2)."""
-    body: dict[str, object] = {
-        "type": TYPE_PREFIX + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if members:
-        body.update(members)
+    """The problem+json body (a 401 also needs `WWW-Authenticate: CHALLENGE`); `extra` adds
+    extension members (RFC 9457 section 3.2), never replacing the standard ones."""
+    body: dict[str, Any] = {**(extra or {})}
+    body.update(type=TYPE_PREFIX + slug, title=title, status=status, detail=detail)
     return orjson.dumps(body)
 
 
 def problem(
-    status: int, title: str, detail: str, slug: str, members: dict[str, int] | None = None
+    status: int, title: str, detail: str, slug: str, extra: Mapping[str, Any] | None = None
 ) -> web.Response:
     """Return a problem+json response."""
-    body = problem_json(status, title, detail, slug, members)
+    body = problem_json(status, title, detail, slug, extra)
     response = web.Response(status=status, body=body, content_type=PROBLEM)
     if status == 401:
         response.headers["WWW-Authenticate"] = CHALLENGE
@@ -180,11 +177,13 @@ def from_error(error: GroupgateError) -> web.Response:
     """Map an exception of the tree to its response. After a 413, a 408 or a body that could
     not be read the connection closes, as on the decision listener: the rest of the stream
     cannot be trusted to frame the next request."""
-    members = None
-    if isinstance(error, NotReplicated):
+    extra: dict[str, Any] | None = None
+    if isinstance(error, Refused):
+        extra = {"rule": error.rule, **error.extensions}
+    elif isinstance(error, NotReplicated):
         # The write is applied on the primary: say at which revision, and how far it got.
-        members = {"revision": error.revision, "replicas": error.replicas, "wanted": error.wanted}
-    response = problem(error.status, error.title, error.detail, slug_of(error), members)
+        extra = {"revision": error.revision, "replicas": error.replicas, "wanted": error.wanted}
+    response = problem(error.status, error.title, error.detail, slug_of(error), extra)
     if isinstance(error, NotReplicated):
         response.headers["Retry-After"] = "1"
     if isinstance(error, TooLarge | RequestTimeout | UnreadableBody):

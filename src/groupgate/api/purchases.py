@@ -26,7 +26,7 @@ from groupgate.api.record import record
 from groupgate.store.contract import PurchaseAnswer
 
 PURCHASE_FIELDS = frozenset(
-    {"tenant", "subject", "company", "amount", "currency", "min_revision", "context"}
+    {"tenant", "subject", "company", "amount", "currency", "min_revision", "context", "cost_center"}
 )
 
 
@@ -59,9 +59,13 @@ async def evaluate(request: web.Request) -> web.Response:
     subject = subject_id(body.get("subject"), "subject")
     company = parsing.ident(body.get("company"), "company")
     money = parsing.amount(body.get("amount"), body.get("currency"))
+    raw_center = body.get("cost_center")
+    cost_center = parsing.ident(raw_center, "cost_center") if raw_center is not None else None
     min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
-    answer = await state.service.purchase(tenant, subject, company, money, min_revision=min_rev)
+    answer = await state.service.purchase(
+        tenant, subject, company, money, min_revision=min_rev, cost_center=cost_center
+    )
     result = answer.result
     record(
         state,

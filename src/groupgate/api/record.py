@@ -1,23 +1,27 @@
-"""The one place where a decision is recorded: the metrics and the decision log.
+"""The one place where a decision is recorded: the metrics and the audit trail.
 
 Every decision surface (`/v1/check`, `/v1/checks`, `/v1/filter`, purchases, AuthZEN
 evaluations and searches, gateway forward-auth, on every listener) calls `record` (or
-`record_many` for a batch) once per answer, denials included, with the same field set:
+`record_many` for a batch) once per answer, denials included, with the same field set
+(`groupgate.audit.record`):
 
-    surface, tenant, caller, subject, action, type, id, allow, reason, revision, latency_ms
+    decision_id, time, surface, tenant, caller, subject, action, type, id, allow, reason,
+    revision, latency_ms, request_id
 
 plus `extra` for what only one surface has (a purchase's amount as sent, the gateway's method
-and path). A field the surface does not know is null, never left out, so that the log can be
-queried by field across surfaces. The decision log costs one boolean test when it is off.
+and path). A field the surface does not know is null, never left out, so that the trail can
+be queried by field across surfaces. With no audit sink it costs one test; with one, a tuple
+appended to the trail's bounded buffer (`groupgate.audit.trail`), never a write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, NamedTuple, Protocol
 
-from groupgate import log
+from groupgate import tracing
+from groupgate.audit.record import Record, decision_id
 
 
 class Metrics(Protocol):
@@ -32,7 +36,8 @@ class Recorder(Protocol):
     """What `record` needs of the application state (`groupgate.api.app.State`)."""
 
     metrics: Any
-    decision_log: bool
+    #: The audit trail (`groupgate.audit.trail.AuditTrail`), None when no sink is set.
+    audit: Any
 
 
 class Decided(NamedTuple):
@@ -62,24 +67,42 @@ def record(
     reason: str | None,
     revision: int | None,
     extra: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> None:
-    """Count one decision answered since `started` (`perf_counter`) and log it when asked."""
+    """Count one decision answered since `started` (`perf_counter`) and hand it to the
+    audit trail when there is one."""
     elapsed = perf_counter() - started
     state.metrics.observe(surface, allow, elapsed)
-    if state.decision_log:
-        log.decision(
-            surface,
+    if tracing.TRACER is not None:
+        tracing.annotate(
+            surface=surface,
             tenant=tenant,
-            caller=caller,
             subject=subject,
             action=action,
-            type=type,
-            id=id,
+            resource_type=type,
             allow=allow,
             reason=reason,
-            revision=revision,
-            latency_ms=round(elapsed * 1000, 3),
-            **(extra or {}),
+        )
+    audit = state.audit
+    if audit is not None:
+        audit.add(
+            Record(
+                decision_id(),
+                time(),
+                surface,
+                tenant,
+                caller,
+                subject,
+                action,
+                type,
+                id,
+                allow,
+                reason,
+                revision,
+                round(elapsed * 1000, 3),
+                request_id,
+                extra,
+            )
         )
 
 
@@ -93,24 +116,33 @@ def record_many(
     allowed: int,
     count: int,
     decided: Iterable[Decided],
+    request_id: str | None = None,
 ) -> None:
     """Count a batch of `count` decisions (`allowed` of them allows) answered since `started`
-    and, when the decision log is on, log each of `decided` (a lazy iterable: with the log
-    off it is never walked, so a batch builds no record per item)."""
+    and, with an audit trail, record each of `decided` (a lazy iterable: without a trail it
+    is never walked, so a batch builds no record per item)."""
     state.metrics.observe_many(surface, allowed, count - allowed, started)
-    if state.decision_log:
+    audit = state.audit
+    if audit is not None:
         latency = round((perf_counter() - started) * 1000, 3)
+        now = time()
         for item in decided:
-            log.decision(
-                surface,
-                tenant=tenant,
-                caller=caller,
-                subject=item.subject,
-                action=item.action,
-                type=item.type,
-                id=item.id,
-                allow=item.allow,
-                reason=item.reason,
-                revision=item.revision,
-                latency_ms=latency,
+            audit.add(
+                Record(
+                    decision_id(),
+                    now,
+                    surface,
+                    tenant,
+                    caller,
+                    item.subject,
+                    item.action,
+                    item.type,
+                    item.id,
+                    item.allow,
+                    item.reason,
+                    item.revision,
+                    latency,
+                    request_id,
+                    None,
+                )
             )

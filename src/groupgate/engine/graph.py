@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from groupgate.engine import spend
 from groupgate.engine.approvers import check_approval_member
 from groupgate.errors import GraphError
 from groupgate.model import (
     EMPTY,
     EXCLUSIVE_ROLES,
+    PERIODS,
     PREDEFINED_ROLES,
     ROLE_ALIASES,
     VENDOR_ROLES,
     ActionGrant,
+    Budget,
     Catalog,
     Company,
     Graph,
@@ -39,6 +44,7 @@ from groupgate.model import (
     ResourceEntity,
     RoleTemplate,
     Settings,
+    SpendingLimit,
     Subject,
     SubjectKind,
     Vendor,
@@ -56,6 +62,10 @@ AMOUNT_SYNTAX = r"^[0-9]{1,18}(\.[0-9]{1,8})?$"
 AMOUNT_PATTERN = re.compile(AMOUNT_SYNTAX[:-1] + r"\Z")
 LINK_PERMISSIONS = frozenset({"ro", "rw", "same_customer"})
 MAX_RESTRICTIONS = 256
+#: Spending limits per company or subject, and budgets per company.
+MAX_SPENDING_LIMITS = 64
+MAX_BUDGETS = 1024
+DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 # --------------------------------------------------------------------------- small readers
@@ -145,7 +155,12 @@ def parse_settings(value: Any, path: str = "settings") -> Settings:
         body,
         path,
         frozenset(
-            {"company_contact_propagation", "default_customer_groups", "customer_group_support"}
+            {
+                "company_contact_propagation",
+                "default_customer_groups",
+                "customer_group_support",
+                "time_zone",
+            }
         ),
     )
     raw = body.get("company_contact_propagation", Propagation.UPWARD.value)
@@ -166,7 +181,102 @@ def parse_settings(value: Any, path: str = "settings") -> Settings:
             _ident(g, f"{path}.default_customer_groups[{i}]") for i, g in enumerate(defaults)
         ),
         customer_group_support=support,
+        time_zone=parse_time_zone(body.get("time_zone", "UTC"), f"{path}.time_zone"),
     )
+
+
+def parse_time_zone(value: Any, path: str) -> str:
+    """An IANA time zone name known to this system's zone database (`Europe/Berlin`)."""
+    name = _text(value, path)
+    try:
+        if len(name) > 64:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        shown = repr(name if len(name) <= 40 else name[:40] + "...")
+        raise GraphError(
+            path, f"unknown time zone {shown} (an IANA name such as Europe/Berlin)"
+        ) from None
+    return name
+
+
+def parse_ledger_money(value: Any, path: str) -> Money:
+    """`parse_money` for a limit the spend ledger holds: exact at its scale (`engine/spend`)."""
+    money = parse_money(value, path)
+    try:
+        spend.to_units(money.amount)
+    except spend.AmountError as exc:
+        raise GraphError(f"{path}.amount", str(exc)) from None
+    return money
+
+
+def parse_spending_limits(value: Any, path: str) -> tuple[SpendingLimit, ...]:
+    """`[{"period": "day|week|month|quarter|year", "amount", "currency"}]`, at most one per
+    period and currency."""
+    if value is None:
+        return ()
+    items = _list(value, path)
+    if len(items) > MAX_SPENDING_LIMITS:
+        raise GraphError(path, f"at most {MAX_SPENDING_LIMITS} spending limits")
+    out: list[SpendingLimit] = []
+    seen: set[tuple[str, str]] = set()
+    for i, item in enumerate(items):
+        ipath = f"{path}[{i}]"
+        body = _mapping(item, ipath)
+        _only(body, ipath, frozenset({"period", "amount", "currency"}))
+        period = _text(body.get("period"), f"{ipath}.period")
+        if period not in PERIODS:
+            raise GraphError(
+                f"{ipath}.period", f"expected one of {', '.join(PERIODS)}, got {period!r}"
+            )
+        money = parse_ledger_money(
+            {k: body.get(k) for k in ("amount", "currency") if k in body}, ipath
+        )
+        if (period, money.currency) in seen:
+            raise GraphError(ipath, f"a second {period} limit in {money.currency}")
+        seen.add((period, money.currency))
+        out.append(SpendingLimit(period, money))
+    return tuple(out)
+
+
+def parse_budgets(value: Any, path: str) -> tuple[Budget, ...]:
+    """`[{"id", "cost_center", "from", "until", "amount", "currency"}]`: ISO dates, `from`
+    not after `until`, ids unique within the company."""
+    if value is None:
+        return ()
+    items = _list(value, path)
+    if len(items) > MAX_BUDGETS:
+        raise GraphError(path, f"at most {MAX_BUDGETS} budgets")
+    out: list[Budget] = []
+    ids: set[str] = set()
+    for i, item in enumerate(items):
+        ipath = f"{path}[{i}]"
+        body = _mapping(item, ipath)
+        _only(body, ipath, frozenset({"id", "cost_center", "from", "until", "amount", "currency"}))
+        budget_id = _ident(body.get("id"), f"{ipath}.id")
+        if budget_id in ids:
+            raise GraphError(f"{ipath}.id", f"duplicate budget {budget_id!r}")
+        ids.add(budget_id)
+        cost_center = _ident(body.get("cost_center"), f"{ipath}.cost_center")
+        start = _date(body.get("from"), f"{ipath}.from")
+        end = _date(body.get("until"), f"{ipath}.until")
+        if start > end:
+            raise GraphError(f"{ipath}.until", f"{end} is before from ({start})")
+        money = parse_ledger_money(
+            {k: body.get(k) for k in ("amount", "currency") if k in body}, ipath
+        )
+        out.append(Budget(budget_id, cost_center, start, end, money))
+    return tuple(out)
+
+
+def _date(value: Any, path: str) -> date:
+    text = _text(value, path)
+    try:
+        if not DATE_PATTERN.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise GraphError(path, f"expected a date such as 2027-01-31, got {text[:40]!r}") from None
 
 
 def parse_vendor(value: Any, path: str) -> Vendor:
@@ -183,7 +293,18 @@ def parse_company(value: Any, path: str) -> Company:
     _only(
         body,
         path,
-        frozenset({"id", "name", "parent", "account_limit", "restrictions", "approval_group"}),
+        frozenset(
+            {
+                "id",
+                "name",
+                "parent",
+                "account_limit",
+                "restrictions",
+                "approval_group",
+                "spending_limits",
+                "budgets",
+            }
+        ),
     )
     company_id = _ident(body.get("id"), f"{path}.id")
     parent = body.get("parent")
@@ -196,6 +317,10 @@ def parse_company(value: Any, path: str) -> Company:
         account_limit=parse_money(limit, f"{path}.account_limit") if limit is not None else None,
         restrictions=_restrictions(body.get("restrictions"), f"{path}.restrictions"),
         approval_group=_ident(approval, f"{path}.approval_group") if approval else None,
+        spending_limits=parse_spending_limits(
+            body.get("spending_limits"), f"{path}.spending_limits"
+        ),
+        budgets=parse_budgets(body.get("budgets"), f"{path}.budgets"),
     )
 
 
@@ -312,10 +437,14 @@ def _own_type(type_id: str, path: str, catalog: Catalog) -> Any:
     return rtype
 
 
+#: The fields of a document's entry for an existing vendor group (`customize_vendor_group`).
+VENDOR_GROUP_FIELDS = frozenset({"id", "name", "description", "kind", "actions", "vendor"})
+
+
 def customize_vendor_group(group: Group, value: Any, path: str, catalog: Catalog) -> Group:
     """Apply a document's entry for an existing vendor group: name, description, actions."""
     body = _mapping(value, path)
-    _only(body, path, frozenset({"id", "name", "description", "kind", "actions", "vendor"}))
+    _only(body, path, VENDOR_GROUP_FIELDS)
     role = group.role or ""
     template = catalog.vendor_roles[role]
     actions = parse_actions(body.get("actions"), f"{path}.actions", catalog)
@@ -405,7 +534,9 @@ def normalize_role(value: Any, path: str) -> str:
     return key
 
 
-SUBJECT_FIELDS = frozenset({"id", "kind", "attributes", "vendor", "groups", "companies"})
+SUBJECT_FIELDS = frozenset(
+    {"id", "kind", "attributes", "vendor", "groups", "companies", "spending_limits"}
+)
 
 
 def parse_subject(value: Any, path: str) -> tuple[Subject, dict[str, list[str]]]:
@@ -443,6 +574,9 @@ def parse_subject(value: Any, path: str) -> tuple[Subject, dict[str, list[str]]]
         attributes=frozen_map(attributes),
         vendor=_ident(vendor, f"{path}.vendor") if vendor is not None else None,
         memberships=tuple(memberships),
+        spending_limits=parse_spending_limits(
+            body.get("spending_limits"), f"{path}.spending_limits"
+        ),
     )
     return subject, companies
 
@@ -452,8 +586,12 @@ def parse_membership(value: Any, path: str) -> Membership:
     if isinstance(value, str):
         return Membership(_membership_group(value, path))
     body = _mapping(value, path)
-    _only(body, path, frozenset({"group", "permission"}))
+    _only(body, path, frozenset({"group", "permission", "valid_from", "valid_until"}))
     group = _membership_group(body.get("group"), f"{path}.group")
+    valid_from = _moment(body.get("valid_from"), f"{path}.valid_from")
+    valid_until = _moment(body.get("valid_until"), f"{path}.valid_until")
+    if valid_from is not None and valid_until is not None and valid_from >= valid_until:
+        raise GraphError(f"{path}.valid_until", "must be later than valid_from")
     raw = body.get("permission")
     perms = (
         [raw]
@@ -473,7 +611,30 @@ def parse_membership(value: Any, path: str) -> Membership:
             raise GraphError(f"{path}.permission", "ro and rw exclude each other")
         else:
             level = perm
-    return Membership(group, level, same_customer)  # type: ignore[arg-type]
+    return Membership(group, level, same_customer, valid_from, valid_until)  # type: ignore[arg-type]
+
+
+#: RFC 3339 date-time with an offset, e.g. `2027-01-01T00:00:00Z` or `...+01:00`.
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _moment(value: Any, path: str) -> float | None:
+    """An RFC 3339 instant (an offset is required) as seconds since the epoch, to the
+    millisecond; None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
+        raise GraphError(
+            path, "expected an RFC 3339 date-time with an offset, e.g. 2027-01-01T00:00:00Z"
+        )
+    try:
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise GraphError(path, f"not a valid date-time: {exc}") from None
+    return round(moment.timestamp() * 1000) / 1000
 
 
 def _membership_group(value: Any, path: str) -> str:
@@ -777,6 +938,7 @@ def expand_memberships(
         attributes=subject.attributes,
         vendor=subject.vendor,
         memberships=tuple(links.values()),
+        spending_limits=subject.spending_limits,
     )
 
 

@@ -118,6 +118,14 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML with the safe loader policies use, refusing duplicate keys.
+
+    Raises `yaml.YAMLError` (test suites, `groupgate.policytests`, read their files so too).
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+
+
 def load_policy(directory: str | Path) -> Catalog:
     """Read and validate the policy directory; raise `PolicyError` on the first problem."""
     root = Path(directory)

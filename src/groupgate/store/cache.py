@@ -12,7 +12,10 @@ Invariants that keep it from ever serving a revoked permission:
 3. An entry (or a resource table) read at revision r is stored only if no event above r has
    been seen (`r >= seen_rev`): otherwise an event that already passed might have been
    about it.
-4. A revision or generation that goes backwards, or the same revision with another stamp
+4. An entry whose subject (or an approval group it depends on) has a link that starts or
+   ends at some instant is served only before that instant (`Entry.expires`): expiring
+   grants never allow past `valid_until` nor before `valid_from`.
+5. A revision or generation that goes backwards, or the same revision with another stamp
    (a failover lost acknowledged writes), drops the tenant's entries. Nothing announces
    it: the service's poll finds it within `poll_interval`, and a check with a consistency
    token compares first (`GraphService._confirm`), so that it never uses such entries.
@@ -21,8 +24,9 @@ Invariants that keep it from ever serving a revoked permission:
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from groupgate.engine.profile import Profile
@@ -40,10 +44,16 @@ class Entry:
     subject: Subject | None
     groups: Mapping[str, Group]
     settings: Settings
+    #: When the entry stops being right by itself (a link of the subject, or of an approval
+    #: group it depends on, starts or ends): seconds since the epoch, None: only a write.
+    expires: float | None = None
     #: Groups whose membership the profile depends on without being linked to them: the
     #: approval groups of the subject's companies (an Admin's `approve` depends on whether the
     #: company's approval group has an approver, SPEC section 5).
     depends: frozenset[str] = frozenset()
+    #: The active approval groups the profile was compiled with (company -> group), for
+    #: explain to evaluate alike.
+    approval_groups: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -66,8 +76,10 @@ class TenantState:
 class ProfileCache:
     """A bounded LRU of `Entry`s keyed by (tenant, subject), with group -> subjects index."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, clock: Callable[[], float] = time.time) -> None:
         self.size = size
+        #: Wall-clock time (tests set a controllable one): expiring grants are instants.
+        self.clock = clock
         self.entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._by_group: dict[tuple[str, str], set[str]] = {}
         #: (tenant, group) -> subjects whose entry `depends` on the group's membership.
@@ -87,6 +99,9 @@ class ProfileCache:
         key = (tenant, subject)
         entry = self.entries.get(key)
         if entry is not None:
+            if entry.expires is not None and self.clock() >= entry.expires:
+                self.evict_subjects(tenant, (subject,))
+                return None
             self.hits += 1
             self.entries.move_to_end(key)  # least recently used goes first
         return entry
@@ -100,6 +115,9 @@ class ProfileCache:
             key = (tenant, subject)
             entry = entries.get(key)
             if entry is not None:
+                if entry.expires is not None and self.clock() >= entry.expires:
+                    self.evict_subjects(tenant, (subject,))
+                    continue
                 touch(key)
                 found[subject] = entry
         self.hits += len(found)
@@ -148,6 +166,14 @@ class ProfileCache:
             dependents = self._by_dependency.get((tenant, group))
             if dependents:
                 self.evict_subjects(tenant, list(dependents))
+
+    def drop_profiles(self) -> None:
+        """Forget every compiled profile of every tenant (the policy set changed); what the
+        cache knows of each tenant's revision stays."""
+        self.flushes += 1
+        self.entries.clear()
+        self._by_group.clear()
+        self._by_dependency.clear()
 
     def drop_tenant(self, tenant: str) -> None:
         self.flushes += 1
@@ -221,7 +247,7 @@ class ProfileCache:
     ) -> None:
         """Compare the store's (rev, gen, stamp) with what the cache knows (the poll).
 
-        Drops the tenant's entries when the store went backwards or diverged (invariant 4),
+        Drops the tenant's entries when the store went backwards or diverged (invariant 5),
         or when it has been ahead for longer than `grace` (a change event was lost).
         """
         state = self.tenants.get(tenant)

@@ -9,6 +9,7 @@ invalidating (it is bounded, least recently used first out).
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 from groupgate.model import (
     EMPTY,
     ActionGrant,
+    Budget,
     Company,
     Group,
     GroupKind,
@@ -25,36 +27,100 @@ from groupgate.model import (
     Money,
     Propagation,
     Settings,
+    SpendingLimit,
     Subject,
     SubjectKind,
     Vendor,
     frozen_map,
 )
 
+# ------------------------------------------------------------------------------- spend
+
+
+def dump_limits(limits: tuple[SpendingLimit, ...]) -> list[dict[str, str]]:
+    return [{"period": lim.period, **lim.limit.as_json()} for lim in limits]
+
+
+def load_limits(items: list[dict[str, str]] | None) -> tuple[SpendingLimit, ...]:
+    return tuple(
+        SpendingLimit(i["period"], Money(Decimal(i["amount"]), i["currency"])) for i in items or ()
+    )
+
+
+def dump_budgets(budgets: tuple[Budget, ...]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": b.id,
+            "cost_center": b.cost_center,
+            "from": b.start.isoformat(),
+            "until": b.end.isoformat(),
+            **b.limit.as_json(),
+        }
+        for b in budgets
+    ]
+
+
+def load_budgets(items: list[dict[str, str]] | None) -> tuple[Budget, ...]:
+    return tuple(
+        Budget(
+            i["id"],
+            i["cost_center"],
+            date.fromisoformat(i["from"]),
+            date.fromisoformat(i["until"]),
+            Money(Decimal(i["amount"]), i["currency"]),
+        )
+        for i in items or ()
+    )
+
+
 # ------------------------------------------------------------------------------- links
 
 
 def dump_link(link: Membership) -> str:
-    text = link.level or ""
-    return text + "+sc" if link.same_customer else text
+    """`<level>[+sc]`, then `|<from ms>|<until ms>` when the link has a validity window
+    (the approver scripts read the level as the first two characters and the window by
+    that layout: store/scripts.py)."""
+    text: str = link.level or ""
+    if link.same_customer:
+        text += "+sc"
+    if link.windowed:
+        text += f"|{_ms(link.valid_from)}|{_ms(link.valid_until)}"
+    return text
 
 
 def load_link(group: str, text: str) -> Membership:
-    level, _, sc = text.partition("+")
-    return Membership(group, level or None, bool(sc))  # type: ignore[arg-type]
+    perm, _, window = text.partition("|")
+    level, _, sc = perm.partition("+")
+    valid_from = valid_until = None
+    if window:
+        start, _, end = window.partition("|")
+        valid_from = int(start) / 1000 if start else None
+        valid_until = int(end) / 1000 if end else None
+    return Membership(group, level or None, bool(sc), valid_from, valid_until)  # type: ignore[arg-type]
+
+
+def moment_text(moment: float) -> str:
+    """An instant as RFC 3339 in UTC with milliseconds (`2027-01-01T00:00:00.000Z`)."""
+    text = datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _ms(moment: float | None) -> str:
+    return "" if moment is None else str(round(moment * 1000))
 
 
 # ------------------------------------------------------------------------------- subjects
 
 
 def dump_subject(subject: Subject) -> bytes:
-    return orjson.dumps(
-        {
-            "kind": subject.kind.value,
-            "attributes": dict(subject.attributes),
-            "vendor": subject.vendor,
-        }
-    )
+    body: dict[str, Any] = {
+        "kind": subject.kind.value,
+        "attributes": dict(subject.attributes),
+        "vendor": subject.vendor,
+    }
+    if subject.spending_limits:
+        body["spending_limits"] = dump_limits(subject.spending_limits)
+    return orjson.dumps(body)
 
 
 def load_subject(subject_id: str, raw: bytes, links: dict[str, str]) -> Subject:
@@ -65,6 +131,7 @@ def load_subject(subject_id: str, raw: bytes, links: dict[str, str]) -> Subject:
         attributes=frozen_map(body.get("attributes") or {}),
         vendor=body.get("vendor"),
         memberships=tuple(load_link(g, t) for g, t in links.items()),
+        spending_limits=load_limits(body.get("spending_limits")),
     )
 
 
@@ -73,13 +140,25 @@ def subject_document(subject: Subject) -> dict[str, Any]:
     groups: list[Any] = []
     for link in subject.memberships:
         perms = [p for p in (link.level, "same_customer" if link.same_customer else None) if p]
-        groups.append({"group": link.group, "permission": perms} if perms else link.group)
+        if not perms and not link.windowed:
+            groups.append(link.group)
+            continue
+        entry: dict[str, Any] = {"group": link.group}
+        if perms:
+            entry["permission"] = perms
+        if link.valid_from is not None:
+            entry["valid_from"] = moment_text(link.valid_from)
+        if link.valid_until is not None:
+            entry["valid_until"] = moment_text(link.valid_until)
+        groups.append(entry)
     doc: dict[str, Any] = {"id": subject.id, "kind": subject.kind.value}
     if subject.attributes:
         doc["attributes"] = dict(subject.attributes)
     if subject.vendor:
         doc["vendor"] = subject.vendor
     doc["groups"] = groups
+    if subject.spending_limits:
+        doc["spending_limits"] = dump_limits(subject.spending_limits)
     return doc
 
 
@@ -155,16 +234,19 @@ def group_document(group: Group) -> dict[str, Any]:
 
 def dump_company(company: Company) -> bytes:
     limit = company.account_limit.as_json() if company.account_limit else None
-    return orjson.dumps(
-        {
-            "id": company.id,
-            "name": company.name,
-            "parent": company.parent,
-            "account_limit": limit,
-            "restrictions": sorted(company.restrictions),
-            "approval_group": company.approval_group,
-        }
-    )
+    body: dict[str, Any] = {
+        "id": company.id,
+        "name": company.name,
+        "parent": company.parent,
+        "account_limit": limit,
+        "restrictions": sorted(company.restrictions),
+        "approval_group": company.approval_group,
+    }
+    if company.spending_limits:
+        body["spending_limits"] = dump_limits(company.spending_limits)
+    if company.budgets:
+        body["budgets"] = dump_budgets(company.budgets)
+    return orjson.dumps(body)
 
 
 def load_company(raw: bytes) -> Company:
@@ -177,6 +259,8 @@ def load_company(raw: bytes) -> Company:
         account_limit=Money(Decimal(limit["amount"]), limit["currency"]) if limit else None,
         restrictions=frozenset(body.get("restrictions") or ()) or EMPTY,
         approval_group=body.get("approval_group"),
+        spending_limits=load_limits(body.get("spending_limits")),
+        budgets=load_budgets(body.get("budgets")),
     )
 
 
@@ -188,13 +272,14 @@ def dump_vendor(vendor: Vendor) -> bytes:
 
 
 def dump_settings(settings: Settings) -> bytes:
-    return orjson.dumps(
-        {
-            "company_contact_propagation": settings.company_contact_propagation.value,
-            "default_customer_groups": list(settings.default_customer_groups),
-            "customer_group_support": settings.customer_group_support,
-        }
-    )
+    body: dict[str, Any] = {
+        "company_contact_propagation": settings.company_contact_propagation.value,
+        "default_customer_groups": list(settings.default_customer_groups),
+        "customer_group_support": settings.customer_group_support,
+    }
+    if settings.time_zone != "UTC":
+        body["time_zone"] = settings.time_zone
+    return orjson.dumps(body)
 
 
 def load_settings(raw: bytes | str) -> Settings:
@@ -205,4 +290,5 @@ def load_settings(raw: bytes | str) -> Settings:
         company_contact_propagation=Propagation(body["company_contact_propagation"]),
         default_customer_groups=tuple(body["default_customer_groups"]),
         customer_group_support=bool(body["customer_group_support"]),
+        time_zone=body.get("time_zone", "UTC"),
     )

@@ -8,9 +8,11 @@ came from a cache younger than the configured staleness bound.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from groupgate.engine.spend import Line
 from groupgate.model import (
     Catalog,
     Decision,
@@ -20,6 +22,7 @@ from groupgate.model import (
     Resource,
     SubjectKind,
 )
+from groupgate.store.export import Exporter
 
 
 class Written(int):
@@ -60,6 +63,56 @@ class PurchaseAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class Order:
+    """A commit's content: what makes two commits of one order id the same."""
+
+    order_id: str
+    subject: str
+    company: str
+    #: The amount as sent (for the approval comparison and answers) and in ledger units.
+    amount: Money
+    text: str
+    units: int
+    cost_center: str | None = None
+    approval_id: str | None = None
+
+    def fingerprint(self) -> str:
+        parts = (
+            self.subject,
+            self.company,
+            str(self.units),
+            self.amount.currency,
+            self.cost_center or "",
+            self.approval_id or "",
+        )
+        return "\x1f".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitAnswer:
+    """A commit's answer: every limited line with its total after the commit (the totals of
+    a replay are those of the first commit), the ledger's and the graph's revisions."""
+
+    totals: tuple[tuple[Line, int], ...]
+    ledger_revision: int
+    revision: int
+    approved: bool
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A release's answer: the ledger revision of the release and what the order was."""
+
+    ledger_revision: int
+    subject: str
+    company: str
+    amount: str
+    currency: str
+    cost_center: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a search: ids in a stable order and the token of the next page, if any."""
 
@@ -72,6 +125,10 @@ class Decider(Protocol):
     """Read side: every decision surface of the sidecar."""
 
     catalog: Catalog
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload; see api/policies.py)."""
+        ...
 
     async def check(
         self,
@@ -147,8 +204,19 @@ class Decider(Protocol):
         amount: Money,
         *,
         min_revision: int | None = None,
+        cost_center: str | None = None,
     ) -> PurchaseAnswer:
-        """Raises `NotFound` for an unknown company."""
+        """Raises `NotFound` for an unknown company, `StoreUnavailable` when the spend totals
+        a limit needs cannot be read."""
+        ...
+
+    async def commit(self, tenant: str, order: Order) -> CommitAnswer:
+        """Record an order's spend (SPEC section 5); `Refused` (409) when a limit or the
+        approval does not allow it, `NotFound` for an unknown subject or company."""
+        ...
+
+    async def release(self, tenant: str, order_id: str) -> Released:
+        """Subtract what an order added, once; `NotFound` for an unknown order."""
         ...
 
     async def subject_ids(self, tenant: str, after: str | None, limit: int) -> Page:
@@ -217,4 +285,13 @@ class Admin(Protocol):
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written: ...
     async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
         """Return a held resource entity as `{"type", "id", "attributes"}`."""
+        ...
+
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An exporter for `export`; it says the revision exported once a piece is out."""
+        ...
+
+    def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
+        """The tenant's graph document in pieces, read at one revision (`store/export.py`):
+        `NotFound` before the first piece, `export.Moved` when a write lands meanwhile."""
         ...

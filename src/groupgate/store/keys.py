@@ -25,7 +25,22 @@ atomically, on one Redis or on a Cluster.
                                        replaces the graph, not the flows); the fields a
                                        commit reads: status, requester, company, amount,
                                        currency, cart_hash, used_by (see store/flows.py)
+    gg:{t}:ledger               HASH   rev: the spend ledger's revision (one per commit or
+                                       release that changed something)
+    gg:{t}:spend:order:<id>     HASH   one committed order: what it added where (store/ledger.py)
+    gg:{t}:spend:<scope>:<owner>/<bucket>/<currency>
+                                STRING a period's spend total in ledger units (engine/spend.py);
+                                       scope company|subject, bucket a period label such as
+                                       month:2027-03. Ids never hold '/', so the parts are
+                                       unambiguous.
+    gg:{t}:spend:budgets:<company>/<cost centre>/<currency>
+                                HASH   budget id -> spend total of the company's budgets of one
+                                       cost centre: an evaluation reads them whole, with the
+                                       graph, knowing the cost centre but not the budget ids.
+    (The spend keys are outside generations, like flows: an import replaces the graph, not
+    the spend.)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
+    gg:audit                    STREAM the audit trail's Redis sink (capped; groupgate.audit)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
 atomic. It writes a whole new generation beside the live one, then one script flips
@@ -46,6 +61,7 @@ script takes keys relative to the current generation: `RELATIVE` builds those.
 from __future__ import annotations
 
 TENANTS = "gg:tenants"
+AUDIT = "gg:audit"
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -66,6 +82,26 @@ CHANNEL_PATTERN = "gg:{*}:changes"
 def flow(tenant: str, flow_id: str) -> str:
     """One approval flow's hash (SPEC section 5)."""
     return f"gg:{{{tenant}}}:flow:{flow_id}"
+
+
+def ledger(tenant: str) -> str:
+    """The spend ledger's revision counter."""
+    return f"gg:{{{tenant}}}:ledger"
+
+
+def spend_order(tenant: str, order_id: str) -> str:
+    """One order's ledger record."""
+    return f"gg:{{{tenant}}}:spend:order:{order_id}"
+
+
+def spend_total(tenant: str, scope: str, owner: str, bucket: str, currency: str) -> str:
+    """One period's spend total (scope company or subject)."""
+    return f"gg:{{{tenant}}}:spend:{scope}:{owner}/{bucket}/{currency}"
+
+
+def spend_budgets(tenant: str, company: str, cost_center: str, currency: str) -> str:
+    """The spend totals of a company's budgets of one cost centre, by budget id."""
+    return f"gg:{{{tenant}}}:spend:budgets:{company}/{cost_center}/{currency}"
 
 
 def tenant_of_channel(name: str) -> str | None:

@@ -128,16 +128,16 @@ class Graphs:
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
 
     async def approving_members(
-        self, tenant: str, groups: list[str]
+        self, tenant: str, groups: list[str], now: float
     ) -> tuple[Snapshot, dict[str, frozenset[str]]]:
-        """The members of each group who may approve (not linked `ro`), atomically.
+        """The members of each group who may approve at `now` (not linked `ro`), atomically.
 
         Raises `NotFound` when the tenant does not exist.
         """
         rel = keys.RELATIVE
         raw = await self._approving(
             keys=[keys.meta(tenant)],
-            args=[keys.tenant_prefix(tenant), rel.members(""), rel.links(""), *groups],
+            args=[keys.tenant_prefix(tenant), _ms(now), rel.members(""), rel.links(""), *groups],
         )
         if not raw or raw[0] is None:
             raise NotFound(f"unknown tenant {tenant!r}")
@@ -148,15 +148,17 @@ class Graphs:
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
 
     async def company_approvers(
-        self, tenant: str, company: str, groups: list[str]
+        self, tenant: str, company: str, groups: list[str], now: float
     ) -> tuple[Snapshot, bytes, dict[str, frozenset[str]], frozenset[str]]:
-        """A company's JSON (b"" when unknown), the approving members of `groups` and of the
-        company's approval group, in one snapshot. Raises `NotFound` for an unknown tenant."""
+        """A company's JSON (b"" when unknown), the members of `groups` and of the company's
+        approval group who may approve at `now`, in one snapshot. Raises `NotFound` for an
+        unknown tenant."""
         rel = keys.RELATIVE
         raw = await self._company_approvers(
             keys=[keys.meta(tenant)],
             args=[
                 keys.tenant_prefix(tenant),
+                _ms(now),
                 rel.members(""),
                 rel.links(""),
                 rel.company(company),
@@ -172,16 +174,54 @@ class Graphs:
         }
         return snap, raw[3] or b"", found, frozenset(_text(m) for m in raw[-1])
 
+    async def purchase_read(
+        self,
+        tenant: str,
+        company: str,
+        groups: list[str],
+        now: float,
+        totals: list[str],
+        budgets: str | None,
+    ) -> tuple[
+        Snapshot, bytes, dict[str, frozenset[str]], frozenset[str], list[Any], dict[str, str]
+    ]:
+        """`company_approvers`, plus in the same call the spend totals at the whole keys
+        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
+        (empty when None): what a purchase evaluation reads (`engine/spend.py`)."""
+        rel = keys.RELATIVE
+        raw = await self._company_approvers(
+            keys=[keys.meta(tenant), budgets or keys.meta(tenant), *totals],
+            args=[
+                keys.tenant_prefix(tenant),
+                _ms(now),
+                rel.members(""),
+                rel.links(""),
+                rel.company(company),
+                *groups,
+            ],
+        )
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        found = {
+            gid: frozenset(_text(m) for m in members)
+            for gid, members in zip(groups, raw[4:-3], strict=True)
+        }
+        approval = frozenset(_text(m) for m in raw[-3])
+        return snap, raw[3] or b"", found, approval, list(raw[-2]), pairs(raw[-1])
+
     async def approval_groups(
-        self, tenant: str, companies: list[str]
-    ) -> dict[str, tuple[str, bool]]:
-        """Company id -> (its approval group, whether it is active: has a member who may
-        approve), for those of `companies` that name one; unknown ones are simply absent."""
+        self, tenant: str, companies: list[str], now: float
+    ) -> dict[str, tuple[str, bool, float | None]]:
+        """Company id -> (its approval group, whether it is active at `now`: has a member who
+        may approve, and the next moment a link of the group starts or ends or None), for
+        those of `companies` that name one; unknown ones are simply absent."""
         rel = keys.RELATIVE
         raw = await self._active(
             keys=[keys.meta(tenant)],
             args=[
                 keys.tenant_prefix(tenant),
+                _ms(now),
                 rel.members(""),
                 rel.links(""),
                 rel.company(""),
@@ -191,7 +231,7 @@ class Graphs:
         if not raw or raw[0] is None:
             return {}
         return {
-            c: (_text(item[0]), bool(item[1]))
+            c: (_text(item[0]), bool(item[1]), int(item[2]) / 1000 if item[2] else None)
             for c, item in zip(companies, raw[3:], strict=True)
             if item[0]
         }
@@ -220,19 +260,16 @@ class Graphs:
         stamp = secrets.token_hex(8)
         expected = "" if rev is None else str(rev)
         args = [expected, gen, stamp, *ops.args]
-        wanted = await self.replication.wanted(tenant)
-        if not wanted:
-            new_rev = int(await self._cas(keys=[keys.meta(tenant)], args=args))
-            if new_rev < 0:
-                return None
-            await self._written(tenant, rev, new_rev, stamp, ops)
-            return Written(new_rev)
-        async with self.replication.bound(tenant) as bound:
-            new_rev = int(await self._cas(keys=[keys.meta(tenant)], args=args, client=bound))
-            if new_rev < 0:
-                return None
-            await self._written(tenant, rev, new_rev, stamp, ops)
-            acked, wanted = await self.replication.wait(bound, tenant, wanted)
+
+        async def run(client: Redis | None) -> int:
+            new_rev = int(await self._cas(keys=[keys.meta(tenant)], args=args, client=client))
+            if new_rev >= 0:
+                await self._written(tenant, rev, new_rev, stamp, ops)
+            return new_rev
+
+        new_rev, acked, wanted = await self.replication.write(tenant, run)
+        if new_rev < 0:
+            return None
         if acked < wanted:
             raise NotReplicated(new_rev, acked, wanted, self.replication.wait_ms)
         return Written(new_rev, acked, wanted)
@@ -282,6 +319,10 @@ def _text(value: Any) -> str:
 def text(value: Any) -> str:
     """Decode a Redis reply item to str ('' for nil)."""
     return _text(value)
+
+
+def _ms(moment: float) -> str:
+    return str(int(moment * 1000))
 
 
 def pairs(flat: list[Any]) -> dict[str, str]:

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from groupgate.store import keys
+
+T = TypeVar("T")
 
 #: Builds a client of one Cluster node from its host and port (connections bounded).
 NodeClient = Callable[[str, int], Redis]
@@ -57,6 +60,20 @@ class Replication:
         if found is not None and time.monotonic() - found[0] < self.refresh:
             return found[1]
         return await self._count(name, primary)
+
+    async def write(
+        self, tenant: str, run: Callable[[Redis | None], Awaitable[T]]
+    ) -> tuple[T, int, int]:
+        """`run(client)` a write of the tenant, then wait for the replicas on the connection
+        it went through: (its result, replicas that acknowledged, replicas waited for).
+        `run` gets None (its usual client) when there is nothing to wait for."""
+        wanted = await self.wanted(tenant)
+        if not wanted:
+            return await run(None), 0, 0
+        async with self.bound(tenant) as bound:
+            result = await run(bound)
+            acked, wanted = await self.wait(bound, tenant, wanted)
+        return result, acked, wanted
 
     @contextlib.asynccontextmanager
     async def bound(self, tenant: str) -> AsyncIterator[Redis]:

@@ -115,46 +115,64 @@ return {redis.call('HGET', KEYS[1], 'rev') or false, redis.call('HGET', KEYS[1],
 """
 
 # Who may approve (SPEC section 5, engine/approvers.py): a member approves through a link
-# that is not read-only (`ro`, `ro+sc`). `approving(gid, first)` lists a group's members
-# linked so (only the first when `first`). ARGV[2..3] are the `members:` and `links:` key
-# prefixes relative to the generation.
+# that is not read-only (`ro`, `ro+sc`) and holds now (a link `<perm>|<from ms>|<until ms>`
+# holds from `from` until before `until`: store/codec.py). `approving(gid, first)` lists a
+# group's members linked so (only the first when `first`) and the next moment one of the
+# group's links starts or ends (0: none). ARGV[2] is now in ms, ARGV[3..4] the `members:`
+# and `links:` key prefixes relative to the generation.
 _APPROVING = """
+local now = tonumber(ARGV[2])
 local function approving(gid, first)
-  local found = {}
-  for _, m in ipairs(redis.call('SMEMBERS', base .. ARGV[2] .. gid)) do
-    local level = redis.call('HGET', base .. ARGV[3] .. m, gid)
-    if level and string.sub(level, 1, 2) ~= 'ro' then
+  local found, boundary = {}, 0
+  for _, m in ipairs(redis.call('SMEMBERS', base .. ARGV[3] .. gid)) do
+    local link = redis.call('HGET', base .. ARGV[4] .. m, gid)
+    local holds = link ~= false and link ~= nil
+    if holds then
+      local _, _, from, ends = string.find(link, '|([0-9]*)|([0-9]*)$')
+      from, ends = tonumber(from), tonumber(ends)
+      if from and from > now then
+        holds = false
+        if boundary == 0 or from < boundary then boundary = from end
+      end
+      if ends then
+        if ends <= now then holds = false
+        elseif boundary == 0 or ends < boundary then boundary = ends end
+      end
+    end
+    if holds and string.sub(link, 1, 2) ~= 'ro' then
       found[#found + 1] = m
-      if first then return found end
+      if first then return found, boundary end
     end
   end
-  return found
+  return found, boundary
 end
 """
 
-# The members of each group who may approve. ARGV: tenant prefix, `members:` prefix,
-# `links:` prefix, group id... Returns {rev, gen, stamp, {member...} per group}.
+# The members of each group who may approve now. ARGV: tenant prefix, now (ms), `members:`
+# prefix, `links:` prefix, group id... Returns {rev, gen, stamp, {member...} per group}.
 APPROVING_MEMBERS = (
     SNAPSHOT
     + _APPROVING
-    + """for a = 4, #ARGV do out[#out + 1] = approving(ARGV[a], false) end
+    + """for a = 5, #ARGV do out[#out + 1] = (approving(ARGV[a], false)) end
 return out
 """
 )
 
-# Each company's approval group ('' for none) and whether it is active (has a member who may
-# approve: 1, else 0). ARGV: tenant prefix, `members:` prefix, `links:` prefix, `company:`
-# prefix, company id... Returns {rev, gen, stamp, {group id, active} per company}.
+# Each company's approval group ('' for none), whether it is active now (has a member who
+# may approve: 1, else 0) and when that may change (ms, 0: only by a write). ARGV: tenant
+# prefix, now (ms), `members:` prefix, `links:` prefix, `company:` prefix, company id...
+# Returns {rev, gen, stamp, {group id, active, boundary} per company}.
 APPROVAL_GROUPS = (
     SNAPSHOT
     + _APPROVING
-    + """for a = 5, #ARGV do
-  local item = {'', 0}
-  local raw = redis.call('GET', base .. ARGV[4] .. ARGV[a])
+    + """for a = 6, #ARGV do
+  local item = {'', 0, 0}
+  local raw = redis.call('GET', base .. ARGV[5] .. ARGV[a])
   if raw then
     local group = cjson.decode(raw).approval_group
     if type(group) == 'string' and group ~= '' then
-      item = {group, #approving(group, true)}
+      local found, boundary = approving(group, false)
+      item = {group, #found, boundary}
     end
   end
   out[#out + 1] = item
@@ -163,22 +181,33 @@ return out
 """
 )
 
-# A purchase's company with the approving members of the given groups (its Admins and
-# Buyers) and of the company's approval group, in one snapshot. ARGV: tenant prefix,
-# `members:` prefix, `links:` prefix, the company's key suffix, group id...
+# A purchase's company with the members of the given groups (its Admins and Buyers) and of
+# the company's approval group who may approve now, in one snapshot. ARGV: tenant prefix,
+# now (ms), `members:` prefix, `links:` prefix, the company's key suffix, group id...
 # Returns {rev, gen, stamp, company json or '', {member...} per group, {approval group's}}.
+# With more KEYS (`Graphs.purchase_read`): KEYS[2] a budgets hash (or KEYS[1]: none) and
+# spend totals, whole keys outside the generations; then also {totals}, {budgets HGETALL}.
 COMPANY_APPROVERS = (
     SNAPSHOT
     + _APPROVING
-    + """local raw = redis.call('GET', base .. ARGV[4])
+    + """local raw = redis.call('GET', base .. ARGV[5])
 out[#out + 1] = raw or ''
-for a = 5, #ARGV do out[#out + 1] = approving(ARGV[a], false) end
+for a = 6, #ARGV do out[#out + 1] = (approving(ARGV[a], false)) end
 local extra = {}
 if raw then
   local group = cjson.decode(raw).approval_group
-  if type(group) == 'string' and group ~= '' then extra = approving(group, false) end
+  if type(group) == 'string' and group ~= '' then extra = (approving(group, false)) end
 end
 out[#out + 1] = extra
+if #KEYS > 1 then
+  -- `Graphs.purchase_read`: KEYS[2] the budgets hash (KEYS[1] for none), then spend totals.
+  out[#out + 1] = redis.call('MGET', unpack(KEYS, 3))
+  if KEYS[2] ~= KEYS[1] then
+    out[#out + 1] = redis.call('HGETALL', KEYS[2])
+  else
+    out[#out + 1] = {}
+  end
+end
 return out
 """
 )

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Collection, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -37,6 +40,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
+from groupgate import tracing
+from groupgate.engine import spend
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -60,7 +65,18 @@ from groupgate.model import (
 )
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
-from groupgate.store.contract import Answer, FilterAnswer, Page, PurchaseAnswer, Written
+from groupgate.store.contract import (
+    Answer,
+    CommitAnswer,
+    FilterAnswer,
+    Order,
+    Page,
+    PurchaseAnswer,
+    Released,
+    Written,
+)
+from groupgate.store.export import Exporter
+from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.replication import NodeClient, Replication
 from groupgate.store.shared import SharedReads
@@ -97,6 +113,7 @@ class GraphService:
         cache_size: int = 100_000,
         max_staleness: float = 30.0,
         poll_interval: float = 0.25,
+        spend_retention: int = 400 * 86_400,
         write_replicas: int | None = 0,
         write_wait_ms: int = 1000,
         node_client: NodeClient | None = None,
@@ -116,6 +133,7 @@ class GraphService:
         self._metas = SharedReads(self.graphs.meta)
         self.writer = Writer(self.graphs, catalog)
         self.cache = ProfileCache(cache_size)
+        self.ledger = Ledger(client, spend_retention, self.replication)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
@@ -129,6 +147,14 @@ class GraphService:
         self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Decide with another policy set from now on (a reload): swap the catalog, the
+        compiler and the writer's catalog and drop every compiled profile, in one step."""
+        self.catalog = catalog
+        self.compiler = ProfileCompiler(catalog)
+        self.writer.catalog = catalog
+        self.cache.drop_profiles()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +170,7 @@ class GraphService:
         pool_size: int = 64,
         pool_timeout: float = 2.0,
         socket_timeout: float = 2.0,
+        spend_retention: int = 400 * 86_400,
         write_replicas: int | None = None,
         write_wait_ms: int = 1000,
     ) -> GraphService:
@@ -204,6 +231,7 @@ class GraphService:
             cache_size=cache_size,
             max_staleness=max_staleness,
             poll_interval=poll_interval,
+            spend_retention=spend_retention,
             write_replicas=write_replicas,
             write_wait_ms=write_wait_ms,
             node_client=node_client,
@@ -351,16 +379,38 @@ class GraphService:
         amount: Money,
         *,
         min_revision: int | None = None,
+        cost_center: str | None = None,
     ) -> PurchaseAnswer:
         await self._confirm(tenant, min_revision)
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
-        snap, raw, members, approval = await self._guard(
-            self.graphs.company_approvers(tenant, company, ids)
+        now = self.cache.clock()
+        # The spend totals of every period of the company and the subject, and of the
+        # company's budgets of the cost centre, read with the company: its limits are not
+        # known before it is, and a second round trip would cost an evaluation with limits
+        # half its speed (`benchmarks spend`).
+        moment, zone = datetime.fromtimestamp(now, UTC), spend.zone(entry.settings.time_zone)
+        # The subject's totals only when it has limits of its own (known from its entry).
+        limited = entry.subject is not None and bool(entry.subject.spending_limits)
+        day = moment.astimezone(zone).date()
+        owner = subject if limited else None
+        buckets, names = period_keys(tenant, company, owner, amount.currency, day, zone)
+        hashed = (
+            keys.spend_budgets(tenant, company, cost_center, amount.currency)
+            if cost_center is not None
+            else None
         )
+        with tracing.span("store.purchase", tenant=tenant, company=company):
+            snap, raw, members, approval, spent, by_budget = await self._guard(
+                self.graphs.purchase_read(tenant, company, ids, now, list(names), hashed)
+            )
         if not raw:
             raise NotFound(f"unknown company {company!r}")
         record = codec.load_company(raw)
+        totals = {b: int(v) if v else 0 for b, v in zip(buckets, spent, strict=True)}
+        totals.update(
+            (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
+        )
         if record.approval_group:
             members = {**members, record.approval_group: approval}
         ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
@@ -369,11 +419,61 @@ class GraphService:
             prefix = company + "/"
             roles = frozenset(
                 link.group[len(prefix) :]
-                for link in entry.subject.memberships
+                for link in entry.subject.at(now).memberships
                 if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
             )
         result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
+        if result.decision != "deny" and result.error is None:
+            items = spend.lines(
+                record, entry.subject, amount.currency, cost_center, moment, zone, limited_only=True
+            )
+            if items:
+                # Every total the limited lines need was read above, with the graph; when it
+                # could not be, `_guard` raised `StoreUnavailable`: never an allow.
+                current = [totals[line.scope, line.owner, line.bucket] for line in items]
+                try:
+                    over = spend.passed(items, current, spend.to_units(amount.amount))
+                except spend.AmountError:
+                    over = items  # an amount the ledger cannot hold can never be committed
+                rules = spend.rules_of(over)
+                result = spend.require_admins(result, rules, subject, record, members)
         return PurchaseAnswer(result, snap.rev)
+
+    # ------------------------------------------------------------------ spend ledger
+
+    async def commit(self, tenant: str, order: Order) -> CommitAnswer:
+        entry, _, _ = await self._entry(tenant, order.subject, None)
+        if entry.subject is None:
+            raise NotFound(f"unknown subject {order.subject!r}")
+        snap = await self._guard(
+            self.graphs.read(tenant, ("GET", keys.RELATIVE.company(order.company), ()))
+        )
+        if not snap.values[0]:
+            raise NotFound(f"unknown company {order.company!r}")
+        company = codec.load_company(snap.values[0])
+        zone = spend.zone(entry.settings.time_zone)
+        # The cache's clock: the one expiring grants follow (tests set it).
+        now = datetime.fromtimestamp(self.cache.clock(), UTC)
+        found = spend.lines(
+            company, entry.subject, order.amount.currency, order.cost_center, now, zone
+        )
+        done = await self._guard(self.ledger.commit(tenant, order, found, int(now.timestamp())))
+        if done.replayed:
+            # The answer of the first commit: its lines are those of its time.
+            then = datetime.fromtimestamp(done.time, UTC)
+            found = spend.lines(
+                company, entry.subject, order.amount.currency, order.cost_center, then, zone
+            )
+        totals = tuple(
+            (line, total)
+            for line, total in zip(found, done.totals, strict=False)
+            if line.limit is not None
+        )
+        return CommitAnswer(totals, done.ledger_revision, snap.rev, done.approved, done.replayed)
+
+    async def release(self, tenant: str, order_id: str) -> Released:
+        now = int(self.cache.clock())
+        return await self._guard(self.ledger.release(tenant, order_id, now))
 
     async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
         """The company's ancestors up to the nearest with an account limit, nearest first
@@ -403,7 +503,15 @@ class GraphService:
             return Decision(
                 False, reason, None, (f"subject {subject} does not exist", f"deny: {reason}")
             )
-        return evaluate(self.catalog, entry.subject, entry.groups, entry.settings, action, resource)
+        return evaluate(
+            self.catalog,
+            entry.subject.at(self.cache.clock()),
+            entry.groups,
+            entry.settings,
+            action,
+            resource,
+            entry.approval_groups,
+        )
 
     # ------------------------------------------------------------------ held resources
 
@@ -422,7 +530,7 @@ class GraphService:
     async def _confirm(self, tenant: str, min_revision: int | None) -> None:
         """Before a check with a token (`min_revision`) may be answered from the cache, read
         the store's (rev, gen, stamp) and reconcile the cache with it: a store that went
-        back below what the cache holds drops the cache (invariant 4), and one below the
+        back below what the cache holds drops the cache (invariant 5), and one below the
         token refuses it (`Conflict`), never answered from the cache. A check the cache
         cannot answer anyway (behind the token) reads the store without this. Concurrent
         checks share a read begun after all of them arrived (`SharedReads`)."""
@@ -561,6 +669,12 @@ class GraphService:
         self, tenant: str, subjects: list[str], min_revision: int | None
     ) -> dict[str, tuple[Entry, int, bool]]:
         self.cache.misses += len(subjects)
+        with tracing.span("store.resolve", tenant=tenant, subjects=len(subjects)):
+            return await self._resolve_traced(tenant, subjects, min_revision)
+
+    async def _resolve_traced(
+        self, tenant: str, subjects: list[str], min_revision: int | None
+    ) -> dict[str, tuple[Entry, int, bool]]:
         try:
             found = await self.graphs.resolve(tenant, subjects)
             snap, settings_raw = self._checked(tenant, found, min_revision)
@@ -572,23 +686,50 @@ class GraphService:
             companies = sorted(
                 {g.company for _, groups in loaded for g in groups.values() if g.company}
             )
-            approval = await self.graphs.approval_groups(tenant, companies) if companies else {}
+            now = self.cache.clock()
+            approval = (
+                await self.graphs.approval_groups(tenant, companies, now) if companies else {}
+            )
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
         self._last_ok = time.monotonic()
         settings = self._load_settings(settings_raw)
-        active = {c: group for c, (group, on) in approval.items() if on}
+        active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
-        for sid, (subject, groups) in zip(subjects, loaded, strict=True):
-            depends = frozenset(
-                approval[g.company][0] for g in groups.values() if g.company in approval
-            )
-            entry = self._compile(tenant, sid, subject, groups, settings, snap.rev, active)
-            entry.depends = depends
-            self.cache.put(tenant, sid, entry, snap.rev)
-            out[sid] = (entry, snap.rev, False)
+        with tracing.span("compile", subjects=len(subjects)):
+            for sid, (subject, groups) in zip(subjects, loaded, strict=True):
+                out[sid] = self._compiled(
+                    tenant, sid, subject, groups, settings, snap.rev, active, now, approval
+                )
         return out
+
+    def _compiled(
+        self,
+        tenant: str,
+        sid: str,
+        subject: Subject | None,
+        groups: dict[str, Group],
+        settings: Settings,
+        rev: int,
+        active: Mapping[str, str],
+        now: float,
+        approval: Mapping[str, tuple[str, bool, float | None]],
+    ) -> tuple[Entry, int, bool]:
+        """Compile one resolved subject, note what its entry depends on, and cache it."""
+        entry = self._compile(tenant, sid, subject, groups, settings, rev, active, now)
+        mine = {
+            approval[company]
+            for g in groups.values()
+            if (company := g.company) is not None and company in approval
+        }
+        entry.depends = frozenset(group for group, _, _ in mine)
+        entry.expires = min(
+            (t for t in (entry.expires, *(t for _, _, t in mine)) if t is not None),
+            default=None,
+        )
+        self.cache.put(tenant, sid, entry, rev)
+        return entry, rev, False
 
     def _from_stale_cache(
         self, tenant: str, subjects: list[str], min_revision: int | None, exc: BaseException
@@ -603,7 +744,7 @@ class GraphService:
         out: dict[str, tuple[Entry, int, bool]] = {}
         for sid in subjects:
             entry = self.cache.entries.get((tenant, sid))
-            if entry is None:
+            if entry is None or (entry.expires is not None and self.cache.clock() >= entry.expires):
                 raise StoreUnavailable(reason)
             out[sid] = (entry, state.known_rev, True)
         return out
@@ -627,14 +768,29 @@ class GraphService:
         settings: Settings,
         rev: int,
         approval_groups: Mapping[str, str],
+        now: float,
     ) -> Entry:
+        """Compile the subject as of `now` (only the links that hold then); the entry keeps
+        the whole subject and expires when one of its links starts or ends."""
         if subject is None:
             empty = Profile(tenant, subject_id, rev, (), {})
             return Entry(empty, None, {}, settings)
         profile = self.compiler.compile(
-            subject, groups, settings, tenant=tenant, revision=rev, approval_groups=approval_groups
+            subject.at(now),
+            groups,
+            settings,
+            tenant=tenant,
+            revision=rev,
+            approval_groups=approval_groups,
         )
-        return Entry(profile, subject, groups, settings)
+        return Entry(
+            profile,
+            subject,
+            groups,
+            settings,
+            expires=subject.next_boundary(now),
+            approval_groups=approval_groups,
+        )
 
     def _load_settings(self, raw: bytes) -> Settings:
         settings = self._settings.get(raw)
@@ -776,6 +932,28 @@ class GraphService:
             "change_events": self.events,
         }
 
+    def exporter(self, batch: int = 500) -> Exporter:
+        """An `Exporter` for `export`: it says the revision exported once the first piece
+        is out."""
+        return Exporter(self.graphs, self.catalog, batch)
+
+    async def export(self, tenant: str, exporter: Exporter) -> AsyncGenerator[bytes, None]:
+        """The tenant's graph document in pieces, read at one revision (`store/export.py`).
+
+        Raises `NotFound` (unknown tenant) before the first piece, `Moved` when a write
+        lands before the last, `StoreUnavailable` when the store fails.
+        """
+        chunks = exporter.chunks(tenant)
+        try:
+            while True:
+                try:
+                    chunk = await self._guard(anext(chunks))
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            await chunks.aclose()
+
     # ------------------------------------------------------------------ admin (writes)
 
     async def import_graph(self, tenant: str | None, document: Any) -> Written:
@@ -845,6 +1023,22 @@ class GraphService:
             subject = codec.load_subject(entity_id, snap.values[0], pairs(snap.values[1]))
             return codec.subject_document(subject)
         return decode(snap.values[0])
+
+
+@functools.lru_cache(maxsize=65_536)
+def period_keys(
+    tenant: str, company: str, subject: str | None, currency: str, day: date, zone: ZoneInfo
+) -> tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]]:
+    """The period buckets (scope, owner, label) of `company` (and of `subject` unless None)
+    on the local `day`, with their spend-total keys: memoised, an evaluation builds none."""
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=zone)
+    owners = [("company", company)] + ([("subject", subject)] if subject is not None else [])
+    buckets = tuple(
+        (scope, owner, window.label)
+        for scope, owner in owners
+        for window in spend.windows(moment, zone)
+    )
+    return buckets, tuple(keys.spend_total(tenant, *bucket, currency) for bucket in buckets)
 
 
 def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale: bool) -> Answer:

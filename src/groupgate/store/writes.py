@@ -175,7 +175,12 @@ class Writer:
                         links.setdefault(gid, Membership(gid))
             rules.check_assignment(links, "membership.companies")
             updated = Subject(
-                subject.id, subject.kind, subject.attributes, subject.vendor, tuple(links.values())
+                subject.id,
+                subject.kind,
+                subject.attributes,
+                subject.vendor,
+                tuple(links.values()),
+                subject.spending_limits,
             )
             await self._check_approvers(
                 tenant, updated, {group.id: group}, lambda _: "membership.group"

@@ -1,0 +1,70 @@
+"""One audit record: what was decided, for whom, by which surface, how fast.
+
+    decision_id, time, surface, tenant, caller, subject, action, type, id, allow, reason,
+    revision, latency_ms, request_id
+
+plus `extra` (what only one surface has: a purchase's amount as sent, the gateway's method
+and path). Every field is present in every record (null when the surface does not know it),
+so the trail can be queried by field across surfaces. On the request path a record is one
+tuple; it is turned into JSON by the writer, off the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+#: Decision ids: a random prefix per process and a counter (unique, cheap to make).
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
+
+
+def decision_id() -> str:
+    return f"{_PREFIX}-{next(_COUNTER):x}"
+
+
+class Record(NamedTuple):
+    decision_id: str
+    time: float
+    surface: str
+    tenant: str | None
+    caller: str | None
+    subject: str | None
+    action: str | None
+    type: str | None
+    id: str | None
+    allow: bool
+    reason: str | None
+    revision: int | None
+    latency_ms: float
+    request_id: str | None
+    extra: Mapping[str, Any] | None
+
+
+def as_dict(record: Record, mask: Collection[str] = ()) -> dict[str, Any]:
+    """The record as the JSON object the sinks write; `mask`ed fields become digests
+    (`sha256:` and 16 hex digits: records stay correlatable, values are not written)."""
+    out = record._asdict()
+    extra = out.pop("extra")
+    out["time"] = (
+        datetime.fromtimestamp(record.time, tz=UTC).isoformat(timespec="microseconds")
+    ).replace("+00:00", "Z")
+    if extra:
+        for key, value in extra.items():
+            out.setdefault(key, value)
+    for name in mask:
+        value = out.get(name)
+        if value is not None:
+            digest = hashlib.sha256(str(value).encode()).hexdigest()[:16]
+            out[name] = f"sha256:{digest}"
+    return out
+
+
+def to_json(record: Record, mask: Collection[str] = ()) -> bytes:
+    return orjson.dumps(as_dict(record, mask))

@@ -1,0 +1,112 @@
+"""Where audit records go. Each sink writes a batch; the trail calls it off the request path.
+
+- `StdoutSink`: JSON lines on stdout through the `groupgate.decisions` logger (the decision
+  log of earlier versions, same fields), written in a worker thread so a slow reader of
+  stdout never stalls the event loop;
+- `FileSink`: JSON lines appended to a file, rotated by size (`<file>.1` ... `<file>.N`), in a
+  worker thread;
+- `RedisSink`: a capped stream (`keys.AUDIT`, `XADD MAXLEN ~`), one pipelined round trip per
+  batch, each entry's field `record` holding the JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from groupgate import log
+from groupgate.audit.record import Record, as_dict, to_json
+from groupgate.store import keys
+
+
+class Sink(Protocol):
+    name: str
+
+    async def write(self, batch: Sequence[Record]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class StdoutSink:
+    name = "stdout"
+
+    def __init__(self, mask: Collection[str]) -> None:
+        self.mask = tuple(mask)
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        await asyncio.to_thread(self._write, list(batch))
+
+    def _write(self, batch: list[Record]) -> None:
+        for record in batch:
+            fields = as_dict(record, self.mask)
+            log.decision(fields.pop("surface"), **fields)
+
+    async def close(self) -> None:
+        return None
+
+
+class FileSink:
+    name = "file"
+
+    def __init__(self, path: str, max_bytes: int, backups: int, mask: Collection[str]) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.mask = tuple(mask)
+        self._file: Any = None
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        lines = b"".join(to_json(r, self.mask) + b"\n" for r in batch)
+        await asyncio.to_thread(self._append, lines)
+
+    def _append(self, lines: bytes) -> None:
+        if self._file is None:
+            self._file = self.path.open("ab")
+        if self._file.tell() and self._file.tell() + len(lines) > self.max_bytes:
+            self._rotate()
+        self._file.write(lines)
+        self._file.flush()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        self._file = None
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            for n in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._file = self.path.open("ab")
+
+    async def close(self) -> None:
+        if self._file is not None:
+            await asyncio.to_thread(self._file.close)
+            self._file = None
+
+
+class RedisSink:
+    name = "redis"
+
+    def __init__(self, client: Any, max_len: int, mask: Collection[str]) -> None:
+        self.client = client
+        self.max_len = max_len
+        self.mask = tuple(mask)
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for record in batch:
+            pipe.xadd(
+                keys.AUDIT,
+                {"record": to_json(record, self.mask)},
+                maxlen=self.max_len,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,200 @@
+"""The audit trail: one record shape, sinks (stdout, a rotated file, a capped Redis stream),
+a bounded buffer that never blocks a decision and never drops a record silently."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from groupgate.api.app import STATE
+from groupgate.audit.record import Record, as_dict, decision_id
+from groupgate.audit.sinks import FileSink, RedisSink
+from groupgate.audit.trail import AuditTrail
+from groupgate.config import AuditSettings, ConfigError, load_config
+from groupgate.store import keys
+from tests.api.conftest import API_KEY, POLICIES, MakeClient
+
+PEP = {"Authorization": f"Bearer {API_KEY}"}
+CHECK = {"subject": {"id": "emp-de"}, "action": "read", "resource": {"type": "orders"}}
+
+
+def record(n: int = 0, subject: str = "emp-1") -> Record:
+    return Record(
+        decision_id(), 1_800_000_000.0 + n, "check", "t", "pep", subject, "read", "orders",
+        f"o-{n}", True, "granted", 7, 0.05, f"req-{n}", None,
+    )  # fmt: skip
+
+
+class Blocked:
+    """A sink that never finishes writing until released (a stalled destination)."""
+
+    name = "blocked"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.got: list[Record] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        await self.release.wait()
+        self.got += batch
+
+    async def close(self) -> None:
+        return None
+
+
+class Failing:
+    name = "failing"
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        raise OSError("disk on fire")
+
+    async def close(self) -> None:
+        return None
+
+
+class Collect:
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.got: list[Record] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.got += batch
+
+    async def close(self) -> None:
+        return None
+
+
+def test_the_record_shape_and_masking() -> None:
+    fields = as_dict(record(3), mask=("subject", "caller"))
+    assert list(fields) == [
+        "decision_id", "time", "surface", "tenant", "caller", "subject", "action", "type",
+        "id", "allow", "reason", "revision", "latency_ms", "request_id",
+    ]  # fmt: skip
+    assert fields["time"] == "2027-01-15T08:00:03.000000Z"
+    assert fields["subject"].startswith("sha256:") and "emp-1" not in json.dumps(fields)
+    assert fields["caller"] == as_dict(record(4), mask=("caller",))["caller"]  # correlatable
+    assert decision_id() != decision_id()
+
+
+async def test_a_full_buffer_drops_counts_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    blocked = Blocked()
+    trail = AuditTrail(AuditSettings(buffer=10, batch=5, flush_ms=10), [blocked])
+    trail.start()
+    for n in range(5):
+        trail.add(record(n))
+    await asyncio.sleep(0.05)  # the writer took the first batch and is stuck in the sink
+    for n in range(5, 100):
+        trail.add(record(n))  # never waits: 10 fit, the rest are dropped
+    assert trail.waiting == 10 and trail.dropped == 85
+    blocked.release.set()
+    await trail.close()
+    assert len(blocked.got) == 15 and trail.written == 15
+    assert "dropped 85 records" in caplog.text
+
+
+async def test_a_failing_sink_is_counted_and_the_others_still_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    collect = Collect()
+    trail = AuditTrail(AuditSettings(batch=4, flush_ms=10), [Failing(), collect])
+    trail.start()
+    for n in range(10):
+        trail.add(record(n))
+    await trail.close()
+    assert len(collect.got) == 10 and trail.failed == 10
+    assert "the failing sink failed to write" in caplog.text
+
+
+async def test_the_file_sink_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = FileSink(str(path), max_bytes=2000, backups=2, mask=())
+    trail = AuditTrail(AuditSettings(batch=3, flush_ms=10), [sink])
+    trail.start()
+    for n in range(40):
+        trail.add(record(n))
+        await asyncio.sleep(0)
+    await trail.close()
+    files = sorted(tmp_path.iterdir())  # noqa: ASYNC240
+    assert [f.name for f in files] == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    for f in files:
+        assert f.stat().st_size <= 2000
+        for line in f.read_text().splitlines():
+            assert json.loads(line)["surface"] == "check"
+    kept = [json.loads(x)["id"] for f in files for x in f.read_text().splitlines()]
+    assert "o-39" in kept and len(set(kept)) == len(kept)
+
+
+async def test_the_redis_sink_writes_a_capped_stream(real_redis_db: str) -> None:
+    client = aioredis.Redis.from_url(real_redis_db)
+    try:
+        trail = AuditTrail(AuditSettings(batch=50, flush_ms=10), [RedisSink(client, 100, ())])
+        trail.start()
+        for n in range(1000):
+            trail.add(record(n))
+        await trail.close()
+        length = await client.xlen(keys.AUDIT)
+        assert 100 <= length < 1000  # MAXLEN ~ trims whole nodes
+        [(_, last)] = await client.xrevrange(keys.AUDIT, count=1)
+        assert json.loads(last[b"record"])["id"] == "o-999"
+    finally:
+        await client.aclose()
+
+
+def test_settings_are_checked() -> None:
+    env: dict[str, str] = {}
+    with pytest.raises(ConfigError, match="audit_sinks: unknown sink"):
+        load_config(env, overrides={"policies": str(POLICIES), "audit_sinks": "kafka"})
+    with pytest.raises(ConfigError, match="audit_file"):
+        load_config(env, overrides={"policies": str(POLICIES), "audit_sinks": "file"})
+    with pytest.raises(ConfigError, match="needs a Redis"):
+        load_config(env, overrides={"policies": str(POLICIES), "audit_sinks": "redis"})
+    with pytest.raises(ConfigError, match="audit_mask"):
+        load_config(env, overrides={"policies": str(POLICIES), "audit_mask": "password"})
+    config = load_config(env, overrides={"policies": str(POLICIES), "decision_log": True})
+    assert config.audit.sinks == ("stdout",)
+
+
+async def test_a_stalled_sink_never_blocks_decisions(make_client: MakeClient) -> None:
+    client: TestClient[Any, Any] = await make_client(
+        api_keys=API_KEY, decision_log=True, audit_buffer=5, audit_batch=2
+    )
+    trail = client.app[STATE].audit
+    assert trail is not None
+    blocked = Blocked()
+    trail.sinks = [blocked]
+    for _ in range(30):
+        response = await client.post("/v1/check", json=CHECK, headers=PEP)
+        assert response.status == 200
+    assert trail.dropped > 0
+    metrics = await (await client.get("/metrics")).text()
+    assert f'groupgate_audit_records_total{{result="dropped"}} {float(trail.dropped)}' in metrics
+    blocked.release.set()
+
+
+async def test_every_record_reaches_the_file_in_order(
+    make_client: MakeClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "trail.jsonl"
+    client = await make_client(
+        api_keys=API_KEY, audit_sinks="file", audit_file=str(path), audit_mask="caller"
+    )
+    for n in range(20):
+        headers = {**PEP, "X-Request-ID": f"r-{n}"}
+        assert (await client.post("/v1/check", json=CHECK, headers=headers)).status == 200
+    with caplog.at_level(logging.INFO, logger="groupgate.decisions"):
+        await client.app[STATE].audit.flush()  # type: ignore[union-attr]
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 20
+    assert [x["subject"] for x in lines] == ["emp-de"] * 20
+    assert all(x["caller"].startswith("sha256:") for x in lines)
+    assert len({x["decision_id"] for x in lines}) == 20
+    assert not [r for r in caplog.records if r.name == "groupgate.decisions"]  # file only
