@@ -52,8 +52,8 @@ from groupgate.api.native import json_response
 from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia, guarded
 from groupgate.auth import Caller
 from groupgate.errors import Conflict, Forbidden, GroupgateError, NotFound
-from groupgate.store.contract import Written
 from groupgate.store.export import Moved
+from groupgate.store.written import Written
 
 KINDS = {"subjects": "subject", "groups": "group", "companies": "company", "vendors": "vendor"}
 YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})

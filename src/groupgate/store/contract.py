@@ -23,21 +23,7 @@ from groupgate.model import (
     SubjectKind,
 )
 from groupgate.store.export import Exporter
-
-
-class Written(int):
-    """A write's answer: the tenant's new revision (an `int`, as every write answered before),
-    with how many replicas acknowledged it (`replicas`) of those it waited for (`wanted`;
-    0: the store has none, or the embedded store)."""
-
-    replicas: int
-    wanted: int
-
-    def __new__(cls, revision: int, replicas: int = 0, wanted: int = 0) -> Written:
-        written = super().__new__(cls, revision)
-        written.replicas = replicas
-        written.wanted = wanted
-        return written
+from groupgate.store.written import Written
 
 
 class Answer(NamedTuple):

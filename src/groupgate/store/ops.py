@@ -17,8 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from groupgate.errors import NotFound, NotReplicated
 from groupgate.store import keys, scripts
-from groupgate.store.contract import Written
 from groupgate.store.replication import Replication
+from groupgate.store.written import Written
 
 Client = Redis | RedisCluster
 MAX_ARGS_PER_OP = 1000

@@ -73,7 +73,6 @@ from groupgate.store.contract import (
     Page,
     PurchaseAnswer,
     Released,
-    Written,
 )
 from groupgate.store.export import Exporter
 from groupgate.store.ledger import Ledger
@@ -81,6 +80,7 @@ from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.replication import NodeClient, Replication
 from groupgate.store.shared import SharedReads
 from groupgate.store.writes import Writer, decode, entity_key
+from groupgate.store.written import Written
 
 log = logging.getLogger("groupgate.store")
 T = TypeVar("T")

@@ -34,8 +34,8 @@ from groupgate.model import (
     vendor_group_id,
 )
 from groupgate.store import codec, held, keys
-from groupgate.store.contract import Written
 from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
+from groupgate.store.written import Written
 
 MAX_ATTEMPTS = 50
 IMPORT_BATCH = 2000
