@@ -432,6 +432,24 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def events(args: argparse.Namespace) -> int:
+    """Tail a tenant's event stream: one JSON line per event, `{"stream_id", ...event}`."""
+    from groupgate.store.events import tail
+
+    config = load_config(overrides={"redis_url": args.redis})
+    if config.redis_url is None:
+        fail("events: give --redis URL (or GROUPGATE_REDIS_URL): the embedded store has none")
+
+    def emit(entry_id: str, event: dict[str, Any]) -> None:
+        print(orjson.dumps({"stream_id": entry_id, **event}).decode(), flush=True)
+
+    try:
+        asyncio.run(tail(config.redis_url, args.tenant, emit, after=args.after, follow=args.follow))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 # --------------------------------------------------------------------------- lint / token
 
 
@@ -683,6 +701,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     p.add_argument("--verbose", "-v", action="store_true", help="list passing cases too")
     p.set_defaults(run=run_tests)
+
+    p = sub.add_parser(
+        "events",
+        help="print a tenant's events (approvals, customers), one JSON line each",
+        description="Read the tenant's event stream gg:{tenant}:events from the start (or "
+        "after --after ID); with --follow keep printing new events until interrupted.",
+    )
+    p.add_argument("--tenant", required=True, help="the tenant whose events to print")
+    p.add_argument("--redis", metavar="URL", help=setting("redis_url"))
+    p.add_argument("--follow", "-f", action="store_true", help="wait for new events")
+    p.add_argument(
+        "--after", default="0", metavar="ID", help="start after this stream id (default: 0)"
+    )
+    p.set_defaults(run=events)
 
     p = sub.add_parser("token", help="mint a development HS256 JWT")
     p.add_argument("--secret", required=True, help="the HMAC secret (at least 32 bytes)")

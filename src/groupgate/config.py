@@ -229,6 +229,12 @@ class Config:
     otel: bool = False
     #: Demo mode (`serve --demo`): the demo graph, open admin API, open decisions.
     demo: bool = False
+    #: Seconds a pending approval flow lives before it expires (SPEC section 5: 7 days).
+    approval_ttl: float = 7 * 24 * 3600.0
+    #: Seconds between sweeps that expire pending flows past their expiry.
+    approval_sweep_interval: float = 60.0
+    #: Entries kept in each tenant's event stream (approximately: MAXLEN ~).
+    events_maxlen: int = 100_000
 
     @property
     def keys_configured(self) -> bool:
@@ -282,6 +288,17 @@ def _replicas(name: str, value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     return _int(0, 64)(name, value)
+
+
+def _ttl(name: str, value: Any) -> float:
+    """A lifetime in seconds: more than 0, at most a year (flows wait days, not seconds)."""
+    try:
+        number = float(str(value).strip()) if not isinstance(value, bool) else -1.0
+    except ValueError:
+        number = -1.0
+    if not 0 < number <= 366 * 86_400:
+        raise ConfigError(f"{name}: expected seconds in (0, {366 * 86_400}], got {value!r}")
+    return number
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -341,6 +358,9 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "policy_watch": _seconds,
     "otel": _bool,
     "demo": _bool,
+    "approval_ttl": _ttl,
+    "approval_sweep_interval": _seconds,
+    "events_maxlen": _int(100, 100_000_000),
     "max_body_bytes": _int(1024, 1024 * MIB),
     "max_import_bytes": _int(1024, 16 * 1024 * MIB),
     "max_batch": _int(1, 1_000_000),
@@ -429,6 +449,9 @@ HELP: dict[str, str] = {
     "public_url": "the base URL clients use, for the AuthZEN metadata",
     "demo": "demo mode: the policy directory's demo graph, an open admin API, open decisions "
     "and a demo-only JWT secret; never in production",
+    "approval_ttl": "seconds a pending approval flow lives before it is EXPIRED",
+    "approval_sweep_interval": "seconds between sweeps that expire pending approval flows",
+    "events_maxlen": "entries kept in each tenant's event stream (gg:{tenant}:events, approx.)",
     "max_body_bytes": "largest request body, bytes (413 past it)",
     "max_import_bytes": "largest bulk-import body, bytes",
     "max_batch": "most evaluations or checks in one batch request",

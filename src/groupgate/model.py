@@ -353,6 +353,23 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Delegation:
+    """While it runs (`start <= now < until`, epoch milliseconds), `to` may approve in
+    `company` what `source` may (SPEC section 5), never their own purchase. The document
+    names `source` `from` and the times `from_time` and `until_time` (RFC 3339)."""
+
+    id: str
+    source: str
+    to: str
+    company: str
+    start: int
+    until: int
+
+    def running(self, now_ms: int) -> bool:
+        return self.start <= now_ms < self.until
+
+
+@dataclass(frozen=True, slots=True)
 class Graph:
     """One tenant's whole graph, validated (see `groupgate.engine.graph`)."""
 
@@ -364,6 +381,7 @@ class Graph:
     subjects: Mapping[str, Subject] = field(default_factory=frozen_map)
     #: Resource entities groupgate holds, keyed by (type, id).
     resources: Mapping[tuple[str, str], ResourceEntity] = field(default_factory=frozen_map)
+    delegations: Mapping[str, Delegation] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +482,64 @@ class Approval:
 
     subject: str
     slot: int
+
+
+FlowStatus = Literal["PENDING", "APPROVED", "DECLINED", "CLOSED", "EXPIRED"]
+FLOW_STATUSES: tuple[str, ...] = ("PENDING", "APPROVED", "DECLINED", "CLOSED", "EXPIRED")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowApproval:
+    """One approval given in a flow: its tier and list (`slot`), who gave it, when (epoch
+    ms), and `via`: the delegator whose right was used (None: the subject's own)."""
+
+    tier: int
+    slot: int
+    subject: str
+    time: int
+    via: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """An approval flow (SPEC section 5): a purchase waiting for its tiers' approvals.
+
+    Amounts stay the decimal strings the requester sent; times are epoch milliseconds.
+    `tier` is the index of the tier being approved; `used_by` the order id of the commit
+    that consumed an approved flow ('' until then).
+    """
+
+    id: str
+    status: FlowStatus
+    requester: str
+    company: str
+    amount: str
+    currency: str
+    cart_id: str
+    cart_hash: str
+    cost_center: str
+    used_by: str
+    rule: str
+    tiers: tuple[Tier, ...]
+    tier: int
+    approvals: tuple[FlowApproval, ...]
+    created: int
+    expires: int
+    comment: str = ""
+    ended: int | None = None
+    ended_by: str = ""
+    reason: str = ""
+
+    def approvals_of(self, tier: int) -> tuple[Approval, ...]:
+        """The approvals given in `tier`, as `engine.tiers` reads them."""
+        return tuple(Approval(a.subject, a.slot) for a in self.approvals if a.tier == tier)
+
+    def persons_of(self, tier: int) -> frozenset[str]:
+        """Who acted in `tier`: each approver and each delegator whose right was used."""
+        return frozenset(
+            p for a in self.approvals if a.tier == tier for p in (a.subject, a.via) if p
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from groupgate.cli import main
-from groupgate.model import Catalog, Graph
+from groupgate.model import Catalog, Graph, Money
 from groupgate.policytests import Context, Loader, Outcome, SuiteError, discover, run_suites
 from groupgate.policytests import sections as registry
 from groupgate.policytests.at import At
@@ -271,7 +272,8 @@ def test_a_case_that_raises_is_an_error_in_junit(tmp_path: Path) -> None:
         name = "boom"
 
         async def run(self, spec: bool, context: Context) -> Outcome:
-            await context.service.purchase(context.tenant, "vera", "nowhere", None)  # type: ignore[arg-type]
+            one = Money(Decimal("1"), "EUR")
+            await context.service.purchase(context.tenant, "vera", "nowhere", one)
             return Outcome(True)
 
     with pytest.MonkeyPatch.context() as patch:

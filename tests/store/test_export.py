@@ -172,3 +172,67 @@ async def test_an_unknown_tenant_is_not_found(open_service: Opener) -> None:
     service = await open_service()
     with pytest.raises(NotFound, match="unknown tenant"):
         await export(service, "t-" + uuid.uuid4().hex)
+
+
+async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> None:
+    """What issues 13 and 14 added to the document (spending limits, budgets, time zone,
+    delegations, membership windows) comes out of an export as it went in."""
+    service = await open_service()
+    document: dict[str, Any] = {
+        "tenant": tenant,
+        "settings": {"time_zone": "Europe/Berlin"},
+        "companies": [
+            {
+                "id": "co",
+                "name": "Co",
+                "spending_limits": [{"period": "month", "amount": "1000.00", "currency": "EUR"}],
+                "budgets": [
+                    {
+                        "id": "b1",
+                        "cost_center": "CC-1",
+                        "from": "2027-01-01",
+                        "until": "2027-12-31",
+                        "amount": "5000.00",
+                        "currency": "EUR",
+                    }
+                ],
+            }
+        ],
+        "subjects": [
+            {"id": "adm", "kind": "customer", "companies": {"co": ["admin"]}},
+            {
+                "id": "sub",
+                "kind": "customer",
+                "groups": [
+                    "co/contact",
+                    {"group": "co/buyer", "valid_until": "2027-03-31T22:00:00.000Z"},
+                ],
+            },
+        ],
+        "delegations": [
+            {
+                "id": "d1",
+                "from": "adm",
+                "to": "sub",
+                "company": "co",
+                "from_time": "2027-01-15T00:00:00Z",
+                "until_time": "2027-01-16T00:00:00Z",
+            }
+        ],
+    }
+    await service.import_graph(None, document)
+    exported = orjson.loads(await export(service, tenant))
+    [company] = exported["companies"]
+    assert company["spending_limits"] == document["companies"][0]["spending_limits"]
+    assert company["budgets"][0]["id"] == "b1"
+    assert exported["settings"]["time_zone"] == "Europe/Berlin"
+    assert [d["id"] for d in exported["delegations"]] == ["d1"]
+    sub = next(s for s in exported["subjects"] if s["id"] == "sub")
+    assert {"group": "co/buyer", "valid_until": "2027-03-31T22:00:00.000Z"} in sub["groups"]
+    copy = f"{tenant}-copy"
+    try:
+        await service.import_graph(None, {**exported, "tenant": copy})
+        again = orjson.loads(await export(service, copy))
+        assert {**again, "tenant": tenant} == exported
+    finally:
+        await service.delete_tenant(copy)

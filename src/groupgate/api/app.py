@@ -33,10 +33,14 @@ from groupgate.errors import Forbidden, NotFound, StoreUnavailable
 from groupgate.model import Catalog
 from groupgate.policy import RouteTable
 from groupgate.store.contract import Admin, Decider
+from groupgate.store.flows import Flows
 
 
 class Service(Decider, Admin, Protocol):
-    """What the API needs from the store: both protocols (the `GraphService`)."""
+    """What the API needs from the store: both protocols and the approval flows (the
+    `GraphService`)."""
+
+    flows: Flows
 
 
 class Tenants:
@@ -148,6 +152,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     """Return the application for `service` under `config` (the service stays the caller's)."""
     from groupgate.api import (
         admin,
+        approvals,
         authzen,
         decisions,
         front,
@@ -217,6 +222,7 @@ def create_app(config: Config, service: Service) -> web.Application:
     spend.setup(app)
     authzen.setup(app)
     gateway.setup(app)
+    approvals.setup(app)  # before the admin API's generic routes
     admin.setup(app)
     policies.setup(app)
     ops.setup(app)
@@ -254,6 +260,9 @@ async def build_app(config: Config) -> web.Application:
         pool_size=config.pool_size,
         pool_timeout=config.pool_timeout,
         spend_retention=config.spend_retention_days * 86_400,
+        events_maxlen=config.events_maxlen,
+        approval_ttl=config.approval_ttl,
+        approval_sweep_interval=config.approval_sweep_interval,
         write_replicas=config.write_replicas,
         write_wait_ms=config.write_wait_ms,
     )

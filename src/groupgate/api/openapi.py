@@ -112,6 +112,24 @@ PROBLEMS: dict[str, Problem] = {
         "the commit is refused; `rule` says why: period_limit_exceeded or budget_exceeded "
         "(with `limits`), approval_not_usable, order_id_reused, order_released, ledger_overflow",
     ),
+    # Approval flows.
+    "idempotency-key": Problem(
+        400, "invalid-request", "the Idempotency-Key header is missing (or repeated)"
+    ),
+    "purchase-denied": Problem(403, "forbidden", "the purchase is denied: nothing to approve"),
+    "not-eligible": Problem(
+        403,
+        "forbidden",
+        "the subject may not act on the flow's current tier now (the detail says why), or "
+        "cancels a flow it did not request",
+    ),
+    "unknown-flow": Problem(404, "not-found", "unknown tenant, company or approval flow"),
+    "flow-conflict": Problem(
+        409,
+        "conflict",
+        "the flow is no longer PENDING (approved, declined, closed, expired), the "
+        "Idempotency-Key was used for another request, or too many concurrent changes",
+    ),
     # AuthZEN (`authzen.spec_error`).
     "bad-request": Problem(
         400,
@@ -214,6 +232,12 @@ HEADERS: dict[str, dict[str, Any]] = {
     "X-Groupgate-Tenant": {
         "description": "the tenant, when the credential is not bound to one",
         "schema": {"type": "string"},
+    },
+    "Idempotency-Key": {
+        "description": "required on POST /v1/approvals: the same key of the same subject "
+        "returns the same flow (1 to 255 visible ASCII characters)",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
     },
     "X-Request-ID": {
         "description": "echoed on every answer of the endpoint, problems included (AuthZEN "
@@ -346,6 +370,59 @@ OPERATIONS: tuple[Op, ...] = (
         "Release",
         "ReleaseAnswer",
         (*_DECIDE, "unknown-order", "not-replicated"),
+    ),
+    Op(
+        "/v1/approvals",
+        ("post",),
+        "requestApproval",
+        "Request approval of a purchase (Idempotency-Key required): 201 a flow, 200 allow",
+        "ApprovalRequest",
+        "ApprovalFlow",
+        (
+            *_DECIDE,
+            "idempotency-key",
+            "purchase-denied",
+            "unknown-flow",
+            "flow-conflict",
+            "purchase-error",
+        ),
+        ("Idempotency-Key",),
+        ok="201",
+    ),
+    Op(
+        "/v1/approvals",
+        ("get",),
+        "listApprovals",
+        "Flows an approver may act on now (?approver=S) or a requester asked for "
+        "(?requester=S); &status, &limit, &cursor, &tenant",
+        None,
+        "ApprovalList",
+        _DECIDE,
+    ),
+    Op(
+        "/v1/approvals/{id}",
+        ("get",),
+        "getApproval",
+        "An approval flow, with who may act on each open tier now (?tenant=)",
+        None,
+        "ApprovalFlow",
+        (*_DECIDE, "unknown-flow", "flow-conflict"),
+    ),
+    *(
+        Op(
+            f"/v1/approvals/{{id}}/{verb}",
+            ("post",),
+            f"{verb}Approval",
+            summary,
+            body,
+            "ApprovalFlow",
+            (*_DECIDE, "not-eligible", "unknown-flow", "flow-conflict"),
+        )
+        for verb, summary, body in (
+            ("approve", "Approve the flow's current tier", "ApprovalAct"),
+            ("decline", "Decline the flow (DECLINED)", "ApprovalDecline"),
+            ("cancel", "Withdraw the flow as its requester (CLOSED)", "ApprovalCancel"),
+        )
     ),
     Op(
         "/access/v1/evaluation",
@@ -524,6 +601,34 @@ OPERATIONS: tuple[Op, ...] = (
         None,
         "Revision",
         (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
+    ),
+    Op(
+        _BASE + "/{tenant}/delegations",
+        ("post",),
+        "putDelegation",
+        "Create or replace a delegation of approval",
+        "Delegation",
+        "CreatedDelegation",
+        _WRITE,
+        ok="201",
+    ),
+    Op(
+        _BASE + "/{tenant}/delegations",
+        ("get",),
+        "listDelegations",
+        "The tenant's delegations",
+        None,
+        "DelegationList",
+        (*_ADMIN, "unknown-entity"),
+    ),
+    Op(
+        _BASE + "/{tenant}/delegations/{id}",
+        ("delete",),
+        "deleteDelegation",
+        "Delete a delegation",
+        None,
+        "Revision",
+        (*_ADMIN, "unknown-entity", "write-conflict"),
     ),
     Op(
         _RESOURCE,
@@ -808,7 +913,100 @@ _SCHEMAS: dict[str, Any] = {
             "approvers": {"type": "object", "properties": {"groups": _STRS, "subjects": _STRS}},
             "limit": {"type": ["object", "null"]},
             "revision": {"type": "integer"},
+            "approval": {
+                "type": "object",
+                "properties": {"id": _STR, "usable": {"type": "boolean"}, "reason": _NULLABLE_STR},
+            },
         },
+    },
+    "ApprovalRequest": {
+        "type": "object",
+        "required": ["subject", "company", "amount", "currency", "cart"],
+        "properties": {
+            "tenant": _STR,
+            "subject": _ref("Subject"),
+            "company": _STR,
+            "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "cart": _ref("Cart"),
+            "comment": {"type": "string", "maxLength": 2000},
+        },
+        "additionalProperties": False,
+    },
+    "Cart": {
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": _STR,
+            "hash": {"type": "string", "maxLength": 256},
+            "cost_center": _STR,
+        },
+        "additionalProperties": False,
+    },
+    "ApprovalFlow": {
+        "type": "object",
+        "description": "a flow (201 created, 200 the Idempotency-Key's flow), or "
+        '{"decision": "allow", "rule", "revision"} when the purchase needs no approval',
+        "properties": {
+            "id": _STR,
+            "status": {"enum": ["PENDING", "APPROVED", "DECLINED", "CLOSED", "EXPIRED"]},
+            "requester": _STR,
+            "company": _STR,
+            "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
+            "currency": _STR,
+            "cart": _ref("Cart"),
+            "rule": _STR,
+            "tier": {"type": "integer"},
+            "tiers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "rule": _STR,
+                        "requires": {"type": "array", "items": _STRS},
+                        "approvals": {"type": "array", "items": _OBJ},
+                        "eligible": {
+                            "type": "object",
+                            "properties": {"groups": _STRS, "subjects": _STRS},
+                        },
+                    },
+                },
+            },
+            "created_at": _STR,
+            "expires_at": _STR,
+            "ended_at": _NULLABLE_STR,
+            "ended_by": _NULLABLE_STR,
+            "reason": _NULLABLE_STR,
+            "used_by": _NULLABLE_STR,
+            "decision": {"enum": ["allow"]},
+            "revision": {"type": "integer"},
+        },
+    },
+    "ApprovalList": {
+        "type": "object",
+        "properties": {
+            "approvals": {"type": "array", "items": _ref("ApprovalFlow")},
+            "next_cursor": _NULLABLE_STR,
+            "revision": {"type": "integer"},
+        },
+    },
+    "ApprovalAct": {
+        "type": "object",
+        "required": ["subject"],
+        "properties": {"tenant": _STR, "subject": _ref("Subject"), "comment": _STR},
+        "additionalProperties": False,
+    },
+    "ApprovalDecline": {
+        "type": "object",
+        "required": ["subject", "reason"],
+        "properties": {"tenant": _STR, "subject": _ref("Subject"), "reason": _STR},
+        "additionalProperties": False,
+    },
+    "ApprovalCancel": {
+        "type": "object",
+        "required": ["subject"],
+        "properties": {"tenant": _STR, "subject": _ref("Subject")},
+        "additionalProperties": False,
     },
     "Evaluation": {
         "type": "object",
@@ -1157,6 +1355,33 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 "type": ["array", "null"],
                 "items": {"allOf": [_ref("ResourceEntity"), {"required": ["type", "id"]}]},
             },
+            "delegations": {"type": ["array", "null"], "items": _ref("Delegation")},
+        },
+    },
+    "Delegation": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "while it runs, `to` may approve in `company` what `from` may (never "
+        "their own purchase); both customers of the company; RFC 3339 times, from < until",
+        "required": ["from", "to", "company", "from_time", "until_time"],
+        "properties": {
+            "id": _ID,
+            "from": _ID,
+            "to": _ID,
+            "company": _ID,
+            "from_time": {"type": "string", "format": "date-time"},
+            "until_time": {"type": "string", "format": "date-time"},
+        },
+    },
+    "CreatedDelegation": {
+        "type": "object",
+        "properties": {"id": _STR, "revision": {"type": "integer"}},
+    },
+    "DelegationList": {
+        "type": "object",
+        "properties": {
+            "delegations": {"type": "array", "items": _ref("Delegation")},
+            "revision": {"type": "integer"},
         },
     },
 }

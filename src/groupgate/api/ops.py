@@ -35,6 +35,7 @@ SURFACES = (
     "purchase",
     "purchase.commit",
     "purchase.release",
+    "approval",
     "authzen",
     "gateway",
 )

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from groupgate.engine import spend
+from groupgate.engine import delegations, spend
 from groupgate.engine.approvers import check_approval_member
 from groupgate.errors import GraphError
 from groupgate.model import (
@@ -34,6 +34,7 @@ from groupgate.model import (
     Budget,
     Catalog,
     Company,
+    Delegation,
     Graph,
     Group,
     GroupKind,
@@ -739,7 +740,7 @@ def slug(name: str) -> str:
 
 
 DOCUMENT_FIELDS = frozenset(
-    {"tenant", "settings", "vendors", "companies", "groups", "subjects", "resources"}
+    {"tenant", "settings", "vendors", "companies", "groups", "subjects", "resources", "delegations"}
 )
 #: Attributes of a held resource that fill `Resource` fields: a string (or null) each, and
 #: `restrictions` a list of strings. Any other attribute is a property, any JSON value.
@@ -846,6 +847,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         if (entity.type, entity.id) in resources:
             raise GraphError(f"resources[{i}].id", f"duplicate resource {entity.type}/{entity.id}")
         resources[entity.type, entity.id] = entity
+    lent = parse_delegations(body.get("delegations"), companies, groups, subjects)
     return Graph(
         tenant=name,
         settings=settings,
@@ -854,7 +856,47 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         groups=frozen_map(groups),
         subjects=frozen_map(subjects),
         resources=frozen_map(resources),
+        delegations=frozen_map(lent),
     )
+
+
+def parse_delegations(
+    value: Any,
+    companies: Mapping[str, Company],
+    groups: Mapping[str, Group],
+    subjects: Mapping[str, Subject],
+) -> dict[str, Delegation]:
+    """The document's `delegations`, each between two customers of its company."""
+
+    def companies_of(subject_id: str) -> frozenset[str] | None:
+        subject = subjects.get(subject_id)
+        if subject is None:
+            return None
+        return customer_companies(subject.memberships, groups)
+
+    out: dict[str, Delegation] = {}
+    for i, item in enumerate(_list(value or [], "delegations")):
+        path = f"delegations[{i}]"
+        delegation = delegations.parse_delegation(item, path, _ident)
+        if delegation.id in out:
+            raise GraphError(f"{path}.id", f"duplicate delegation {delegation.id!r}")
+        delegations.check_delegation(delegation, path, companies, companies_of)
+        out[delegation.id] = delegation
+    return out
+
+
+def customer_companies(links: Iterable[Membership], groups: Mapping[str, Group]) -> frozenset[str]:
+    """The companies a subject is a customer of: those of the groups it is linked to."""
+    out: set[str] = set()
+    for link in links:
+        group = groups.get(link.group)
+        if group is not None and group.company is not None:
+            out.add(group.company)
+        elif group is None:
+            company, sep, role = link.group.rpartition("/")
+            if sep and role in PREDEFINED_ROLES:
+                out.add(company)
+    return frozenset(out)
 
 
 def check_approval_group(company: Company, groups: Mapping[str, Group], path: str) -> None:

@@ -17,6 +17,7 @@ from groupgate.model import (
     Catalog,
     Decision,
     FilterResult,
+    Flow,
     Money,
     PurchaseDecision,
     Resource,
@@ -96,6 +97,17 @@ class Released:
     amount: str
     currency: str
     cost_center: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    """An approval flow as answered: the flow, per tier the groups and subjects that may
+    fill its open lists now (empty for tiers already approved and for an ended flow), and
+    the revision they were decided at."""
+
+    flow: Flow
+    eligible: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    revision: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +281,15 @@ class Admin(Protocol):
         ...
 
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written: ...
+    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
+        """Create or replace a delegation; return its id and the new revision."""
+        ...
+
+    async def delete_delegation(self, tenant: str, delegation_id: str) -> Written: ...
+    async def delegations(self, tenant: str) -> tuple[list[dict[str, str]], int]:
+        """The tenant's delegations as documents, by id, and the revision read."""
+        ...
+
     async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
         """Return a held resource entity as `{"type", "id", "attributes"}`."""
         ...

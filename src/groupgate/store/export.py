@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from groupgate.engine import delegations
 from groupgate.engine.graph import VENDOR_GROUP_FIELDS, vendor_groups
 from groupgate.errors import Conflict
 from groupgate.model import Catalog, Group, GroupKind, Level, Vendor
@@ -93,6 +94,7 @@ class Exporter:
             ("groups", self._groups(pin, vendors)),
             ("subjects", self._subjects(pin)),
             ("resources", self._resources(pin)),
+            ("delegations", self._delegations(pin)),
         ]
         for name, batches in sections:
             yield b',"' + name.encode() + b'":['
@@ -223,6 +225,13 @@ class Exporter:
                     for rid, raw in zip(part, values[0], strict=True)
                     if raw
                 ]
+
+    async def _delegations(self, pin: Pin) -> AsyncIterator[list[dict[str, Any]]]:
+        """The approval delegations, as the graph document's `delegations` takes them (a
+        tenant holds few: one read)."""
+        found = await self._read(pin, [("HGETALL", keys.RELATIVE.delegations(), ())])
+        loaded = [delegations.load(orjson.loads(v)) for v in pairs(found[0]).values()]
+        yield [delegations.document(d) for d in sorted(loaded, key=lambda d: d.id)]
 
 
 def _ids(values: Any, *, order: bool = True) -> list[str]:

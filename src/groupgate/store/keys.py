@@ -39,6 +39,13 @@ atomically, on one Redis or on a Cluster.
                                        graph, knowing the cost centre but not the budget ids.
     (The spend keys are outside generations, like flows: an import replaces the graph, not
     the spend.)
+    gg:{t}:flow-key:<n>:<s>:<key> STRING the flow id an Idempotency-Key of requester <s> created
+    gg:{t}:flows:pending        ZSET   pending flow ids, score: expiry (ms), for the sweep
+    gg:{t}:flows:company:<c>    ZSET   pending flow ids of company <c>, score 0 (lexicographic:
+                                       ids sort by creation), the base of an approver's inbox
+    gg:{t}:flows:requester:<s>  ZSET   every flow id requested by <s>, score 0 (lexicographic)
+    gg:{t}:events               STREAM the tenant's events (capped), see store/events.py
+    gg:{t}:<gen>:delegations    HASH   delegation id -> JSON (part of the graph document)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
     gg:audit                    STREAM the audit trail's Redis sink (capped; groupgate.audit)
 
@@ -104,6 +111,39 @@ def spend_budgets(tenant: str, company: str, cost_center: str, currency: str) ->
     return f"gg:{{{tenant}}}:spend:budgets:{company}/{cost_center}/{currency}"
 
 
+def flow_key(tenant: str, requester: str, idempotency_key: str) -> str:
+    """The flow an Idempotency-Key of `requester` created (the key is per requester). The
+    requester's length comes first: ids may hold `:`, and `a:b` + `c` must not meet `a` + `b:c`."""
+    return f"gg:{{{tenant}}}:flow-key:{len(requester)}:{requester}:{idempotency_key}"
+
+
+def flows_pending(tenant: str) -> str:
+    """Every pending flow of the tenant, scored by its expiry (ms): the sweep's index."""
+    return f"gg:{{{tenant}}}:flows:pending"
+
+
+def flows_of_company(tenant: str, company: str) -> str:
+    """The pending flows of one company, by id (an approver's inbox is read from these)."""
+    return f"gg:{{{tenant}}}:flows:company:{company}"
+
+
+def flows_of_requester(tenant: str, requester: str) -> str:
+    """Every flow one subject requested, by id."""
+    return f"gg:{{{tenant}}}:flows:requester:{requester}"
+
+
+def flow_patterns(tenant: str) -> tuple[str, ...]:
+    """SCAN patterns of every flow key of a tenant (flows, idempotency keys, indexes), for
+    the deletion of the tenant (a tenant id holds no glob character: see `ID_PATTERN`)."""
+    base = tenant_prefix(tenant)
+    return (base + "flow:*", base + "flow-key:*", base + "flows:*")
+
+
+def events(tenant: str) -> str:
+    """The tenant's capped event stream (SPEC section 5)."""
+    return f"gg:{{{tenant}}}:events"
+
+
 def tenant_of_channel(name: str) -> str | None:
     """Return the tenant of a change channel name, or None if it is not one."""
     if name.startswith("gg:{") and name.endswith("}:changes"):
@@ -167,6 +207,9 @@ class Gen:
 
     def rtypes(self) -> str:
         return self.base + "rtypes"
+
+    def delegations(self) -> str:
+        return self.base + "delegations"
 
     def resources(self, type_id: str) -> str:
         """The held entities of one resource type (`resources("")` is the prefix the

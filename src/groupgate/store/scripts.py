@@ -7,6 +7,14 @@ keys.py). Scripts read `meta.gen` themselves, so a reader never mixes two genera
 
 from __future__ import annotations
 
+# The event helper is Lua text shared with the flow scripts (store/flow_scripts.py).
+EMIT = """
+local function emit(stream, maxlen, rev, n, etype, head, tail)
+  local body = head .. rev .. ',"id":"' .. rev .. '-' .. n .. '"' .. tail
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'event', body)
+end
+"""
+
 # Resolve subjects for decisions: for each subject id, its JSON, its links and the JSON of
 # every group it is linked to plus the tenant's default customer groups. One round trip.
 # ARGV: tenant prefix, subject id...
@@ -86,27 +94,42 @@ return out
 # Compare-and-set write: apply the operations only if the tenant's revision and generation are
 # still the ones the writer validated against, then bump the revision and record the stamp.
 # ARGV: expected rev ('' = tenant must not exist), expected gen, stamp, then repeated
-# (command, full key, nargs, args...). Returns the new revision, or -1 on a conflict.
-CAS = """
+# (command, full key, nargs, args...). The command EVENT (key: the event stream; args: maxlen,
+# type, head, tail) appends an event once the new revision is known (EMIT), in the
+# same script as the change. Returns the new revision, or -1 on a conflict.
+CAS = (
+    EMIT
+    + """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 local gen = redis.call('HGET', KEYS[1], 'gen')
 if ARGV[1] == '' then
   if gen then return -1 end
-  redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'rev', 0)
 elseif rev ~= ARGV[1] or gen ~= ARGV[2] then
   return -1
 end
+local ops, events = {}, {}
 local i = 4
 while i <= #ARGV do
   local cmd, key, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local args = {}
   for k = 1, n do args[k] = ARGV[i + 2 + k] end
-  redis.call(cmd, key, unpack(args))
+  if cmd == 'EVENT' then
+    events[#events + 1] = {key, args[1], args[2], args[3], args[4]}
+  else
+    ops[#ops + 1] = {cmd, key, args}
+  end
   i = i + 3 + n
 end
+-- The events are the first writes: should one fail (a full memory refuses the first write),
+-- nothing of the change is written either (Redis does not roll a failed script back).
+local new = (tonumber(rev) or 0) + 1
+for n, e in ipairs(events) do emit(e[1], e[2], new, n, e[3], e[4], e[5]) end
+if ARGV[1] == '' then redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'rev', 0) end
+for _, op in ipairs(ops) do redis.call(op[1], op[2], unpack(op[3])) end
 redis.call('HSET', KEYS[1], 'stamp', ARGV[3])
 return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 """
+)
 
 # Read the revision, generation and stamp of a tenant (polling, reconnects, tokens).
 META = """

@@ -28,7 +28,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -41,7 +41,9 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from groupgate import tracing
+from groupgate.engine import delegations as delegation_codec
 from groupgate.engine import spend
+from groupgate.engine.approvers import APPROVALS, APPROVE
 from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
@@ -74,12 +76,14 @@ from groupgate.store.contract import (
     PurchaseAnswer,
     Released,
 )
+from groupgate.store.events import EventLog
 from groupgate.store.export import Exporter
+from groupgate.store.flows import Flows
 from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.replication import NodeClient, Replication
 from groupgate.store.shared import SharedReads
-from groupgate.store.writes import Writer, decode, entity_key
+from groupgate.store.writes import DEFAULT_EVENTS_MAXLEN, Writer, decode, entity_key
 from groupgate.store.written import Written
 
 log = logging.getLogger("groupgate.store")
@@ -114,6 +118,10 @@ class GraphService:
         max_staleness: float = 30.0,
         poll_interval: float = 0.25,
         spend_retention: int = 400 * 86_400,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        approval_ttl: float = 7 * 24 * 3600.0,
+        approval_sweep_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
         write_replicas: int | None = 0,
         write_wait_ms: int = 1000,
         node_client: NodeClient | None = None,
@@ -131,8 +139,11 @@ class GraphService:
         self.graphs = Graphs(client, self.replication)
         #: The tenants' (rev, gen, stamp) as checks with a token confirm them.
         self._metas = SharedReads(self.graphs.meta)
-        self.writer = Writer(self.graphs, catalog)
-        self.cache = ProfileCache(cache_size)
+        self.event_log = EventLog(events_maxlen, clock)
+        self.writer = Writer(self.graphs, catalog, self.event_log)
+        self.flows = Flows(client, self.graphs, self.event_log, ttl=approval_ttl, clock=clock)
+        self.sweep_interval = approval_sweep_interval
+        self.cache = ProfileCache(cache_size, clock)
         self.ledger = Ledger(client, spend_retention, self.replication)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
@@ -171,6 +182,10 @@ class GraphService:
         pool_timeout: float = 2.0,
         socket_timeout: float = 2.0,
         spend_retention: int = 400 * 86_400,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        approval_ttl: float = 7 * 24 * 3600.0,
+        approval_sweep_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
         write_replicas: int | None = None,
         write_wait_ms: int = 1000,
     ) -> GraphService:
@@ -232,6 +247,10 @@ class GraphService:
             max_staleness=max_staleness,
             poll_interval=poll_interval,
             spend_retention=spend_retention,
+            events_maxlen=events_maxlen,
+            approval_ttl=approval_ttl,
+            approval_sweep_interval=approval_sweep_interval,
+            clock=clock,
             write_replicas=write_replicas,
             write_wait_ms=write_wait_ms,
             node_client=node_client,
@@ -245,6 +264,7 @@ class GraphService:
         self._tasks = [
             asyncio.create_task(self._listen(), name="groupgate-events"),
             asyncio.create_task(self._poll(), name="groupgate-poll"),
+            asyncio.create_task(self._sweep(), name="groupgate-approval-sweep"),
         ]
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
@@ -286,6 +306,10 @@ class GraphService:
         explain: bool = False,
     ) -> Answer:
         await self._confirm(tenant, min_revision)
+        if resource.type == APPROVALS and resource.id is not None and action == APPROVE:
+            flow = await self._flow_check(tenant, subject, resource.id, min_revision)
+            if flow is not None:
+                return flow
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
         table = await self._held(tenant, min_revision)  # loaded once: `check_cached` needs it
         if table and resource.id is not None:
@@ -296,9 +320,24 @@ class GraphService:
             return Answer(self._explain(entry, subject, action, resource), rev, stale)
         return Answer(_decide(entry, subject, action, resource), rev, stale)
 
+    async def _flow_check(
+        self, tenant: str, subject: str, flow_id: str, min_revision: int | None
+    ) -> Answer | None:
+        """`approve` on `approvals` with the id of a flow: may the subject approve that flow
+        now (its current tier)? None when the id names no flow (the company-level answer)."""
+        found = await self._guard(self.flows.may_approve(tenant, flow_id, subject))
+        if found is None:
+            return None
+        decision, rev = found
+        if min_revision is not None and rev < min_revision:
+            raise Conflict(f"revision {min_revision} not reached: the store is at {rev}")
+        return Answer(decision, rev)
+
     def check_cached(
         self, tenant: str, subject: str, action: str, resource: Resource
     ) -> Answer | None:
+        if resource.type == APPROVALS and resource.id is not None:
+            return None  # it may name an approval flow: `check` reads it
         cached = self._lookup(tenant, subject, None)
         if cached is None:
             return None
@@ -326,6 +365,11 @@ class GraphService:
         table = await self._held(tenant, min_revision)
         answers: list[Answer] = []
         for sid, action, resource in items:
+            if resource.type == APPROVALS and resource.id is not None and action == APPROVE:
+                flow = await self._flow_check(tenant, sid, resource.id, min_revision)
+                if flow is not None:
+                    answers.append(flow)
+                    continue
             entry, rev, stale = entries[sid]
             if table and resource.id is not None:
                 found = table.get((resource.type, resource.id))
@@ -870,6 +914,18 @@ class GraphService:
                 self.store_errors += 1
                 log.warning("revision poll failed: %s", exc)
 
+    async def _sweep(self) -> None:
+        """Expire pending approval flows past their expiry, in every tenant, periodically
+        (each emits `approval.expired` once: the script changes only a PENDING flow)."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                for tenant in await self.graphs.tenants():
+                    await self.flows.sweep(tenant)
+            except (*STORE_ERRORS, StoreUnavailable) as exc:
+                self.store_errors += 1
+                log.warning("approval sweep failed: %s", exc)
+
     async def _reconcile_all(self, *, after_reconnect: bool) -> None:
         """Compare every cached tenant's (rev, gen, stamp) with the store, in one round trip
         per node (cache invariants 2 and 4)."""
@@ -997,6 +1053,19 @@ class GraphService:
 
     async def put_resource(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_resource(tenant, document))
+
+    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
+        return await self._guard(self.writer.put_delegation(tenant, document))
+
+    async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
+        return await self._guard(self.writer.delete_delegation(tenant, delegation_id))
+
+    async def delegations(self, tenant: str) -> tuple[list[dict[str, str]], int]:
+        snap = await self._guard(
+            self.graphs.read(tenant, ("HGETALL", keys.RELATIVE.delegations(), ()))
+        )
+        found = [delegation_codec.load(orjson.loads(v)) for v in pairs(snap.values[0]).values()]
+        return [delegation_codec.document(d) for d in sorted(found, key=lambda d: d.id)], snap.rev
 
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
         return await self._guard(self.writer.delete_resource(tenant, type_id, resource_id))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
+from groupgate.engine import delegations
 from groupgate.engine import graph as rules
 from groupgate.engine.approvers import REPLACED_ROLES, check_approval_member
 from groupgate.errors import Conflict, GraphError, NotFound
@@ -30,24 +31,29 @@ from groupgate.model import (
     Membership,
     Settings,
     Subject,
+    SubjectKind,
     predefined_group_id,
     vendor_group_id,
 )
 from groupgate.store import codec, held, keys
+from groupgate.store.events import EventLog
 from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
 from groupgate.store.written import Written
 
 MAX_ATTEMPTS = 50
+#: The event stream cap when none is configured (`config.events_maxlen` sets it).
+DEFAULT_EVENTS_MAXLEN = 100_000
 IMPORT_BATCH = 2000
 
 
 class Writer:
     """Applies admin writes for every tenant of one store."""
 
-    def __init__(self, graphs: Graphs, catalog: Catalog) -> None:
+    def __init__(self, graphs: Graphs, catalog: Catalog, events: EventLog | None = None) -> None:
         self.graphs = graphs
         self.catalog = catalog
         self.groups = codec.GroupMemo()
+        self.events = events if events is not None else EventLog(DEFAULT_EVENTS_MAXLEN)
 
     async def _retry(self, attempt: Callable[[], Awaitable[Written | None]]) -> Written:
         for n in range(MAX_ATTEMPTS):
@@ -70,13 +76,15 @@ class Writer:
                 ("GET", "settings", ()),
                 ("HGETALL", "parents", ()),
                 ("HGETALL", g.links(subject.id), ()),
+                ("EXISTS", g.subject(subject.id), ()),
                 *[("GET", g.group(gid), ()) for gid in explicit],
                 *([("EXISTS", g.vendor(subject.vendor), ())] if subject.vendor else []),
             )
             settings = codec.load_settings(snap.values[0])
             parents = _parents(snap.values[1])
             old_links = pairs(snap.values[2])
-            groups = self._groups(explicit, snap.values[3 : 3 + len(explicit)])
+            existed = bool(snap.values[3])
+            groups = self._groups(explicit, snap.values[4 : 4 + len(explicit)])
             if subject.vendor and not snap.values[-1]:
                 raise GraphError("subject.vendor", f"unknown vendor {subject.vendor!r}")
             full = rules.expand_memberships(
@@ -87,6 +95,7 @@ class Writer:
             }
             await self._check_approvers(tenant, full, groups, explicit_paths.get)
             ops = self._subject_ops(tenant, snap, full, old_links)
+            self._subject_events(ops, tenant, full, old_links, created=not existed)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -113,6 +122,24 @@ class Writer:
         )
         return ops
 
+    def _subject_events(
+        self, ops: Ops, tenant: str, subject: Subject, old: Mapping[str, str], *, created: bool
+    ) -> None:
+        """The events of a subject write: created, assigned to companies, memberships."""
+        new = {m.group for m in subject.memberships}
+        if created and subject.kind is SubjectKind.CUSTOMER:
+            companies = sorted(_companies(new))
+            body = {"id": subject.id, "kind": subject.kind.value, "companies": companies}
+            self.events.add(ops, tenant, "customer.created", {"customer": body})
+        for company in sorted(_companies(new) - _companies(old)):
+            roles = sorted(r for gid in new if (r := _role_in(gid, company)))
+            assigned = {"customer": subject.id, "company": company, "roles": roles}
+            self.events.add(ops, tenant, "customer.assigned", assigned)
+        added, removed = sorted(new - set(old)), sorted(set(old) - new)
+        if added or removed:
+            change = {"subject": subject.id, "added": added, "removed": removed}
+            self.events.add(ops, tenant, "group.membership_changed", change)
+
     async def delete_subject(self, tenant: str, subject_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -130,6 +157,8 @@ class Writer:
                 ops.memberships.add(gid)
             ops.add("DEL", g.subject(subject_id), g.links(subject_id))
             ops.add("ZREM", g.subjects(), subject_id)
+            gone = {"id": subject_id, "groups": sorted(pairs(snap.values[1]))}
+            self.events.add(ops, tenant, "subject.deleted", {"subject": gone})
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -186,6 +215,7 @@ class Writer:
                 tenant, updated, {group.id: group}, lambda _: "membership.group"
             )
             ops = self._subject_ops(tenant, snap, updated, old_links)
+            self._subject_events(ops, tenant, updated, old_links, created=False)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -212,6 +242,8 @@ class Writer:
             ops = Ops(subjects={subject_id}, memberships={group_id})
             ops.add("HDEL", g.links(subject_id), group_id)
             ops.add("SREM", g.members(group_id), subject_id)
+            change = {"subject": subject_id, "added": [], "removed": [group_id]}
+            self.events.add(ops, tenant, "group.membership_changed", change)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -464,6 +496,67 @@ class Writer:
 
         return await self._retry(attempt)
 
+    # ------------------------------------------------------------------ delegations
+
+    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
+        """Create or replace a delegation (`engine.delegations`); return its id and the
+        revision. Both ends must be customers of the company when it is written."""
+        delegation = delegations.parse_delegation(document, "delegation", rules.ident)
+
+        async def attempt() -> Written | None:
+            rel = keys.RELATIVE
+            ends = (delegation.source, delegation.to)
+            snap = await self.graphs.read(
+                tenant,
+                ("HGETALL", "parents", ()),
+                *[("EXISTS", rel.subject(s), ()) for s in ends],
+                *[("HGETALL", rel.links(s), ()) for s in ends],
+            )
+            links = {s: pairs(raw) for s, raw in zip(ends, snap.values[3:5], strict=True)}
+            custom = sorted({g for found in links.values() for g in found if "/" not in g})
+            groups: dict[str, Group] = {}
+            if custom:
+                more = await self.graphs.read(tenant, *[("GET", rel.group(g), ()) for g in custom])
+                if more.rev != snap.rev:
+                    return None
+                groups = self._groups(custom, more.values)
+            exists = dict(zip(ends, snap.values[1:3], strict=True))
+
+            def companies_of(subject: str) -> frozenset[str] | None:
+                if not exists[subject]:
+                    return None
+                return rules.customer_companies([Membership(g) for g in links[subject]], groups)
+
+            delegations.check_delegation(
+                delegation, "delegation", _parents(snap.values[0]), companies_of
+            )
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            ops.add(
+                "HSET", g.delegations(), delegation.id, orjson.dumps(delegations.dump(delegation))
+            )
+            body = {"delegation": delegations.document(delegation)}
+            self.events.add(ops, tenant, "delegation.created", body)
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return delegation.id, await self._retry(attempt)
+
+    async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
+        async def attempt() -> Written | None:
+            snap = await self.graphs.read(
+                tenant, ("HGET", keys.RELATIVE.delegations(), (delegation_id,))
+            )
+            if not snap.values[0]:
+                raise NotFound(f"unknown delegation {delegation_id!r}")
+            g = keys.Gen(tenant, int(snap.gen))
+            ops = Ops()
+            ops.add("HDEL", g.delegations(), delegation_id)
+            found = delegations.document(delegations.load(orjson.loads(snap.values[0])))
+            self.events.add(ops, tenant, "delegation.deleted", {"delegation": found})
+            return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
+
+        return await self._retry(attempt)
+
     # ------------------------------------------------------------------ settings, tenants
 
     async def put_settings(self, tenant: str, document: Any) -> Written:
@@ -507,6 +600,8 @@ class Writer:
             await self._write_generation(keys.Gen(name, int(gen)), graph)
             ops = Ops(everything=True)
             ops.add("HSET", keys.meta(name), "gen", gen)
+            imported = {"subjects": len(graph.subjects), "companies": len(graph.companies)}
+            self.events.add(ops, name, "graph.imported", {"graph": imported})
             if meta is None:
                 rev = await self.graphs.cas(name, None, gen, ops)
             else:
@@ -533,11 +628,21 @@ class Writer:
                 await self._drop_generation(tenant, meta[1])
                 await self._drop_generation(tenant, gen)
                 await self.graphs.forget_tenant(tenant)
+                await self._drop_flows(tenant)
                 return rev
             meta = await self.graphs.meta(tenant)
             if meta is None:
                 raise NotFound(f"unknown tenant {tenant!r}")
         raise Conflict("too many concurrent writes to this tenant; try again")
+
+    async def _drop_flows(self, tenant: str) -> None:
+        """Delete a deleted tenant's approval flows, their indexes and its event stream."""
+        client = self.graphs.client
+        names = [keys.events(tenant)]
+        for pattern in keys.flow_patterns(tenant):
+            names += [text(k) async for k in client.scan_iter(match=pattern, count=1000)]
+        for i in range(0, len(names), IMPORT_BATCH):
+            await client.unlink(*names[i : i + IMPORT_BATCH])
 
     async def _write_generation(self, g: keys.Gen, graph: Graph) -> None:
         """Write every key of a graph under a fresh generation (invisible until flipped)."""
@@ -592,6 +697,8 @@ class Writer:
             pipe.sadd(g.rtypes(), entity.type)
             count += 2
             await flush()
+        for delegation in graph.delegations.values():
+            pipe.hset(g.delegations(), delegation.id, orjson.dumps(delegations.dump(delegation)))
         for gid, ids in members.items():
             for i in range(0, len(ids), IMPORT_BATCH):
                 pipe.sadd(g.members(gid), *ids[i : i + IMPORT_BATCH])
@@ -609,7 +716,7 @@ class Writer:
         vendors = [text(s) for s in await client.smembers(g.vendors())]
         rtypes = [text(s) for s in await client.smembers(g.rtypes())]
         names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
-        names += [g.rtypes(), *[g.resources(t) for t in rtypes]]
+        names += [g.rtypes(), g.delegations(), *[g.resources(t) for t in rtypes]]
         names += [k for s in subjects for k in (g.subject(s), g.links(s))]
         names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
         names += [k for c in companies for k in (g.company(c), g.cgroups(c))]
@@ -685,6 +792,22 @@ def _owner(group_id: str, groups: Mapping[str, Group]) -> str | None:
         return company if role in PREDEFINED_ROLES else None
     group = groups.get(group_id)
     return group.company if group is not None else None
+
+
+def _role_in(group_id: str, company: str) -> str | None:
+    """The predefined role `group_id` stands for in `company`, or None."""
+    owner, sep, role = group_id.rpartition("/")
+    return role if sep and owner == company and role in PREDEFINED_ROLES else None
+
+
+def _companies(group_ids: Iterable[str]) -> set[str]:
+    """The companies whose predefined groups are among `group_ids` (assignments)."""
+    out: set[str] = set()
+    for gid in group_ids:
+        owner, sep, role = gid.rpartition("/")
+        if sep and role in PREDEFINED_ROLES:
+            out.add(owner)
+    return out
 
 
 def _parents(flat: list[Any]) -> dict[str, str | None]:
