@@ -628,7 +628,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a delegation",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _RESOURCE,
@@ -1375,7 +1375,11 @@ ADMIN_SCHEMAS: dict[str, Any] = {
     },
     "CreatedDelegation": {
         "type": "object",
-        "properties": {"id": _STR, "revision": {"type": "integer"}},
+        "properties": {
+            "id": _STR,
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
     },
     "DelegationList": {
         "type": "object",
