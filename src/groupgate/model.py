@@ -205,6 +205,8 @@ class Catalog:
     subject_types: Mapping[str, frozenset[SubjectKind]] = field(
         default_factory=lambda: SUBJECT_TYPES
     )
+    #: Tenant-wide approval rules (`approval_rules.yaml`); their tiers come before a company's.
+    approval_rules: tuple[ApprovalRule, ...] = ()
 
     def permission_type(self, type_id: str) -> str:
         """Return the type whose permission governs `type_id` (its parent if dependent)."""
@@ -274,6 +276,42 @@ class Company:
     approval_group: str | None = None
     spending_limits: tuple[SpendingLimit, ...] = ()
     budgets: tuple[Budget, ...] = ()
+    #: The company's own approval rules (SPEC section 5); None: it sets none and inherits
+    #: its nearest ancestor's, an empty tuple: it sets "no rules" for itself and below.
+    approval_rules: tuple[ApprovalRule, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRule:
+    """A policy rule that adds approval tiers to a purchase (SPEC section 5,
+    `engine/approval_rules.py`). It matches when every condition given holds: the amount is
+    over `amount_over` (in `currency`), the currency is `currency`, the purchase's cost centre
+    is one of `cost_centers`, and the requester holds one of `requesters` (predefined role
+    names or group ids) in the purchase's company. Its `tiers` follow the built-in one."""
+
+    id: str
+    tiers: tuple[tuple[tuple[str, ...], ...], ...]
+    amount_over: Decimal | None = None
+    currency: str | None = None
+    cost_centers: tuple[str, ...] = ()
+    requesters: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        """The rule as the graph document and the policy file write it."""
+        when: dict[str, object] = {}
+        if self.amount_over is not None:
+            when["amount_over"] = f"{self.amount_over:f}"
+        if self.currency is not None:
+            when["currency"] = self.currency
+        if self.cost_centers:
+            when["cost_center"] = list(self.cost_centers)
+        body: dict[str, object] = {"id": self.id}
+        if when:
+            body["when"] = when
+        if self.requesters:
+            body["requesters"] = list(self.requesters)
+        body["tiers"] = [[list(names) for names in tier] for tier in self.tiers]
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +592,33 @@ class PurchaseDecision:
     #: What an `approval_required` purchase needs, approved in order (the built-in rule's tier
     #: first, then every matching policy rule's).
     tiers: tuple[Tier, ...] = ()
+    #: The ids of the approval rules that matched, in the order their tiers come.
+    rules: tuple[str, ...] = ()
+    #: Every approval rule that applied to the company and whether it matched (for `explain`).
+    checked: tuple[RuleCheck, ...] = ()
+    #: Who may fill each tier now, in the order of `tiers` (see `tiers.eligible`); empty until
+    #: the store (or a test) resolved the tiers' groups against the graph.
+    eligible: tuple[Eligible, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """One approval rule as a purchase met it: where it comes from (`policy` or the company
+    whose rules apply), whether it matched, and why (or why not)."""
+
+    rule: str
+    source: str
+    matched: bool
+    why: str
+    requires: tuple[tuple[tuple[str, ...], ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Eligible:
+    """The groups standing for one tier in a company, and the subjects who may fill it now."""
+
+    groups: tuple[str, ...]
+    subjects: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,7 @@ async def test_an_unknown_tenant_is_not_found(open_service: Opener) -> None:
 
 async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> None:
     """What issues 13 and 14 added to the document (spending limits, budgets, time zone,
-    delegations, membership windows) comes out of an export as it went in."""
+    approval rules, delegations, membership windows) comes out of an export as it went in."""
     service = await open_service()
     document: dict[str, Any] = {
         "tenant": tenant,
@@ -194,6 +194,13 @@ async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> N
                         "until": "2027-12-31",
                         "amount": "5000.00",
                         "currency": "EUR",
+                    }
+                ],
+                "approval_rules": [
+                    {
+                        "id": "big",
+                        "when": {"amount_over": "2000.00", "currency": "EUR"},
+                        "tiers": [[["admin"]]],
                     }
                 ],
             }
@@ -224,7 +231,7 @@ async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> N
     exported = orjson.loads(await export(service, tenant))
     [company] = exported["companies"]
     assert company["spending_limits"] == document["companies"][0]["spending_limits"]
-    assert company["budgets"][0]["id"] == "b1"
+    assert company["budgets"][0]["id"] == "b1" and company["approval_rules"][0]["id"] == "big"
     assert exported["settings"]["time_zone"] == "Europe/Berlin"
     assert [d["id"] for d in exported["delegations"]] == ["d1"]
     sub = next(s for s in exported["subjects"] if s["id"] == "sub")

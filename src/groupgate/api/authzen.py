@@ -13,10 +13,18 @@ Mapping to the model (the search endpoints are in `search.py`):
 - `resource.type == "route"` (the interop gateway scenario): `action.name` is the HTTP method,
   `resource.id` the route template or path, mapped through the route table; a route is allowed
   when the subject may do its action on some entity of its type (`Decider.some`);
-- `resource.type == "purchase"`: `properties.company/amount/currency` ask the purchase
-  question; approval required is `decision: false` with `context.approval_required: true` and
-  the approvers.
-(`route`/`purchase` are only special when the catalog has no type of that name.)
+- `action.name == "purchase"` on `resource.type == "carts"` (SPEC section 5), and
+  `resource.type == "purchase"` (any action): `resource.id` is the cart and
+  `properties.company/amount/currency` (and `cost_center`, optional) ask the purchase
+  question. `allow` is `decision: true`; `deny` is `decision: false` with the reason;
+  approval required is `decision: false` with `context.approval_required: true`, the
+  approvers of the first tier, and `context.approval` (ARAP-style: the approval can be
+  requested): `{rule, rules, tiers: [{rule, requires, eligible: {groups, subjects}}],
+  requestable: true, request: {method: "POST", href: "/v1/approvals", body}}`, where `body`
+  is what to send to request it.
+(`route`/`purchase` types are only special when the catalog has no type of that name; only
+the precise path reaches a purchase, as `purchase` is no action of `carts`: the fast path of
+plain checks is not touched.)
 
 AuthZEN requests carry no tenant: it is the credential's, else `X-Groupgate-Tenant`, else the
 configured default, else the only tenant loaded (a per-tenant metadata document says so).
@@ -60,6 +68,7 @@ from groupgate.api.problems import (
     guarded,
     to_problem,
 )
+from groupgate.api.purchases import tiers_body
 from groupgate.api.record import Decided, record_many
 from groupgate.auth import Caller
 from groupgate.config import Config
@@ -67,6 +76,9 @@ from groupgate.errors import InvalidInput, NotFound
 from groupgate.model import EMPTY, NO_PROPERTIES, Decision, Money, Resource, new_tuple
 from groupgate.store.contract import Answer
 
+#: The AuthZEN purchase question (SPEC section 5): this action on a cart.
+PURCHASE = "purchase"
+CARTS = "carts"
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
@@ -286,11 +298,13 @@ def _parse_item(actions: dict[str, frozenset[str]], raw: dict[str, Any], path: s
     if context is not None:
         parsing.obj(context, f"{prefix}context")
     allowed = actions.get(type_id)
+    if action == PURCHASE and type_id == CARTS:
+        return _purchase(subject, action, type_id, rid, props, f"{prefix}resource.properties")
     if allowed is None:
         if type_id == "route":
             return Item("route", subject, action, Resource(type_id, rid))
         if type_id == "purchase":
-            return _purchase(subject, action, props, f"{prefix}resource.properties")
+            return _purchase(subject, action, type_id, rid, props, f"{prefix}resource.properties")
         unknown = f"unknown resource type {type_id!r}"
         return Item("error", subject, action, Resource(type_id, rid), error=(422, unknown))
     if action not in allowed:
@@ -333,13 +347,20 @@ def _failed(raw: Any, detail: str) -> Item:
     )
 
 
-def _purchase(subject: str, action: str, props: dict[str, Any], path: str) -> Item:
+def _purchase(
+    subject: str, action: str, type_id: str, rid: str, props: dict[str, Any], path: str
+) -> Item:
+    """A purchase question; the resource keeps the cart id and, as its `customer`, the cost
+    centre (a purchase item has no other use for it)."""
     try:
         company = parsing.ident(props.get("company"), f"{path}.company")
         money = parsing.amount(props.get("amount"), props.get("currency"), path)
+        center = props.get("cost_center")
+        cost_center = None if center is None else parsing.ident(center, f"{path}.cost_center")
     except InvalidInput as exc:
         return Item("error", subject, action, error=(422, exc.detail))
-    return Item("purchase", subject, action, money=money, company=company)
+    cart = Resource(type_id, rid, company, customer=cost_center)
+    return Item("purchase", subject, action, cart, money=money, company=company)
 
 
 async def decide(
@@ -400,10 +421,16 @@ async def _route(state: State, tenant: str, item: Item, min_rev: int | None) -> 
 async def _purchase_decision(
     state: State, tenant: str, item: Item, min_rev: int | None
 ) -> dict[str, Any]:
-    assert item.company is not None and item.money is not None
+    assert item.company is not None and item.money is not None and item.resource is not None
+    cost_center = item.resource.customer
     try:
         answer = await state.service.purchase(
-            tenant, item.subject, item.company, item.money, min_revision=min_rev
+            tenant,
+            item.subject,
+            item.company,
+            item.money,
+            cost_center=cost_center,
+            min_revision=min_rev,
         )
     except NotFound as exc:
         return {"decision": False, "context": {"reason": exc.detail, "error": {"status": 404}}}
@@ -414,6 +441,27 @@ async def _purchase_decision(
         context["approvers"] = {
             "groups": list(result.approver_groups),
             "subjects": list(result.approver_subjects),
+        }
+        cart: dict[str, Any] = {"id": item.resource.id}
+        if cost_center is not None:
+            cart["cost_center"] = cost_center
+        context["approval"] = {
+            "rule": result.rule,
+            "rules": list(result.rules),
+            "tiers": tiers_body(result),
+            "requestable": True,
+            "request": {
+                "method": "POST",
+                "href": "/v1/approvals",
+                "body": {
+                    "subject": {"id": item.subject},
+                    "company": item.company,
+                    # The amount as sent: `Money` keeps the exact decimal it was given.
+                    "amount": f"{item.money.amount:f}",
+                    "currency": item.money.currency,
+                    "cart": cart,
+                },
+            },
         }
     if result.error is not None:
         context["error"] = {"status": 422, "message": result.error}

@@ -709,6 +709,7 @@ OPERATIONS: tuple[Op, ...] = (
 _STR = {"type": "string"}
 _STRS = {"type": "array", "items": _STR}
 _OBJ = {"type": "object"}
+_ELIGIBLE = {"type": "object", "properties": {"groups": _STRS, "subjects": _STRS}}
 _NULLABLE_STR = {"type": ["string", "null"]}
 
 _SCHEMAS: dict[str, Any] = {
@@ -839,9 +840,19 @@ _SCHEMAS: dict[str, Any] = {
             "company": _STR,
             "amount": {"type": "string", "pattern": AMOUNT_SYNTAX},
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "cost_center": {
+                "type": "string",
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$",
+                "description": "the cost centre the purchase is booked on: selects the "
+                "company's budgets, and approval rules may match it",
+            },
+            "explain": {
+                "type": "boolean",
+                "description": "add `explain`: every approval rule of the company, matched "
+                "or not, and why",
+            },
             "min_revision": {"type": "integer", "minimum": 0},
             "context": _OBJ,
-            "cost_center": {**_STR, "description": "selects the company's budgets"},
         },
     },
     "Commit": {
@@ -909,14 +920,44 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "decision": {"enum": ["allow", "approval_required", "deny"]},
-            "rule": _STR,
-            "approvers": {"type": "object", "properties": {"groups": _STRS, "subjects": _STRS}},
+            "rule": {
+                **_STR,
+                "description": "the built-in rule that decided, or `rule:<id>` when only "
+                "approval rules require approval",
+            },
+            "approvers": {
+                **_ELIGIBLE,
+                "description": "who may approve the first tier (the requester never)",
+            },
             "limit": {"type": ["object", "null"]},
+            "tiers": {"type": "array", "items": _ref("PurchaseTier")},
+            "rules": {**_STRS, "description": "the ids of the approval rules that matched"},
+            "explain": {"type": "array", "items": _ref("RuleExplained")},
             "revision": {"type": "integer"},
             "approval": {
                 "type": "object",
                 "properties": {"id": _STR, "usable": {"type": "boolean"}, "reason": _NULLABLE_STR},
             },
+        },
+    },
+    "PurchaseTier": {
+        "type": "object",
+        "description": "one approval tier, approved in order: one approval per list, from a "
+        "holder of any of its names (roles of the company or group ids)",
+        "properties": {
+            "rule": _STR,
+            "requires": {"type": "array", "items": _STRS},
+            "eligible": _ELIGIBLE,
+        },
+    },
+    "RuleExplained": {
+        "type": "object",
+        "properties": {
+            "rule": _STR,
+            "source": {**_STR, "description": "`policy`, or the company whose rules apply"},
+            "matched": {"type": "boolean"},
+            "why": _STR,
+            "requires": {"type": "array", "items": {"type": "array", "items": _STRS}},
         },
     },
     "ApprovalRequest": {
@@ -1011,7 +1052,34 @@ _SCHEMAS: dict[str, Any] = {
     "Evaluation": {
         "type": "object",
         "required": ["subject", "action", "resource"],
+        "description": "A purchase: `action.name` `purchase` on `resource.type` `carts` "
+        "(`resource.id` the cart; `properties`: company, amount, currency, cost_center?). "
+        "Allow is `decision: true`; approval required is `decision: false` with "
+        "`context.approval` (PurchaseApproval); deny is `decision: false` with the reason.",
         "properties": {"subject": _OBJ, "action": _OBJ, "resource": _OBJ, "context": _OBJ},
+    },
+    "PurchaseApproval": {
+        "type": "object",
+        "description": "`context.approval` of an AuthZEN purchase that needs approval: the "
+        "approval can be requested (ARAP-style), with the request to send",
+        "properties": {
+            "rule": _STR,
+            "rules": _STRS,
+            "tiers": {"type": "array", "items": _ref("PurchaseTier")},
+            "requestable": {"type": "boolean"},
+            "request": {
+                "type": "object",
+                "properties": {
+                    "method": {"enum": ["POST"]},
+                    "href": _STR,
+                    "body": {
+                        "type": "object",
+                        "description": "subject, company, amount, currency and cart "
+                        "({id, cost_center?}): the body of POST /v1/approvals",
+                    },
+                },
+            },
+        },
     },
     "Evaluations": {
         "type": "object",
@@ -1078,6 +1146,11 @@ _ROLE = {
     "type": "string",
     "description": "a predefined customer group: admin, contact, buyer or requester "
     "(case-insensitive; aliases such as Purchaser are accepted)",
+}
+_RULE_NAME = {
+    "type": "string",
+    "description": "a predefined role (admin, contact, buyer, requester; aliases accepted) "
+    "or a customer group of the company",
 }
 _PERMISSION = {"enum": ["ro", "rw", "same_customer"]}
 _GRANT = {
@@ -1200,11 +1273,58 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             "account_limit": {"oneOf": [_ref("Money"), {"type": "null"}]},
             "restrictions": _RESTRICTIONS,
             "approval_group": {"type": ["string", "null"]},
+            "approval_rules": {
+                "type": ["array", "null"],
+                "items": _ref("ApprovalRule"),
+                "description": "the company's approval rules, for it and its subsidiaries "
+                "(unless one sets its own; `[]`: none here and below; absent: inherited)",
+            },
             "spending_limits": {"type": ["array", "null"], "items": _ref("SpendingLimit")},
             "budgets": {"type": ["array", "null"], "items": _ref("Budget")},
         },
         "description": "creates the company's predefined groups <company>/admin, /contact, "
         "/buyer, /requester",
+    },
+    "ApprovalRule": {
+        "type": "object",
+        "required": ["id", "tiers"],
+        "additionalProperties": False,
+        "description": "matches when every condition given holds; its tiers follow the "
+        "built-in requirement (SPEC section 5)",
+        "properties": {
+            "id": _ID,
+            "when": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "amount_over": {
+                        "type": "string",
+                        "pattern": AMOUNT_SYNTAX,
+                        "description": "needs `currency`",
+                    },
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    "cost_center": {"type": "array", "items": _ID, "minItems": 1},
+                },
+            },
+            "requesters": {
+                "type": "array",
+                "items": _RULE_NAME,
+                "minItems": 1,
+                "description": "the rule applies only to requesters holding one of these",
+            },
+            "tiers": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 5,
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "array", "minItems": 1, "items": _RULE_NAME},
+                },
+                "description": "approved in order; a tier is ALL of its lists, a list ANY of "
+                "its names",
+            },
+        },
     },
     "Group": {
         "type": "object",

@@ -1,4 +1,4 @@
-"""Purchase approvals for checkout services (SPEC sections 1 and 4): `/v1/purchases/evaluate`.
+"""Purchase approvals for checkout services (SPEC sections 1, 4, 5): `/v1/purchases/evaluate`.
 
 With `approval_id` (SPEC section 5, closing the loop) the answer is `allow` with rule
 `approved` when that flow is APPROVED for the same subject, company and currency, the amount
@@ -7,8 +7,13 @@ used the flow; otherwise it is the answer without it. Either way `approval` says
 `{"id", "usable", "reason"}`.
 
 Answers `{"decision": "allow" | "approval_required" | "deny", "rule", "approvers": {"groups",
-"subjects"}, "limit", "revision"}`. A currency other than the company's limit is a 422
-problem, never an allow; an unknown company is a 404; an unknown subject is a deny.
+"subjects"}, "limit", "tiers", "rules", "revision"}`: `tiers` lists what an approval needs, in
+order (`[{"rule", "requires", "eligible": {"groups", "subjects"}}]`, the built-in rule's tier
+first, then every matching approval rule's), `rules` the ids of the approval rules that
+matched; `approvers` is who may fill the first tier. The question may name a `cost_center`
+(an id); `explain: true` adds `explain`: every approval rule that applies to the company,
+whether it matched and why, and what it requires. A currency other than the company's limit
+is a 422 problem, never an allow; an unknown company is a 404; an unknown subject is a deny.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from groupgate.api.native import (
 )
 from groupgate.api.problems import Unprocessable, guarded
 from groupgate.api.record import record
+from groupgate.model import Eligible, PurchaseDecision
 from groupgate.store.contract import PurchaseAnswer
 
 PURCHASE_FIELDS = frozenset(
@@ -39,9 +45,10 @@ PURCHASE_FIELDS = frozenset(
         "company",
         "amount",
         "currency",
+        "cost_center",
+        "explain",
         "min_revision",
         "context",
-        "cost_center",
         "approval_id",
         "cart",
     }
@@ -49,7 +56,7 @@ PURCHASE_FIELDS = frozenset(
 CART_FIELDS = frozenset({"id", "hash", "cost_center"})
 
 
-def purchase_body(answer: PurchaseAnswer) -> dict[str, Any]:
+def purchase_body(answer: PurchaseAnswer, *, explain: bool = False) -> dict[str, Any]:
     """The SPEC section 4 answer for a purchase decision that is not an error."""
     result = answer.result
     body: dict[str, Any] = {
@@ -60,11 +67,44 @@ def purchase_body(answer: PurchaseAnswer) -> dict[str, Any]:
             "subjects": list(result.approver_subjects),
         },
         "limit": result.limit.as_json() if result.limit is not None else None,
+        "tiers": tiers_body(result),
+        "rules": list(result.rules),
         "revision": answer.revision,
     }
+    if explain:
+        body["explain"] = explain_body(result)
     if answer.stale:
         body["stale"] = True
     return body
+
+
+def tiers_body(result: PurchaseDecision) -> list[dict[str, Any]]:
+    """`[{"rule", "requires", "eligible": {"groups", "subjects"}}]`, in approval order."""
+    out = []
+    for i, tier in enumerate(result.tiers):
+        found = result.eligible[i] if i < len(result.eligible) else Eligible((), ())
+        out.append(
+            {
+                **tier.as_json(),
+                "eligible": {"groups": list(found.groups), "subjects": list(found.subjects)},
+            }
+        )
+    return out
+
+
+def explain_body(result: PurchaseDecision) -> list[dict[str, Any]]:
+    """Every approval rule that applies to the company: whether it matched, why, and what it
+    requires (the built-in rule's outcome is `rule`)."""
+    return [
+        {
+            "rule": check.rule,
+            "source": check.source,
+            "matched": check.matched,
+            "why": check.why,
+            "requires": [[list(names) for names in tier] for tier in check.requires],
+        }
+        for check in result.checked
+    ]
 
 
 async def evaluate(request: web.Request) -> web.Response:
@@ -78,8 +118,8 @@ async def evaluate(request: web.Request) -> web.Response:
     subject = subject_id(body.get("subject"), "subject")
     company = parsing.ident(body.get("company"), "company")
     money = parsing.amount(body.get("amount"), body.get("currency"))
-    raw_center = body.get("cost_center")
-    cost_center = parsing.ident(raw_center, "cost_center") if raw_center is not None else None
+    cost_center = cost_center_field(body.get("cost_center"), "cost_center")
+    explain = parsing.boolean(body.get("explain"), "explain")
     min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     approval_id = body.get("approval_id")
     if approval_id is not None:
@@ -87,7 +127,7 @@ async def evaluate(request: web.Request) -> web.Response:
     cart_hash = _cart_hash(body.get("cart"))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     answer = await state.service.purchase(
-        tenant, subject, company, money, min_revision=min_rev, cost_center=cost_center
+        tenant, subject, company, money, cost_center=cost_center, min_revision=min_rev
     )
     result = answer.result
     approval: dict[str, Any] | None = None
@@ -121,14 +161,25 @@ async def evaluate(request: web.Request) -> web.Response:
         reason=result.error or result.rule,
         revision=answer.revision,
         # The amount as sent, never a formatted Decimal (see `parsing.amount`).
-        extra={"amount": body["amount"], "currency": money.currency, "decision": result.decision},
+        extra={
+            "amount": body["amount"],
+            "currency": money.currency,
+            "decision": result.decision,
+            **({"cost_center": cost_center} if cost_center is not None else {}),
+            **({"rules": list(result.rules)} if result.rules else {}),
+        },
     )
     if result.error is not None:
         raise Unprocessable(result.error)
-    body = purchase_body(answer)
+    body = purchase_body(answer, explain=explain)
     if approval is not None:
         body["approval"] = approval
     return json_response(body)
+
+
+def cost_center_field(value: Any, path: str) -> str | None:
+    """An optional cost centre: an id (letters, digits and `._:@+-`), or absent."""
+    return None if value is None else parsing.ident(value, path)
 
 
 def _cart_hash(raw: Any) -> str | None:

@@ -8,13 +8,15 @@ parsers are used by the store for single writes, so a rule lives in one place:
 - `predefined_groups`, `vendor_groups`: the groups created with a company or vendor;
 - `check_assignment`: at most one of admin/buyer/requester per customer and company;
 - `contact_companies`: contact propagation through the company tree at assignment time;
-- `find_cycle`: company trees must stay trees.
+- `find_cycle`: company trees must stay trees;
+- `parse_approval_rules`, `check_rule_names`: approval rules (SPEC section 5), in policy files
+  and on companies; every error names the rule (`companies[2].approval_rules[0] (big-orders)`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +33,7 @@ from groupgate.model import (
     ROLE_ALIASES,
     VENDOR_ROLES,
     ActionGrant,
+    ApprovalRule,
     Budget,
     Catalog,
     Company,
@@ -289,28 +292,31 @@ def parse_vendor(value: Any, path: str) -> Vendor:
     return Vendor(vendor_id, _text(body.get("name", vendor_id), f"{path}.name"))
 
 
-def parse_company(value: Any, path: str) -> Company:
+COMPANY_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "parent",
+        "account_limit",
+        "restrictions",
+        "approval_group",
+        "approval_rules",
+        "spending_limits",
+        "budgets",
+    }
+)
+
+
+def parse_company(value: Any, path: str, reserved: Iterable[str] = ()) -> Company:
+    """Parse a company; `reserved` are rule ids its `approval_rules` may not reuse (the
+    tenant-wide rules': a tier names its rule, so ids must not collide)."""
     body = _mapping(value, path)
-    _only(
-        body,
-        path,
-        frozenset(
-            {
-                "id",
-                "name",
-                "parent",
-                "account_limit",
-                "restrictions",
-                "approval_group",
-                "spending_limits",
-                "budgets",
-            }
-        ),
-    )
+    _only(body, path, COMPANY_FIELDS)
     company_id = _ident(body.get("id"), f"{path}.id")
     parent = body.get("parent")
     limit = body.get("account_limit")
     approval = body.get("approval_group")
+    rules = body.get("approval_rules")
     return Company(
         id=company_id,
         name=_text(body.get("name"), f"{path}.name"),
@@ -318,11 +324,134 @@ def parse_company(value: Any, path: str) -> Company:
         account_limit=parse_money(limit, f"{path}.account_limit") if limit is not None else None,
         restrictions=_restrictions(body.get("restrictions"), f"{path}.restrictions"),
         approval_group=_ident(approval, f"{path}.approval_group") if approval else None,
+        approval_rules=(
+            parse_approval_rules(rules, f"{path}.approval_rules", reserved)
+            if rules is not None
+            else None
+        ),
         spending_limits=parse_spending_limits(
             body.get("spending_limits"), f"{path}.spending_limits"
         ),
         budgets=parse_budgets(body.get("budgets"), f"{path}.budgets"),
     )
+
+
+# --------------------------------------------------------------------------- approval rules
+
+RULE_FIELDS = frozenset({"id", "when", "requesters", "tiers"})
+WHEN_FIELDS = frozenset({"amount_over", "currency", "cost_center"})
+#: SPEC section 5: a rule has 1 to 5 tiers, approved in order.
+MAX_TIERS = 5
+
+
+def parse_approval_rules(
+    value: Any, path: str, reserved: Iterable[str] = ()
+) -> tuple[ApprovalRule, ...]:
+    """Parse a list of approval rules (`approval_rules` of a policy file or a company).
+
+    Names (in `requesters` and in tier lists) are predefined roles, aliases accepted
+    (`Purchaser` -> `buyer`), or group ids; which groups exist is checked where the graph is
+    known (`check_rule_names`). Ids are unique within the list and not in `reserved`.
+    """
+    tenant_wide = frozenset(reserved)
+    taken: set[str] = set()
+    out: list[ApprovalRule] = []
+    for i, item in enumerate(_list(value, path)):
+        body = _mapping(item, f"{path}[{i}]")
+        rule_id = _ident(body.get("id"), f"{path}[{i}].id")
+        where = f"{path}[{i}] ({rule_id})"
+        _only(body, where, RULE_FIELDS)
+        if rule_id in taken:
+            raise GraphError(f"{where}.id", f"duplicate approval rule id {rule_id!r}")
+        if rule_id in tenant_wide:
+            raise GraphError(f"{where}.id", f"{rule_id!r} is the id of a tenant-wide rule (policy)")
+        taken.add(rule_id)
+        out.append(_parse_rule(rule_id, body, where))
+    return tuple(out)
+
+
+def _parse_rule(rule_id: str, body: dict[str, Any], where: str) -> ApprovalRule:
+    when = _mapping(body.get("when") if body.get("when") is not None else {}, f"{where}.when")
+    _only(when, f"{where}.when", WHEN_FIELDS)
+    currency = when.get("currency")
+    if currency is not None:
+        currency = _text(currency, f"{where}.when.currency")
+        if not CURRENCY_PATTERN.match(currency):
+            raise GraphError(
+                f"{where}.when.currency", f"expected an ISO 4217 code such as EUR, got {currency!r}"
+            )
+    over = when.get("amount_over")
+    amount = parse_amount(over, f"{where}.when.amount_over") if over is not None else None
+    if amount is not None and currency is None:
+        raise GraphError(
+            f"{where}.when.amount_over", "an amount needs its currency (when.currency)"
+        )
+    centers: tuple[str, ...] = ()
+    if "cost_center" in when:
+        centers = _names_list(when["cost_center"], f"{where}.when.cost_center", _ident)
+    requesters: tuple[str, ...] = ()
+    if "requesters" in body:
+        requesters = _names_list(body["requesters"], f"{where}.requesters", rule_name)
+    tiers = _list(body.get("tiers"), f"{where}.tiers")
+    if not 1 <= len(tiers) <= MAX_TIERS:
+        raise GraphError(f"{where}.tiers", f"a rule has 1 to {MAX_TIERS} tiers, got {len(tiers)}")
+    parsed = []
+    for t, tier in enumerate(tiers):
+        lists = _list(tier, f"{where}.tiers[{t}]")
+        if not lists:
+            raise GraphError(f"{where}.tiers[{t}]", "a tier needs at least one list of approvers")
+        parsed.append(
+            tuple(
+                _names_list(names, f"{where}.tiers[{t}][{k}]", rule_name)
+                for k, names in enumerate(lists)
+            )
+        )
+    return ApprovalRule(rule_id, tuple(parsed), amount, currency, centers, requesters)
+
+
+def _names_list(value: Any, path: str, read: Callable[[Any, str], str]) -> tuple[str, ...]:
+    """A non-empty list of names, each read by `read(value, path)`, duplicates dropped."""
+    items = _list(value, path)
+    if not items:
+        raise GraphError(path, "expected at least one name")
+    out: dict[str, None] = {}
+    for i, item in enumerate(items):
+        out[read(item, f"{path}[{i}]")] = None
+    return tuple(out)
+
+
+def rule_name(value: Any, path: str) -> str:
+    """A name in a rule: a predefined role (aliases accepted: the canonical name comes back)
+    or a group id (no `/`: predefined groups are named by their role)."""
+    text = _text(value, path)
+    key = text.strip().lower().replace(" ", "_")
+    key = ROLE_ALIASES.get(key, key)
+    if key in PREDEFINED_ROLES:
+        return key
+    if "/" in text:
+        raise GraphError(path, f"name a predefined group by its role (admin, ...), not {text!r}")
+    return _ident(text, path)
+
+
+def check_rule_names(company: Company, groups: Mapping[str, Group], path: str) -> None:
+    """Every group a company's rules name is a custom customer group of that company."""
+    for i, rule in enumerate(company.approval_rules or ()):
+        where = f"{path}[{i}] ({rule.id})"
+        named = [(f"{where}.requesters[{k}]", n) for k, n in enumerate(rule.requesters)]
+        named += [
+            (f"{where}.tiers[{t}][{k}][{j}]", n)
+            for t, tier in enumerate(rule.tiers)
+            for k, names in enumerate(tier)
+            for j, n in enumerate(names)
+        ]
+        for at, name in named:
+            if name in PREDEFINED_ROLES:
+                continue
+            group = groups.get(name)
+            if group is None:
+                raise GraphError(at, f"unknown group {name!r}")
+            if group.kind is not GroupKind.CUSTOMER or group.company != company.id:
+                raise GraphError(at, f"{name!r} is not a customer group of {company.id!r}")
 
 
 GROUP_FIELDS = frozenset(
@@ -793,8 +922,9 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
         groups.update((g.id, g) for g in vendor_groups(vendor, catalog))
 
     companies: dict[str, Company] = {}
+    reserved = [rule.id for rule in catalog.approval_rules]
     for i, item in enumerate(_list(body.get("companies") or [], "companies")):
-        company = parse_company(item, f"companies[{i}]")
+        company = parse_company(item, f"companies[{i}]", reserved)
         if company.id in companies:
             raise GraphError(f"companies[{i}].id", f"duplicate company {company.id!r}")
         companies[company.id] = company
@@ -824,6 +954,7 @@ def parse_graph(doc: Any, catalog: Catalog, tenant: str | None = None) -> Graph:
 
     for i, company in enumerate(companies.values()):
         check_approval_group(company, groups, f"companies[{i}].approval_group")
+        check_rule_names(company, groups, f"companies[{i}].approval_rules")
     for i, group_id in enumerate(settings.default_customer_groups):
         check_default_group(
             groups.get(group_id), group_id, f"settings.default_customer_groups[{i}]"

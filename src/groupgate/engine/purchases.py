@@ -19,15 +19,35 @@ Choices where the sources are silent:
 - A company without its own account limit uses its nearest ancestor's (SPEC section 5).
 - Nobody approves their own purchase. A currency other than the limit's is an error, never an
   allow.
+
+Approval rules (SPEC section 5, `approval_rules`): every rule that matches adds its tiers after
+the built-in requirement, in order (tenant-wide rules, then the company's).
+- Built-in `deny` stays `deny`: rules add approvals, they never let anyone buy.
+- Built-in `allow` with a matching rule becomes `approval_required` with only the rules'
+  tiers; `rule` is then the first matching rule's tier name (`rule:<id>`).
+- Built-in `approval_required` keeps its `rule` and its tier first.
+- `approvers` (the public answer's field) lists who may fill the first tier; `eligible` holds
+  that for every tier, once `members` has their groups (`wanted_groups` says which).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
+from groupgate.engine import approval_rules
 from groupgate.engine.approvers import effective_limit
-from groupgate.engine.tiers import requirement_groups
-from groupgate.model import Company, Money, PurchaseDecision, Tier
+from groupgate.engine.tiers import eligible, requirement_groups, tier_groups
+from groupgate.model import (
+    EMPTY,
+    ApprovalRule,
+    Company,
+    Eligible,
+    Money,
+    PurchaseDecision,
+    RuleCheck,
+    Tier,
+)
 
 
 def evaluate_purchase(
@@ -38,14 +58,85 @@ def evaluate_purchase(
     amount: Money,
     *,
     ancestors: Sequence[Company] = (),
+    policy_rules: Sequence[ApprovalRule] = (),
+    cost_center: str | None = None,
+    groups: Collection[str] = EMPTY,
 ) -> PurchaseDecision:
     """Decide a purchase of `amount` by `subject_id` for `company`.
 
     `roles` are the subject's predefined roles in that company; `members` maps the company's
-    admin and buyer group ids and its approval group id (when it has one) to the members who
-    may approve (`approvers.purchase_members`: not those linked `ro`); `ancestors`, nearest
-    first, give the limit of a company without its own.
+    admin and buyer group ids and its approval group id (when it has one), and the groups of
+    every tier to resolve, to the members who may approve (`approvers.purchase_members`: not
+    those linked `ro`); `ancestors`, nearest first, give the limit and the rules of a company
+    without its own; `policy_rules` are the tenant-wide rules; `groups` are every group the
+    subject is linked to (for rules scoped to `requesters`).
     """
+    builtin = _builtin(subject_id, company, roles, members, amount, ancestors)
+    rules = approval_rules.applicable(company, ancestors, policy_rules)
+    active = active_approval_group(company, members)
+    if builtin.decision == "deny":
+        why = f"not evaluated: the purchase is denied ({builtin.rule})"
+        return replace(
+            builtin, checked=tuple(RuleCheck(r.id, s, False, why, r.tiers) for s, r in rules)
+        )
+    checked = approval_rules.check_all(rules, amount, cost_center, company.id, groups)
+    matched = tuple(c.rule for c in checked if c.matched)
+    extra = tuple(
+        Tier(approval_rules.tier_name(c.rule), tier)
+        for c in checked
+        if c.matched
+        for tier in c.requires
+    )
+    if builtin.decision == "allow":
+        if not extra:
+            return replace(builtin, checked=checked)
+        found = tuple(eligible(t, company.id, active, members, subject_id) for t in extra)
+        return PurchaseDecision(
+            "approval_required",
+            extra[0].rule,
+            found[0].groups,
+            found[0].subjects,
+            builtin.limit,
+            tiers=extra,
+            rules=matched,
+            checked=checked,
+            eligible=found,
+        )
+    first = Eligible(builtin.approver_groups, builtin.approver_subjects)
+    rest = tuple(eligible(t, company.id, active, members, subject_id) for t in extra)
+    return replace(
+        builtin,
+        tiers=builtin.tiers + extra,
+        rules=matched,
+        checked=checked,
+        eligible=(first, *rest),
+    )
+
+
+def active_approval_group(company: Company, members: Mapping[str, frozenset[str]]) -> str | None:
+    """The company's approval group when it has a member who may approve, else None."""
+    group = company.approval_group
+    return group if group is not None and members.get(group) else None
+
+
+def wanted_groups(
+    decision: PurchaseDecision, company: Company, members: Mapping[str, frozenset[str]]
+) -> frozenset[str]:
+    """The groups of `decision`'s tiers whose members `members` does not hold yet."""
+    active = active_approval_group(company, members)
+    found = {g for tier in decision.tiers for g in tier_groups(tier, company.id, active)}
+    return frozenset(found - set(members))
+
+
+def _builtin(
+    subject_id: str,
+    company: Company,
+    roles: frozenset[str],
+    members: Mapping[str, frozenset[str]],
+    amount: Money,
+    ancestors: Sequence[Company],
+) -> PurchaseDecision:
+    """The seed's table (the module docstring): the built-in rule set."""
     limit = effective_limit(company, ancestors)
     if limit is not None and amount.currency != limit.currency:
         return PurchaseDecision(
@@ -86,8 +177,7 @@ def _approval(
 ) -> PurchaseDecision:
     """The built-in rule's answer: one tier of one list, `roles` (admin, buyer), which an
     active approval group stands for (`tiers.requirement_groups`)."""
-    group = company.approval_group
-    active = group if group is not None and members.get(group) else None
+    active = active_approval_group(company, members)
     if active is not None:
         rule = f"{rule}:approval_group"
     groups = tuple(sorted(requirement_groups(roles, company.id, active), key=_standard_order))
@@ -99,6 +189,7 @@ def _approval(
         tuple(sorted(approvers)),
         limit,
         tiers=(Tier(rule, (roles,)),),
+        eligible=(Eligible(groups, tuple(sorted(approvers))),),
     )
 
 

@@ -38,7 +38,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from groupgate.engine.tiers import requirement_groups
-from groupgate.model import PERIODS, Company, Money, PurchaseDecision, Subject, Tier
+from groupgate.model import PERIODS, Company, Eligible, Money, PurchaseDecision, Subject, Tier
 
 #: Ledger units per currency unit: amounts are stored as integers of 1/10,000.
 SCALE = 10_000
@@ -306,6 +306,8 @@ def require_admins(
     wanted = requirement_groups(APPROVERS, company.id, active)
     approvers = frozenset().union(*(members.get(g, frozenset()) for g in wanted)) - {subject_id}
     tiers = tuple(Tier(rule, (APPROVERS,)) for rule in rules)
+    # Who may fill each of these tiers (`PurchaseDecision.eligible`, the answer's `tiers`).
+    eligible = (Eligible(tuple(sorted(wanted)), tuple(sorted(approvers))),) * len(tiers)
     groups = tuple(dict.fromkeys([*decision.approver_groups, *sorted(wanted)]))
     subjects = tuple(sorted(set(decision.approver_subjects) | approvers))
     if decision.decision == "allow":
@@ -316,10 +318,12 @@ def require_admins(
             approver_groups=groups,
             approver_subjects=subjects,
             tiers=tiers,
+            eligible=eligible,
         )
     return replace(
         decision,
         approver_groups=groups,
         approver_subjects=subjects,
         tiers=decision.tiers + tiers,
+        eligible=decision.eligible + eligible,
     )

@@ -18,10 +18,10 @@ Nobody fills a list of their own purchase, and a person fills at most one list p
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from groupgate.engine.approvers import REPLACED_ROLES
-from groupgate.model import PREDEFINED_ROLES, Approval, Tier, predefined_group_id
+from groupgate.model import PREDEFINED_ROLES, Approval, Eligible, Tier, predefined_group_id
 
 
 def requirement_groups(
@@ -41,6 +41,30 @@ def requirement_groups(
         else:
             out.add(name)
     return frozenset(out)
+
+
+def tier_groups(tier: Tier, company: str, approval_group: str | None) -> tuple[str, ...]:
+    """Every group id standing for some list of `tier`, in the order the tier names them."""
+    out: dict[str, None] = {}
+    for names in tier.requires:
+        for name in names:
+            out.update(dict.fromkeys(sorted(requirement_groups((name,), company, approval_group))))
+    return tuple(out)
+
+
+def eligible(
+    tier: Tier,
+    company: str,
+    approval_group: str | None,
+    members: Mapping[str, frozenset[str]],
+    requester: str,
+) -> Eligible:
+    """Who may fill some list of `tier` now: its groups, and their members who approve
+    (`members`: group id -> approving members, see `approvers.purchase_members`), never
+    the requester."""
+    groups = tier_groups(tier, company, approval_group)
+    subjects = frozenset().union(*(members.get(g, frozenset()) for g in groups)) - {requester}
+    return Eligible(groups, tuple(sorted(subjects)))
 
 
 def open_slots(tier: Tier, approvals: Sequence[Approval]) -> list[int]:

@@ -9,6 +9,7 @@ A policy directory holds YAML files; only `catalog.yaml` is required:
     conditions.yaml       named attribute conditions
     routes.yaml           the gateway route table
     companions.yaml       seed 004's Role/Permission matrix, for `groupgate lint`
+    approval_rules.yaml   tenant-wide approval rules (SPEC section 5): `approval_rules: [...]`
 
 Every error names the file, the path inside it and what is wrong; nothing is half-loaded.
 """
@@ -21,12 +22,14 @@ from typing import Any
 
 import yaml
 
-from groupgate.errors import PolicyError
+from groupgate.engine.graph import parse_approval_rules
+from groupgate.errors import GraphError, PolicyError
 from groupgate.model import (
     PREDEFINED_ROLES,
     SUBJECT_TYPES,
     VENDOR_ROLES,
     ActionGrant,
+    ApprovalRule,
     Catalog,
     Condition,
     GroupKind,
@@ -159,7 +162,23 @@ def load_policy(directory: str | Path) -> Catalog:
         routes=routes,
         companions=frozen_map(companions),
         subject_types=_load_subject_types(catalog_file),
+        approval_rules=_load_approval_rules(read("approval_rules.yaml")),
     )
+
+
+def _load_approval_rules(f: _File | None) -> tuple[ApprovalRule, ...]:
+    """`approval_rules: [...]`, the rules every company of every tenant gets, validated as a
+    company's are (`engine.graph.parse_approval_rules`); the groups they name are not known
+    here: a name no group of the graph has is held by nobody."""
+    if f is None:
+        return ()
+    f.only(f.data, "", {"approval_rules"})
+    try:
+        found = f.data.get("approval_rules")
+        return parse_approval_rules(found if found is not None else [], "approval_rules")
+    except GraphError as exc:
+        message = exc.detail[len(exc.path) + 2 :] if exc.path else exc.detail
+        raise f.fail(exc.path, message) from None
 
 
 def _load_subject_types(f: _File) -> Mapping[str, frozenset[SubjectKind]]:

@@ -18,6 +18,7 @@ import orjson
 from groupgate.model import (
     EMPTY,
     ActionGrant,
+    ApprovalRule,
     Budget,
     Company,
     Group,
@@ -233,6 +234,7 @@ def group_document(group: Group) -> dict[str, Any]:
 
 
 def dump_company(company: Company) -> bytes:
+    """The company as its graph-document entry (`approval_rules` only when it sets some)."""
     limit = company.account_limit.as_json() if company.account_limit else None
     body: dict[str, Any] = {
         "id": company.id,
@@ -242,6 +244,8 @@ def dump_company(company: Company) -> bytes:
         "restrictions": sorted(company.restrictions),
         "approval_group": company.approval_group,
     }
+    if company.approval_rules is not None:
+        body["approval_rules"] = [rule.as_json() for rule in company.approval_rules]
     if company.spending_limits:
         body["spending_limits"] = dump_limits(company.spending_limits)
     if company.budgets:
@@ -252,6 +256,7 @@ def dump_company(company: Company) -> bytes:
 def load_company(raw: bytes) -> Company:
     body = orjson.loads(raw)
     limit = body.get("account_limit")
+    rules = body.get("approval_rules")
     return Company(
         id=body["id"],
         name=body["name"],
@@ -261,6 +266,21 @@ def load_company(raw: bytes) -> Company:
         approval_group=body.get("approval_group"),
         spending_limits=load_limits(body.get("spending_limits")),
         budgets=load_budgets(body.get("budgets")),
+        approval_rules=None if rules is None else tuple(_load_rule(r) for r in rules),
+    )
+
+
+def _load_rule(body: dict[str, Any]) -> ApprovalRule:
+    """A stored rule (written by `ApprovalRule.as_json`, validated before it was)."""
+    when = body.get("when") or {}
+    over = when.get("amount_over")
+    return ApprovalRule(
+        id=body["id"],
+        tiers=tuple(tuple(tuple(names) for names in tier) for tier in body["tiers"]),
+        amount_over=Decimal(over) if over is not None else None,
+        currency=when.get("currency"),
+        cost_centers=tuple(when.get("cost_center") or ()),
+        requesters=tuple(body.get("requesters") or ()),
     )
 
 

@@ -204,8 +204,9 @@ class Decider(Protocol):
         min_revision: int | None = None,
         cost_center: str | None = None,
     ) -> PurchaseAnswer:
-        """Raises `NotFound` for an unknown company, `StoreUnavailable` when the spend totals
-        a limit needs cannot be read."""
+        """Decide a purchase (built-in rules, then the approval rules that match; SPEC
+        section 5). Raises `NotFound` for an unknown company, `StoreUnavailable` when the
+        spend totals a limit needs cannot be read."""
         ...
 
     async def commit(self, tenant: str, order: Order) -> CommitAnswer:

@@ -17,6 +17,8 @@ atomically, on one Redis or on a Cluster.
     gg:{t}:<gen>:parents        HASH   company id -> parent company id ("" for a root)
     gg:{t}:<gen>:company:<id>   STRING JSON of the company
     gg:{t}:<gen>:cgroups:<id>   SET    ids of the groups bound to the company
+    gg:{t}:<gen>:rulesets       SET    ids of the companies that set their own approval rules
+                                       (none: a purchase need not walk the tree for rules)
     gg:{t}:<gen>:vendors        SET    every vendor id
     gg:{t}:<gen>:vendor:<id>    STRING JSON of the vendor
     gg:{t}:<gen>:rtypes         SET    resource types of which the tenant holds entities
@@ -198,6 +200,9 @@ class Gen:
 
     def cgroups(self, company_id: str) -> str:
         return self.base + "cgroups:" + company_id
+
+    def rulesets(self) -> str:
+        return self.base + "rulesets"
 
     def vendors(self) -> str:
         return self.base + "vendors"

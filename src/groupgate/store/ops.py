@@ -70,7 +70,7 @@ class Graphs:
         self._resources = client.register_script(scripts.LOAD_RESOURCES)
         self._approving = client.register_script(scripts.APPROVING_MEMBERS)
         self._active = client.register_script(scripts.APPROVAL_GROUPS)
-        self._company_approvers = client.register_script(scripts.COMPANY_APPROVERS)
+        self._purchase = client.register_script(scripts.PURCHASE)
 
     async def meta(self, tenant: str) -> tuple[int, str, str] | None:
         """Return (rev, gen, stamp) of a tenant, or None if it does not exist."""
@@ -147,69 +147,6 @@ class Graphs:
         }
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), []), found
 
-    async def company_approvers(
-        self, tenant: str, company: str, groups: list[str], now: float
-    ) -> tuple[Snapshot, bytes, dict[str, frozenset[str]], frozenset[str]]:
-        """A company's JSON (b"" when unknown), the members of `groups` and of the company's
-        approval group who may approve at `now`, in one snapshot. Raises `NotFound` for an
-        unknown tenant."""
-        rel = keys.RELATIVE
-        raw = await self._company_approvers(
-            keys=[keys.meta(tenant)],
-            args=[
-                keys.tenant_prefix(tenant),
-                _ms(now),
-                rel.members(""),
-                rel.links(""),
-                rel.company(company),
-                *groups,
-            ],
-        )
-        if not raw or raw[0] is None:
-            raise NotFound(f"unknown tenant {tenant!r}")
-        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
-        found = {
-            gid: frozenset(_text(m) for m in members)
-            for gid, members in zip(groups, raw[4:-1], strict=True)
-        }
-        return snap, raw[3] or b"", found, frozenset(_text(m) for m in raw[-1])
-
-    async def purchase_read(
-        self,
-        tenant: str,
-        company: str,
-        groups: list[str],
-        now: float,
-        totals: list[str],
-        budgets: str | None,
-    ) -> tuple[
-        Snapshot, bytes, dict[str, frozenset[str]], frozenset[str], list[Any], dict[str, str]
-    ]:
-        """`company_approvers`, plus in the same call the spend totals at the whole keys
-        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
-        (empty when None): what a purchase evaluation reads (`engine/spend.py`)."""
-        rel = keys.RELATIVE
-        raw = await self._company_approvers(
-            keys=[keys.meta(tenant), budgets or keys.meta(tenant), *totals],
-            args=[
-                keys.tenant_prefix(tenant),
-                _ms(now),
-                rel.members(""),
-                rel.links(""),
-                rel.company(company),
-                *groups,
-            ],
-        )
-        if not raw or raw[0] is None:
-            raise NotFound(f"unknown tenant {tenant!r}")
-        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
-        found = {
-            gid: frozenset(_text(m) for m in members)
-            for gid, members in zip(groups, raw[4:-3], strict=True)
-        }
-        approval = frozenset(_text(m) for m in raw[-3])
-        return snap, raw[3] or b"", found, approval, list(raw[-2]), pairs(raw[-1])
-
     async def approval_groups(
         self, tenant: str, companies: list[str], now: float
     ) -> dict[str, tuple[str, bool, float | None]]:
@@ -235,6 +172,40 @@ class Graphs:
             for c, item in zip(companies, raw[3:], strict=True)
             if item[0]
         }
+
+    async def purchase(
+        self,
+        tenant: str,
+        company: str,
+        predefined: list[str],
+        extra: list[str],
+        now: float,
+        totals: list[str] | None = None,
+        budgets: str | None = None,
+    ) -> tuple[Snapshot, list[bytes], dict[str, frozenset[str]], list[Any], dict[str, str]]:
+        """What a purchase in `company` is decided on, atomically (`scripts.PURCHASE`): the
+        company's JSON and its ancestors' as far as needed (empty: no such company), group id
+        -> the members who may approve at `now`, and the spend totals at the whole keys
+        `totals` (None where nothing was spent) and the budget totals of the hash `budgets`
+        (empty when None), what `engine/spend.py` needs. `predefined`: the company's admin,
+        contact, buyer and requester group ids; `extra`: more groups whose members to read.
+        Raises `NotFound` when the tenant does not exist."""
+        rel = keys.RELATIVE
+        args = [keys.tenant_prefix(tenant), _ms(now), rel.members(""), rel.links("")]
+        args += [rel.company(""), rel.rulesets(), company, *predefined, *extra]
+        meta = keys.meta(tenant)
+        raw = await self._purchase(keys=[meta, budgets or meta, *(totals or [])], args=args)
+        if not raw or raw[0] is None:
+            raise NotFound(f"unknown tenant {tenant!r}")
+        chain, ids, members = raw[3], raw[4], raw[5]
+        found = {
+            _text(gid): frozenset(_text(m) for m in ms)
+            for gid, ms in zip(ids, members, strict=True)
+        }
+        snap = Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), [])
+        if len(raw) < 8:  # no such company: the script stopped before the totals
+            return snap, [], found, [], {}
+        return snap, list(chain), found, list(raw[6]), pairs(raw[7])
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.

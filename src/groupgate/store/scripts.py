@@ -204,27 +204,73 @@ return out
 """
 )
 
-# A purchase's company with the members of the given groups (its Admins and Buyers) and of
-# the company's approval group who may approve now, in one snapshot. ARGV: tenant prefix,
-# now (ms), `members:` prefix, `links:` prefix, the company's key suffix, group id...
-# Returns {rev, gen, stamp, company json or '', {member...} per group, {approval group's}}.
-# With more KEYS (`Graphs.purchase_read`): KEYS[2] a budgets hash (or KEYS[1]: none) and
-# spend totals, whole keys outside the generations; then also {totals}, {budgets HGETALL}.
-COMPANY_APPROVERS = (
+# What a purchase is decided on, in one round trip (SPEC sections 1 and 5): the company and
+# its ancestors up to the nearest that set what it does not (its account limit; its approval
+# rules, when some company of the tenant sets rules at all), and the members who may approve
+# now (`_APPROVING`) of every group the decision may name: the company's admin and buyer
+# groups, its approval group, the groups of the nearest approval rules' tiers, and the groups
+# given. ARGV: tenant prefix, now (ms), `members:` prefix, `links:` prefix, `company:` prefix,
+# `rulesets` suffix, company id, its four predefined group ids (admin, contact, buyer,
+# requester), more group ids... Returns {rev, gen, stamp, {company json, ancestor json...},
+# {group id...}, {member...} per group}; the company list is empty when there is no such
+# company; {false}: no tenant. With more KEYS: KEYS[2] a budgets hash (or KEYS[1]: none) and
+# spend totals, whole keys outside the generations (engine/spend.py); then also {totals},
+# {budgets HGETALL}.
+PURCHASE = (
     SNAPSHOT
     + _APPROVING
-    + """local raw = redis.call('GET', base .. ARGV[5])
-out[#out + 1] = raw or ''
-for a = 6, #ARGV do out[#out + 1] = (approving(ARGV[a], false)) end
-local extra = {}
-if raw then
-  local group = cjson.decode(raw).approval_group
-  if type(group) == 'string' and group ~= '' then extra = (approving(group, false)) end
+    + """local cpre, company = ARGV[5], ARGV[7]
+local raw = redis.call('GET', base .. cpre .. company)
+if not raw then
+  out[#out + 1] = {}; out[#out + 1] = {}; out[#out + 1] = {}
+  return out
 end
-out[#out + 1] = extra
+local function set(v) return v ~= nil and v ~= cjson.null end
+local roles = {admin = ARGV[8], contact = ARGV[9], buyer = ARGV[10], requester = ARGV[11]}
+local wanted, order = {}, {}
+local function want(g)
+  if not wanted[g] then wanted[g] = true; order[#order + 1] = g end
+end
+want(ARGV[8]); want(ARGV[10])
+for a = 12, #ARGV do want(ARGV[a]) end
+local body = cjson.decode(raw)
+if type(body.approval_group) == 'string' and body.approval_group ~= '' then
+  want(body.approval_group)
+end
+local chain = {raw}
+local need_limit = not set(body.account_limit)
+local need_rules = redis.call('SCARD', base .. ARGV[6]) > 0
+local rules = nil
+if set(body.approval_rules) then rules = body.approval_rules; need_rules = false end
+local seen = {[company] = true}
+local parent = body.parent
+while (need_limit or need_rules) and type(parent) == 'string' and not seen[parent] do
+  seen[parent] = true
+  local found = redis.call('GET', base .. cpre .. parent)
+  if not found then break end
+  chain[#chain + 1] = found
+  local up = cjson.decode(found)
+  if set(up.account_limit) then need_limit = false end
+  if need_rules and set(up.approval_rules) then rules = up.approval_rules; need_rules = false end
+  parent = up.parent
+end
+if rules then
+  for _, rule in ipairs(rules) do
+    for _, tier in ipairs(rule.tiers) do
+      for _, names in ipairs(tier) do
+        for _, name in ipairs(names) do want(roles[name] or name) end
+      end
+    end
+  end
+end
+local members = {}
+for i, g in ipairs(order) do members[i] = (approving(g, false)) end
+out[#out + 1] = chain
+out[#out + 1] = order
+out[#out + 1] = members
 if #KEYS > 1 then
-  -- `Graphs.purchase_read`: KEYS[2] the budgets hash (KEYS[1] for none), then spend totals.
-  out[#out + 1] = redis.call('MGET', unpack(KEYS, 3))
+  -- KEYS[2] the budgets hash (KEYS[1] for none), then spend totals (`Graphs.purchase`).
+  if #KEYS > 2 then out[#out + 1] = redis.call('MGET', unpack(KEYS, 3)) else out[#out + 1] = {} end
   if KEYS[2] ~= KEYS[1] then
     out[#out + 1] = redis.call('HGETALL', KEYS[2])
   else

@@ -48,16 +48,17 @@ from groupgate.engine.check import check as decide
 from groupgate.engine.check import restriction_filter
 from groupgate.engine.check import some as decide_some
 from groupgate.engine.profile import Profile, ProfileCompiler
-from groupgate.engine.purchases import evaluate_purchase
+from groupgate.engine.purchases import evaluate_purchase, wanted_groups
 from groupgate.engine.reference import evaluate
 from groupgate.errors import Conflict, NotFound, StoreUnavailable
 from groupgate.model import (
     EXCLUSIVE_ROLES,
+    PREDEFINED_ROLES,
     Catalog,
-    Company,
     Decision,
     Group,
     Money,
+    PurchaseDecision,
     Resource,
     Settings,
     Subject,
@@ -427,7 +428,7 @@ class GraphService:
     ) -> PurchaseAnswer:
         await self._confirm(tenant, min_revision)
         entry, _, _ = await self._entry(tenant, subject, min_revision)
-        ids = [predefined_group_id(company, "admin"), predefined_group_id(company, "buyer")]
+        predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
         now = self.cache.clock()
         # The spend totals of every period of the company and the subject, and of the
         # company's budgets of the cost centre, read with the company: its limits are not
@@ -445,28 +446,56 @@ class GraphService:
             else None
         )
         with tracing.span("store.purchase", tenant=tenant, company=company):
-            snap, raw, members, approval, spent, by_budget = await self._guard(
-                self.graphs.purchase_read(tenant, company, ids, now, list(names), hashed)
+            snap, chain, members, spent, by_budget = await self._guard(
+                self.graphs.purchase(
+                    tenant,
+                    company,
+                    predefined,
+                    self._policy_groups(company),
+                    now,
+                    list(names),
+                    hashed,
+                )
             )
-        if not raw:
+        if not chain:
             raise NotFound(f"unknown company {company!r}")
-        record = codec.load_company(raw)
+        record, *ancestors = [codec.load_company(raw) for raw in chain]
         totals = {b: int(v) if v else 0 for b, v in zip(buckets, spent, strict=True)}
         totals.update(
             (("budget", company, b.id), int(by_budget.get(b.id, 0))) for b in record.budgets
         )
-        if record.approval_group:
-            members = {**members, record.approval_group: approval}
-        ancestors = await self._ancestors(tenant, record) if record.account_limit is None else []
         roles: frozenset[str] = frozenset()
+        groups: frozenset[str] = frozenset()
         if entry.subject is not None:
             prefix = company + "/"
+            groups = frozenset(entry.subject.at(now).group_ids())
             roles = frozenset(
-                link.group[len(prefix) :]
-                for link in entry.subject.at(now).memberships
-                if link.group.startswith(prefix) and link.group[len(prefix) :] in EXCLUSIVE_ROLES
+                gid[len(prefix) :]
+                for gid in groups
+                if gid.startswith(prefix) and gid[len(prefix) :] in EXCLUSIVE_ROLES
             )
-        result = evaluate_purchase(subject, record, roles, members, amount, ancestors=ancestors)
+
+        def run() -> PurchaseDecision:
+            return evaluate_purchase(
+                subject,
+                record,
+                roles,
+                members,
+                amount,
+                ancestors=ancestors,
+                policy_rules=self.catalog.approval_rules,
+                cost_center=cost_center,
+                groups=groups,
+            )
+
+        result = run()
+        wanted = wanted_groups(result, record, members)
+        if wanted:
+            # The script reads every group the tiers may name; a group it could not know of
+            # (none today) is read here, and the purchase decided again with its members.
+            _, found = await self._guard(self.graphs.approving_members(tenant, sorted(wanted), now))
+            members.update(found)
+            result = run()
         if result.decision != "deny" and result.error is None:
             items = spend.lines(
                 record, entry.subject, amount.currency, cost_center, moment, zone, limited_only=True
@@ -519,27 +548,18 @@ class GraphService:
         now = int(self.cache.clock())
         return await self._guard(self.ledger.release(tenant, order_id, now))
 
-    async def _ancestors(self, tenant: str, company: Company) -> list[Company]:
-        """The company's ancestors up to the nearest with an account limit, nearest first
-        (SPEC section 5: a subsidiary without its own limit uses its nearest ancestor's).
-        One read per level; the walk ends at the root, at a missing parent or at a repeat
-        (the graph refuses cycles, the walk does not rely on it)."""
-        out: list[Company] = []
-        seen = {company.id}
-        parent = company.parent
-        while parent is not None and parent not in seen:
-            seen.add(parent)
-            snap = await self._guard(
-                self.graphs.read(tenant, ("GET", keys.RELATIVE.company(parent), ()))
-            )
-            if not snap.values[0]:
-                break
-            found = codec.load_company(snap.values[0])
-            out.append(found)
-            if found.account_limit is not None:
-                break
-            parent = found.parent
-        return out
+    def _policy_groups(self, company: str) -> list[str]:
+        """The groups the tenant-wide rules' tiers name, in `company` (read with its own)."""
+        out: dict[str, None] = {}
+        for rule in self.catalog.approval_rules:
+            for tier in rule.tiers:
+                for names in tier:
+                    for name in names:
+                        gid = (
+                            predefined_group_id(company, name) if name in PREDEFINED_ROLES else name
+                        )
+                        out[gid] = None
+        return list(out)
 
     def _explain(self, entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
         if entry.subject is None:

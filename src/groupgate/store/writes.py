@@ -25,6 +25,7 @@ from groupgate.model import (
     PREDEFINED_ROLES,
     VENDOR_ROLES,
     Catalog,
+    Company,
     Graph,
     Group,
     GroupKind,
@@ -277,6 +278,22 @@ class Writer:
                     and (existing.kind is not group.kind or existing.company != group.company)
                 ):
                     raise GraphError("group", "a group with members cannot change kind or company")
+                if (
+                    existing is not None
+                    and existing.company is not None
+                    and (existing.kind is not group.kind or existing.company != group.company)
+                ):
+                    owner = await self.graphs.read(
+                        tenant, ("GET", rel.company(existing.company), ())
+                    )
+                    if owner.rev != snap.rev:
+                        return None
+                    found = codec.load_company(owner.values[0]) if owner.values[0] else None
+                    if found is not None and group.id in rule_groups(found):
+                        raise GraphError(
+                            "group.company",
+                            f"{group.id!r} is named by the approval rules of {found.id!r}",
+                        )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(groups={group.id})
             ops.add("SET", g.group(group.id), codec.dump_group(group))
@@ -307,12 +324,14 @@ class Writer:
                 company = await self.graphs.read(tenant, ("GET", rel.company(group.company), ()))
                 if company.rev != snap.rev:
                     return None
-                if (
-                    company.values[0]
-                    and codec.load_company(company.values[0]).approval_group == group_id
-                ):
+                owner = codec.load_company(company.values[0]) if company.values[0] else None
+                if owner is not None and owner.approval_group == group_id:
                     raise GraphError(
                         "group", f"{group_id!r} is the approval group of {group.company!r}"
+                    )
+                if owner is not None and group_id in rule_groups(owner):
+                    raise GraphError(
+                        "group", f"{group_id!r} is named by the approval rules of {owner.id!r}"
                     )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(groups={group_id})
@@ -336,7 +355,9 @@ class Writer:
     # ------------------------------------------------------------------ companies
 
     async def put_company(self, tenant: str, document: Any) -> Written:
-        company = rules.parse_company(document, "company")
+        reserved = [rule.id for rule in self.catalog.approval_rules]
+        company = rules.parse_company(document, "company", reserved)
+        named = rule_groups(company)
 
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -347,6 +368,10 @@ class Writer:
                 ("GET", rel.company(company.id), ()),
                 ("GET", rel.group(approval), ()),
                 ("SMEMBERS", rel.members(approval), ()),
+                *[("GET", rel.group(gid), ()) for gid in named],
+            )
+            rules.check_rule_names(
+                company, self._groups(named, snap.values[4:]), "company.approval_rules"
             )
             parents = _parents(snap.values[0])
             if company.parent is not None and company.parent not in parents:
@@ -373,6 +398,9 @@ class Writer:
                 ops.groups.update(predefined_group_id(company.id, role) for role in REPLACED_ROLES)
             ops.add("SET", g.company(company.id), codec.dump_company(company))
             ops.add("HSET", g.parents(), company.id, company.parent or "")
+            ops.add(
+                "SADD" if company.approval_rules is not None else "SREM", g.rulesets(), company.id
+            )
             if not snap.values[1]:
                 for group in rules.predefined_groups(company, self.catalog):
                     ops.add("SET", g.group(group.id), codec.dump_group(group))
@@ -411,6 +439,7 @@ class Writer:
             self._drop_groups(g, ops, found)
             ops.add("DEL", g.company(company_id))
             ops.add("HDEL", g.parents(), company_id)
+            ops.add("SREM", g.rulesets(), company_id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -667,6 +696,8 @@ class Writer:
         for company in graph.companies.values():
             pipe.set(g.company(company.id), codec.dump_company(company))
             pipe.hset(g.parents(), company.id, company.parent or "")
+            if company.approval_rules is not None:
+                pipe.sadd(g.rulesets(), company.id)
             count += 2
             await flush()
         for group in graph.groups.values():
@@ -716,6 +747,7 @@ class Writer:
         vendors = [text(s) for s in await client.smembers(g.vendors())]
         rtypes = [text(s) for s in await client.smembers(g.rtypes())]
         names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
+        names.append(g.rulesets())
         names += [g.rtypes(), g.delegations(), *[g.resources(t) for t in rtypes]]
         names += [k for s in subjects for k in (g.subject(s), g.links(s))]
         names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
@@ -774,6 +806,17 @@ class Writer:
 
     def _groups(self, ids: list[str], raws: list[Any]) -> dict[str, Group]:
         return {gid: self.groups.load(raw) for gid, raw in zip(ids, raws, strict=True) if raw}
+
+
+def rule_groups(company: Company) -> list[str]:
+    """The group ids a company's approval rules name (not its predefined roles), sorted."""
+    found = {
+        name
+        for rule in company.approval_rules or ()
+        for name in (*rule.requesters, *(n for tier in rule.tiers for names in tier for n in names))
+        if name not in PREDEFINED_ROLES
+    }
+    return sorted(found)
 
 
 def _settings_ops(g: keys.Gen, settings: Settings) -> Ops:
