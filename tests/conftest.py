@@ -20,7 +20,14 @@ from typing import ParamSpec, Protocol, TypeVar
 import pytest
 import redis
 
-from tests.support.servers import Caddy, HAProxy, Nginx, RedisCluster, RedisProcess
+from tests.support.servers import (
+    Caddy,
+    HAProxy,
+    Nginx,
+    RedisCluster,
+    RedisProcess,
+    RedisSentinel,
+)
 
 #: Names a Redis server the real-Redis tests may use instead of starting their own.
 TEST_REDIS_VARIABLE = "GROUPGATE_TEST_REDIS_URL"
@@ -102,6 +109,18 @@ def redis_cluster() -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """A primary, a replica and three Sentinels (`.url` is `redis+sentinel://...`), private to
+    the test, which may kill the primary; all stopped afterwards."""
+    setup = RedisSentinel()
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
 
 
 class Stoppable(Protocol):

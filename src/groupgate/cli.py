@@ -279,7 +279,13 @@ async def _check(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         fail(f"--action: {args.type!r} has no action {args.action!r}")
     paths = config.data or (() if config.redis_url else demo_data(config))
     documents = read_documents(paths)
-    service = await GraphService.open(catalog, config.redis_url, poll_interval=60.0)
+    service = await GraphService.open(
+        catalog,
+        config.redis_url,
+        poll_interval=60.0,
+        write_replicas=config.write_replicas,
+        write_wait_ms=config.write_wait_ms,
+    )
     try:
         for doc in documents:
             await service.import_graph(None, doc)
@@ -330,12 +336,20 @@ async def _load(config: Config, documents: list[Any]) -> list[dict[str, Any]]:
     from groupgate.store.service import GraphService
 
     catalog = load_policy(config.policies)
-    service = await GraphService.open(catalog, config.redis_url, poll_interval=60.0)
+    service = await GraphService.open(
+        catalog,
+        config.redis_url,
+        poll_interval=60.0,
+        write_replicas=config.write_replicas,
+        write_wait_ms=config.write_wait_ms,
+    )
     try:
         results = []
         for doc in documents:
             revision = await service.import_graph(None, doc)
-            results.append({"tenant": doc.get("tenant"), "revision": revision})
+            results.append(
+                {"tenant": doc.get("tenant"), "revision": revision, "replicas": revision.replicas}
+            )
         return results
     finally:
         await service.close()

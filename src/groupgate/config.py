@@ -41,7 +41,14 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+REDIS_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+)
 
 
 class ConfigError(GroupgateError):
@@ -198,7 +205,14 @@ class Config:
     gateway_kind: str = "nginx"
     cache_size: int = 100_000
     max_staleness: float = 30.0
-    poll_interval: float = 1.0
+    #: Seconds between revision polls: the longest a cached answer can lag a store that lost
+    #: or rolled back writes without a change event (a failover, a restore).
+    poll_interval: float = 0.25
+    #: Replicas a write waits for (`WAIT`) before it is acknowledged; None: as many as the
+    #: primary has connected (0 when none).
+    write_replicas: int | None = None
+    #: Milliseconds a write waits for its replicas (then a 503 `not-replicated`).
+    write_wait_ms: int = 1000
     #: Days a committed order's ledger record is kept (its release must find it).
     spend_retention_days: int = 400
     pool_size: int = 64
@@ -269,6 +283,13 @@ def _seconds(name: str, value: Any) -> float:
     return number
 
 
+def _replicas(name: str, value: Any) -> int | None:
+    """`auto` (None: the connected replicas) or a number of replicas."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return _int(0, 64)(name, value)
+
+
 def _ttl(name: str, value: Any) -> float:
     """A lifetime in seconds: more than 0, at most a year (flows wait days, not seconds)."""
     try:
@@ -324,6 +345,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "cache_size": _int(1, 100_000_000),
     "max_staleness": _seconds,
     "poll_interval": _seconds,
+    "write_replicas": _replicas,
+    "write_wait_ms": _int(1, 1500),
     "spend_retention_days": _int(1, 3660),
     "pool_size": _int(1, 10_000),
     "pool_timeout": _seconds,
@@ -392,8 +415,9 @@ HELP: dict[str, str] = {
     "this port through the lean decision listener",
     "workers": "worker processes sharing the port (SO_REUSEPORT); with the embedded store each "
     "holds its own graph, so use a Redis for more than one",
-    "redis_url": "the graph store (redis://, rediss://, unix://, redis+cluster://); unset: the "
-    "embedded in-process store, not persisted",
+    "redis_url": "the graph store (redis://, rediss://, unix://, redis+cluster://, "
+    "redis+sentinel://host:port,host:port/primary-name); unset: the embedded in-process "
+    "store, not persisted",
     "policies": "policy directory (catalog.yaml, roles.yaml, ...); reloaded on SIGHUP and "
     "POST /v1/admin/policies/reload",
     "policy_watch": "seconds between looks at the policy files for a change, reloading them "
@@ -408,7 +432,12 @@ HELP: dict[str, str] = {
     "cache_size": "compiled subject profiles kept in memory",
     "max_staleness": "seconds cached answers are served, flagged stale, while the store is "
     "unreachable; then everything fails closed",
-    "poll_interval": "seconds between revision polls (the safety net under change events)",
+    "poll_interval": "seconds between revision polls (the safety net under change events): "
+    "the longest a cached answer can lag a store that lost or rolled back writes (failover)",
+    "write_replicas": "replicas a write waits for (WAIT) before it is acknowledged: auto (the "
+    "replicas connected to the primary, 0 when none) or a number; fewer in time: a 503",
+    "write_wait_ms": "milliseconds a write waits for its replicas' acknowledgement (at most "
+    "1500: below the 2 s Redis socket timeout)",
     "spend_retention_days": "days a committed order is kept in the spend ledger: its commit is "
     "idempotent and it can be released for that long",
     "pool_size": "Redis connections per worker",
@@ -485,6 +514,8 @@ def default_text(name: str) -> str:
         return "the policies/ of a checkout, else the copy installed with the package"
     if name == "admin_keys":
         return "none"
+    if name == "write_replicas" and Config().write_replicas is None:
+        return "auto"
     owner: Any = Config()
     field_name = name
     for prefix, holder in (("jwt_", owner.jwt), ("http_", owner.http), ("audit_", owner.audit)):
@@ -580,6 +611,8 @@ def build(values: Mapping[str, Any]) -> Config:
         raise ConfigError(
             f"redis_url: expected a URL starting with one of {', '.join(REDIS_SCHEMES)}"
         )
+    if redis_url is not None and redis_url.startswith("redis+sentinel://"):
+        _check_sentinel_url(redis_url)
     keys = [*_keys(values.get("api_keys", ()), admin=False, name="api_keys")]
     keys += _keys(values.get("admin_keys", ()), admin=True, name="admin_keys")
     limits = Limits(**{f: values[f] for f in Limits.__dataclass_fields__ if f in values})
@@ -608,6 +641,17 @@ def build(values: Mapping[str, Any]) -> Config:
         limits=limits,
         http=http,
     )
+
+
+def _check_sentinel_url(url: str) -> None:
+    """`redis+sentinel://[:password@]host:port,host:port/name`: Sentinels and a primary name."""
+    hosts, _, name = url.removeprefix("redis+sentinel://").partition("/")
+    for item in hosts.rpartition("@")[2].split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"redis_url: expected Sentinels as host:port, got {item!r}")
+    if not name.strip("/"):
+        raise ConfigError("redis_url: a redis+sentinel:// URL names the primary: .../name")
 
 
 def _audit(values: Mapping[str, Any]) -> AuditSettings:

@@ -10,6 +10,8 @@ GroupgateError
  +-- AuthError             the caller could not be authenticated (401)
  |    +-- Forbidden        authenticated, but not allowed to do this (403)
  +-- StoreUnavailable      the graph store cannot be reached and the cache is too stale (503)
+      +-- NotReplicated    a write applied on the primary, not acknowledged by its replicas in
+                           time (503): it may be lost in a failover
 """
 
 from __future__ import annotations
@@ -92,3 +94,20 @@ class Forbidden(AuthError):
 class StoreUnavailable(GroupgateError):
     status = 503
     title = "Store unavailable"
+
+
+class NotReplicated(StoreUnavailable):
+    """A write the primary applied (at `revision`) that fewer than `wanted` replicas
+    acknowledged within the wait: not acknowledged, since a failover may lose it."""
+
+    title = "Write not replicated"
+
+    def __init__(self, revision: int, replicas: int, wanted: int, wait_ms: int) -> None:
+        super().__init__(
+            f"applied on the primary at revision {revision}, acknowledged by {replicas} of "
+            f"{wanted} replicas within {wait_ms} ms: a failover may lose it; retry the write "
+            "(writes are idempotent) or check the revision"
+        )
+        self.revision = revision
+        self.replicas = replicas
+        self.wanted = wanted

@@ -1,4 +1,5 @@
-"""Admin API: every write returns the new revision; refused writes name the entry."""
+"""Admin API: every write returns the new revision (and how many replicas acknowledged it:
+none here, the embedded store has no replicas); refused writes name the entry."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ async def admin(make_client: MakeClient) -> Client:
 async def revision(response: Any) -> int:
     assert response.status == 200, await response.text()
     body = await response.json()
-    assert set(body) == {"revision"}
+    assert body["replicas"] == 0 and response.headers["X-Groupgate-Replicas"] == "0"
+    assert set(body) == {"revision", "replicas"}
     value: int = body["revision"]
     return value
 

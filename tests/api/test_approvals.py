@@ -147,6 +147,9 @@ async def test_delegations_admin_api(demo: Client) -> None:
     }
     created = await demo.post(base, json=body)
     assert created.status == 201, await created.text()
+    answer = await created.json()
+    assert answer["id"] == "d1" and answer["replicas"] == 0  # the demo store has no replicas
+    assert created.headers["X-Groupgate-Replicas"] == "0"
     listed = await (await demo.get(base)).json()
     assert listed["delegations"] == [body | {"until_time": "2027-01-31T23:00:00Z"}]
     bad = await demo.post(base, json=body | {"to": "cust-admin"})

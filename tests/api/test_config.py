@@ -22,6 +22,24 @@ def test_defaults() -> None:
     assert config.redis_url is None and not config.api_keys and not config.admin_open
 
 
+def test_replica_settings() -> None:
+    config = load_config(env={})
+    assert (config.write_replicas, config.write_wait_ms, config.poll_interval) == (
+        None,
+        1000,
+        0.25,
+    )
+    config = load_config(
+        env={
+            "GROUPGATE_WRITE_REPLICAS": "2",
+            "GROUPGATE_WRITE_WAIT_MS": "250",
+            "GROUPGATE_REDIS_URL": "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/gg",
+        }
+    )
+    assert (config.write_replicas, config.write_wait_ms) == (2, 250)
+    assert load_config(env={"GROUPGATE_WRITE_REPLICAS": "AUTO"}).write_replicas is None
+
+
 def test_env_keys_with_tenant_binding_and_admin_keys() -> None:
     config = load_config(
         env={
@@ -62,6 +80,12 @@ def test_file_then_env_then_flags(tmp_path: Path, suffix: str) -> None:
         ({"GROUPGATE_DECISION_LOG": "maybe"}, "decision_log"),
         ({"GROUPGATE_LOG_LEVEL": "loud"}, "log_level"),
         ({"GROUPGATE_REDIS_URL": "http://x"}, "redis_url"),
+        ({"GROUPGATE_REDIS_URL": "redis+sentinel://h:1,h/gg"}, "redis_url"),
+        ({"GROUPGATE_REDIS_URL": "redis+sentinel://h:1"}, "redis_url"),
+        ({"GROUPGATE_WRITE_REPLICAS": "some"}, "write_replicas"),
+        ({"GROUPGATE_WRITE_REPLICAS": "-1"}, "write_replicas"),
+        ({"GROUPGATE_WRITE_WAIT_MS": "0"}, "write_wait_ms"),
+        ({"GROUPGATE_WRITE_WAIT_MS": "5000"}, "write_wait_ms"),
         ({"GROUPGATE_POLICIES": "/nonexistent"}, "policies"),
         ({"GROUPGATE_DATA": "/nonexistent.json"}, "data"),
         ({"GROUPGATE_API_KEYS": "short"}, "16 characters"),

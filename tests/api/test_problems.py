@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 
 from groupgate.api import problems
 from groupgate.api.app import STATE
-from groupgate.errors import Conflict
+from groupgate.errors import Conflict, NotReplicated
 
 CHECK = {
     "subject": {"id": "emp-anna"},
@@ -54,6 +54,15 @@ async def test_guarded_maps_each_kind_of_error(caplog: pytest.LogCaptureFixture)
     assert "secret detail" in caplog.text  # the traceback goes to the log
     with pytest.raises(web.HTTPFound):
         await problems.guarded(moved)(request)
+
+
+def test_a_write_not_replicated_is_a_503_naming_its_revision() -> None:
+    response = problems.from_error(NotReplicated(7, 0, 1, 250))
+    body = problem_of(response)
+    assert body["type"].endswith(":not-replicated") and body["status"] == 503
+    assert (body["revision"], body["replicas"], body["wanted"]) == (7, 0, 1)
+    assert "revision 7" in body["detail"] and "0 of 1 replicas within 250 ms" in body["detail"]
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_guarded_keeps_the_handler_identity() -> None:

@@ -36,8 +36,10 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
         assert service.check_cached("outage", "emp-2", "read", ORDER) is None
         with pytest.raises(StoreUnavailable):  # not cached: nothing to serve
             await service.check("outage", "emp-2", "read", ORDER)
-        reached = await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
-        assert reached.stale  # the cache has revision 1: the token is met, flagged stale
+        # A token is met only once the store confirms it still holds the revision: the
+        # cache has revision 1, but that cannot be confirmed while the store is down.
+        with pytest.raises(StoreUnavailable):
+            await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
         with pytest.raises(StoreUnavailable):  # a newer token cannot be met while down
             await service.check("outage", "emp-1", "update", ORDER, min_revision=2)
 

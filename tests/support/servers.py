@@ -148,6 +148,13 @@ class RedisProcess:
             _stop(self.process)
             self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (no shutdown, no last write to replicas)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
     def restart(self) -> None:
         """Stop and start again on the same port."""
         self.stop()
@@ -217,6 +224,122 @@ class RedisCluster:
             node.cleanup()
 
     cleanup = stop
+
+
+class RedisSentinel:
+    """A primary, one replica and three Sentinels watching them (quorum 2), on free ports.
+
+    `url` is the `redis+sentinel://` address groupgate connects through; `primary` and
+    `replica` are the two servers (which is which changes with a failover: `current_primary`
+    asks the Sentinels). The Sentinels call the primary down after `down_after_ms`.
+    """
+
+    NAME = "gg"
+
+    def __init__(self, down_after_ms: int = 500) -> None:
+        self.binary = require("redis-sentinel", "GROUPGATE_REQUIRE_REDIS")
+        # A replica's first sync starts at once, not after the default 5 s of waiting for
+        # more replicas.
+        self.primary = RedisProcess("--repl-diskless-sync-delay", "0")
+        self.replica = RedisProcess("--repl-diskless-sync-delay", "0")
+        self.replica.extra = ("--replicaof", LOCALHOST, str(self.primary.port))
+        self.down_after_ms = down_after_ms
+        self.folder = Path(tempfile.mkdtemp(prefix="gg-sentinel-"))
+        self.ports = [free_port() for _ in range(3)]
+        while len(set(self.ports)) < 3:
+            self.ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{LOCALHOST}:{port}" for port in self.ports)
+        return f"redis+sentinel://{hosts}/{self.NAME}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the servers and the Sentinels; wait until the replica is in sync and every
+        Sentinel knows the replica and the two other Sentinels."""
+        self.primary.start()
+        self.replica.start()
+        for port in self.ports:
+            conf = self.folder / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind {LOCALHOST}\ndir {self.folder}\n"
+                f"logfile {self.folder / f'sentinel-{port}.log'}\n"
+                f"sentinel monitor {self.NAME} {LOCALHOST} {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.NAME} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.NAME} 5000\n"
+                f"sentinel parallel-syncs {self.NAME} 1\n"
+            )
+            process = subprocess.Popen(
+                [self.binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.sentinels.append(process)
+            wait_for_port(port, process)
+        deadline = time.monotonic() + timeout
+        primary = redis.Redis(host=LOCALHOST, port=self.primary.port, socket_timeout=5)
+        try:
+            acknowledging(primary, timeout)
+        finally:
+            primary.close()
+        for port in self.ports:
+            sentinel = redis.Redis(host=LOCALHOST, port=port, socket_timeout=2)
+            try:
+                while not (
+                    sentinel.execute_command("SENTINEL", "REPLICAS", self.NAME)  # type: ignore[no-untyped-call]
+                    and len(sentinel.execute_command("SENTINEL", "SENTINELS", self.NAME)) == 2  # type: ignore[no-untyped-call]
+                ):
+                    self._before(deadline, f"Sentinel {port} does not see the whole setup")
+            finally:
+                sentinel.close()
+
+    def current_primary(self) -> int:
+        """The port of the primary the Sentinels name now."""
+        for port in self.ports:
+            sentinel = redis.Redis(host=LOCALHOST, port=port, socket_timeout=2)
+            try:
+                found = sentinel.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.NAME
+                )
+                return int(found[1])
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                sentinel.close()
+        raise RuntimeError("no Sentinel answers")
+
+    def stop(self) -> None:
+        """Stop the Sentinels and both servers, and remove their folders."""
+        for process in self.sentinels:
+            _stop(process)
+        self.sentinels = []
+        self.primary.cleanup()
+        self.replica.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    cleanup = stop
+
+    def _before(self, deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            logs = "".join(_tail(path, 800) for path in self.folder.glob("*.log"))
+            raise TimeoutError(f"{what}\n{logs}")
+        time.sleep(0.05)
+
+
+def acknowledging(primary: redis.Redis, timeout: float = 30.0) -> None:
+    """Wait until the primary's replica is online and has acknowledged a write.
+
+    A replica just synced may report "online" a while before it acknowledges anything (its
+    first ACKs carry the offset of the sync): a write's `WAIT` could time out meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        primary.set("gg-test:acknowledged", "1")
+        acked: int = primary.wait(1, 500)
+        if acked >= 1:
+            primary.delete("gg-test:acknowledged")
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no replica acknowledges writes: {primary.info('replication')}")
 
 
 def _cluster_ok(client: redis.Redis) -> bool:

@@ -1,5 +1,10 @@
 """Admin API under `/v1/admin/`: every write of the `Admin` protocol, each answering the
-tenant's new revision `{"revision": N}`.
+tenant's new revision and how many replicas acknowledged it, `{"revision": N, "replicas": R}`
+(also in the `X-Groupgate-Replicas` header; 0 without replicas). A write fewer replicas
+acknowledged in time than it waited for (`write_replicas`, `write_wait_ms`) is a 503
+`not-replicated` problem with `revision`, `replicas` and `wanted`: it is applied on the
+primary but a failover may lose it, so it is not acknowledged (retry it: writes are
+idempotent).
 
     GET    /v1/admin/tenants                          list tenants
     POST   /v1/admin/tenants                          create {"tenant", "settings"?} (409 if exists)
@@ -42,12 +47,13 @@ from aiohttp import web
 from groupgate import log
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import REVISION, credentials
+from groupgate.api.headers import REPLICAS_HEADER, REVISION, credentials
 from groupgate.api.native import json_response
 from groupgate.api.problems import InvalidJson, Unprocessable, UnsupportedMedia, guarded
 from groupgate.auth import Caller
 from groupgate.errors import Conflict, Forbidden, GroupgateError, NotFound
 from groupgate.store.export import Moved
+from groupgate.store.written import Written
 
 KINDS = {"subjects": "subject", "groups": "group", "companies": "company", "vendors": "vendor"}
 YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
@@ -83,8 +89,11 @@ async def _body(state: State, request: web.Request) -> dict[str, Any]:
     return await parsing.read_json(request, limits.max_body_bytes, limits.max_json_depth)
 
 
-def _revision(revision: int) -> web.Response:
-    return json_response({"revision": revision})
+def _revision(written: Written, status: int = 200, **fields: str) -> web.Response:
+    body = {**fields, "revision": int(written), "replicas": written.replicas}
+    response = json_response(body, status=status)
+    response.headers[REPLICAS_HEADER] = str(written.replicas)
+    return response
 
 
 async def list_tenants(request: web.Request) -> web.Response:
@@ -111,7 +120,7 @@ async def create_tenant(request: web.Request) -> web.Response:
         document["settings"] = body["settings"]
     revision = await state.service.import_graph(tenant, document)
     state.tenants.forget()
-    return json_response({"tenant": tenant, "revision": revision}, status=201)
+    return _revision(revision, status=201, tenant=tenant)
 
 
 async def delete_tenant(request: web.Request) -> web.Response:

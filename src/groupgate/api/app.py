@@ -263,6 +263,8 @@ async def build_app(config: Config) -> web.Application:
         events_maxlen=config.events_maxlen,
         approval_ttl=config.approval_ttl,
         approval_sweep_interval=config.approval_sweep_interval,
+        write_replicas=config.write_replicas,
+        write_wait_ms=config.write_wait_ms,
     )
     try:
         for path in config.data:

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from groupgate.api import parsing
-from groupgate.api.admin import _body, _tenant
+from groupgate.api.admin import _body, _revision, _tenant
 from groupgate.api.app import STATE, State
 from groupgate.api.headers import single
 from groupgate.api.native import caller_of, json_response, subject_id, tenant_field
@@ -356,11 +356,11 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def put_delegation(request: web.Request) -> web.Response:
-    """POST /v1/admin/tenants/{t}/delegations: 201 {"id", "revision"}."""
+    """POST /v1/admin/tenants/{t}/delegations: 201 {"id", "revision", "replicas"}."""
     state, tenant = await _tenant(request)
     body = await _body(state, request)
     delegation_id, revision = await state.service.put_delegation(tenant, body)
-    return json_response({"id": delegation_id, "revision": revision}, status=201)
+    return _revision(revision, status=201, id=delegation_id)
 
 
 async def list_delegations(request: web.Request) -> web.Response:
@@ -372,8 +372,7 @@ async def list_delegations(request: web.Request) -> web.Response:
 async def delete_delegation(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     delegation_id = parsing.ident(request.match_info["id"], "id")
-    revision = await state.service.delete_delegation(tenant, delegation_id)
-    return json_response({"revision": revision})
+    return _revision(await state.service.delete_delegation(tenant, delegation_id))
 
 
 def setup(app: web.Application) -> None:

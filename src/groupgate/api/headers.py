@@ -22,6 +22,8 @@ TENANT_HEADER = "X-Groupgate-Tenant"
 MIN_REVISION = "X-Groupgate-Min-Revision"
 #: The revision a graph export was read at (`GET /v1/admin/tenants/{t}/export`).
 REVISION = "X-Groupgate-Revision"
+#: Response header of admin writes: how many replicas acknowledged the write.
+REPLICAS_HEADER = "X-Groupgate-Replicas"
 
 
 class Headers(Protocol):

@@ -145,6 +145,14 @@ PROBLEMS: dict[str, Problem] = {
     "path-tenant": Problem(422, "unprocessable", "the path's tenant is not a valid id"),
     "unknown-entity": Problem(404, "not-found", "unknown tenant or entity"),
     "write-conflict": Problem(409, "conflict", "too many concurrent writes to this tenant: retry"),
+    "not-replicated": Problem(
+        503,
+        "not-replicated",
+        "applied on the primary (the problem's revision: the tenant's, or the ledger's for a "
+        "commit or release) but fewer replicas acknowledged it "
+        "within write_wait_ms than write_replicas asks (the problem's replicas and wanted): a "
+        "failover may lose it, retry",
+    ),
     "tenant-exists": Problem(409, "conflict", "the tenant exists (import to replace its graph)"),
     "export-conflict": Problem(
         409, "conflict", "writes kept moving the revision during every export attempt: retry"
@@ -210,6 +218,7 @@ _WRITE = (
     "unprocessable",
     "unknown-entity",
     "write-conflict",
+    "not-replicated",
     "graph-rule",
 )
 
@@ -351,7 +360,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Record an order's spend against limits and budgets (idempotent by order_id)",
         "Commit",
         "CommitAnswer",
-        (*_DECIDE, "unknown-subject-or-company", "purchase-refused"),
+        (*_DECIDE, "unknown-subject-or-company", "purchase-refused", "not-replicated"),
     ),
     Op(
         "/v1/purchases/release",
@@ -360,7 +369,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Release an order's spend (idempotent)",
         "Release",
         "ReleaseAnswer",
-        (*_DECIDE, "unknown-order"),
+        (*_DECIDE, "unknown-order", "not-replicated"),
     ),
     Op(
         "/v1/approvals",
@@ -524,6 +533,7 @@ OPERATIONS: tuple[Op, ...] = (
             "unprocessable",
             "tenant-exists",
             "write-conflict",
+            "not-replicated",
             "graph-rule",
             "store-unavailable",
         ),
@@ -536,7 +546,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a tenant",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _BASE + "/{tenant}/import",
@@ -552,6 +562,7 @@ OPERATIONS: tuple[Op, ...] = (
             "import-too-large",
             "not-json-yaml",
             "write-conflict",
+            "not-replicated",
             "graph-rule",
         ),
     ),
@@ -589,7 +600,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Remove a membership",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _BASE + "/{tenant}/delegations",
@@ -617,7 +628,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a delegation",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _RESOURCE,
@@ -644,7 +655,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a held resource entity",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated"),
     ),
     Op(
         _ENTITY,
@@ -671,7 +682,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Delete a subject, group, company or vendor",
         None,
         "Revision",
-        (*_ADMIN, "unknown-entity", "write-conflict", "graph-rule"),
+        (*_ADMIN, "unknown-entity", "write-conflict", "not-replicated", "graph-rule"),
     ),
     Op(
         "/v1/admin/policies/reload",
@@ -708,7 +719,13 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["type", "title", "status", "detail"],
         "properties": {"type": _STR, "title": _STR, "status": {"type": "integer"}, "detail": _STR},
     },
-    "Revision": {"type": "object", "properties": {"revision": {"type": "integer"}}},
+    "Revision": {
+        "type": "object",
+        "properties": {
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
+    },
     "Status": {
         "type": "object",
         "properties": {"status": _STR, "policies": _ref("PolicyStatus")},
@@ -1229,7 +1246,11 @@ ADMIN_SCHEMAS: dict[str, Any] = {
     },
     "CreatedTenant": {
         "type": "object",
-        "properties": {"tenant": _STR, "revision": {"type": "integer"}},
+        "properties": {
+            "tenant": _STR,
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
     },
     "TenantList": {"type": "object", "properties": {"tenants": _STRS}},
     "Vendor": {
@@ -1474,7 +1495,11 @@ ADMIN_SCHEMAS: dict[str, Any] = {
     },
     "CreatedDelegation": {
         "type": "object",
-        "properties": {"id": _STR, "revision": {"type": "integer"}},
+        "properties": {
+            "id": _STR,
+            "revision": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "replicas that acknowledged the write"},
+        },
     },
     "DelegationList": {
         "type": "object",

@@ -38,6 +38,7 @@ from groupgate.errors import (
     GroupgateError,
     InvalidInput,
     NotFound,
+    NotReplicated,
     PolicyError,
     Refused,
     StoreUnavailable,
@@ -135,6 +136,7 @@ _SLUGS: tuple[tuple[type[GroupgateError], str], ...] = (
     (InvalidInput, "invalid-request"),
     (Forbidden, "forbidden"),
     (AuthError, "unauthorized"),
+    (NotReplicated, "not-replicated"),
     (StoreUnavailable, "store-unavailable"),
     (PolicyError, "invalid-policy"),
 )
@@ -175,8 +177,15 @@ def from_error(error: GroupgateError) -> web.Response:
     """Map an exception of the tree to its response. After a 413, a 408 or a body that could
     not be read the connection closes, as on the decision listener: the rest of the stream
     cannot be trusted to frame the next request."""
-    extra = {"rule": error.rule, **error.extensions} if isinstance(error, Refused) else None
+    extra: dict[str, Any] | None = None
+    if isinstance(error, Refused):
+        extra = {"rule": error.rule, **error.extensions}
+    elif isinstance(error, NotReplicated):
+        # The write is applied on the primary: say at which revision, and how far it got.
+        extra = {"revision": error.revision, "replicas": error.replicas, "wanted": error.wanted}
     response = problem(error.status, error.title, error.detail, slug_of(error), extra)
+    if isinstance(error, NotReplicated):
+        response.headers["Retry-After"] = "1"
     if isinstance(error, TooLarge | RequestTimeout | UnreadableBody):
         response.force_close()
     return response

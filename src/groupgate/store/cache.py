@@ -16,7 +16,9 @@ Invariants that keep it from ever serving a revoked permission:
    ends at some instant is served only before that instant (`Entry.expires`): expiring
    grants never allow past `valid_until` nor before `valid_from`.
 5. A revision or generation that goes backwards, or the same revision with another stamp
-   (a failover lost acknowledged writes), drops the tenant's entries.
+   (a failover lost acknowledged writes), drops the tenant's entries. Nothing announces
+   it: the service's poll finds it within `poll_interval`, and a check with a consistency
+   token compares first (`GraphService._confirm`), so that it never uses such entries.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ class ProfileCache:
     ) -> None:
         """Compare the store's (rev, gen, stamp) with what the cache knows (the poll).
 
-        Drops the tenant's entries when the store went backwards or diverged (invariant 4),
+        Drops the tenant's entries when the store went backwards or diverged (invariant 5),
         or when it has been ahead for longer than `grace` (a change event was lost).
         """
         state = self.tenants.get(tenant)

@@ -33,6 +33,8 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from groupgate.engine import delegations as delegation_codec
@@ -40,7 +42,7 @@ from groupgate.engine.approvers import approves_through
 from groupgate.engine.delegations import format_time
 from groupgate.engine.eligibility import CompanyView, Seat, eligible, seat, wanted_groups
 from groupgate.engine.tiers import tier_complete
-from groupgate.errors import Conflict, Forbidden, NotFound, StoreUnavailable
+from groupgate.errors import Conflict, Forbidden, NotFound, NotReplicated, StoreUnavailable
 from groupgate.model import (
     PREDEFINED_ROLES,
     Approval,
@@ -163,12 +165,13 @@ class Flows:
                 return answer, None, False
             flow = self._new_flow(request, answer)
             args = self._create_args(tenant, flow, request, idem, idempotency_key, answer)
-            result = await self._create(keys=[keys.meta(tenant)], args=args)
+            result, acked, wanted = await self._write(tenant, self._create, args)
             outcome = text(result[0])
             if outcome == "existing":
                 return None, await self._existing(tenant, text(result[1]), request), False
             if outcome == "created":
                 await self._published(tenant, int(result[1]), text(args[9]))
+                self._replicated(int(result[1]), acked, wanted)
                 return answer, await self.get(tenant, flow.id), True
             min_rev = answer.revision + 1
             await _backoff(attempt)
@@ -588,9 +591,10 @@ class Flows:
         change = self.events.parts(
             tenant, kind, {"approval": entity or flow_codec.summary(after)}, now
         )
-        result = await self._transition(
-            keys=[keys.meta(tenant)],
-            args=[
+        result, acked, wanted = await self._write(
+            tenant,
+            self._transition,
+            [
                 keys.flow(tenant, after.id),
                 action,
                 "" if rev is None else rev,
@@ -611,10 +615,26 @@ class Flows:
         outcome = text(result[0])
         if outcome in ("done", "expired"):
             await self._published(tenant, int(result[1]), stamp)
+            self._replicated(int(result[1]), acked, wanted)
             return outcome, int(result[1])
         if outcome == "status":
             return text(result[1]), 0
         return outcome, 0
+
+    async def _write(
+        self, tenant: str, script: AsyncScript, args: list[Any]
+    ) -> tuple[Any, int, int]:
+        """Run a flow script of the tenant, waiting for the replicas as graph writes do."""
+
+        async def run(client: Redis | None) -> Any:
+            return await script(keys=[keys.meta(tenant)], args=args, client=client)
+
+        return await self.graphs.replication.write(tenant, run)
+
+    def _replicated(self, rev: int, acked: int, wanted: int) -> None:
+        """A flow write fewer replicas acknowledged than asked is not acknowledged."""
+        if acked < wanted:
+            raise NotReplicated(rev, acked, wanted, self.graphs.replication.wait_ms)
 
     async def _published(self, tenant: str, rev: int, stamp: str) -> None:
         """Tell sidecars the revision moved (nothing cached changes: no subject, no group)."""

@@ -31,11 +31,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+
 from groupgate.engine.spend import BUDGET_RULE, PERIOD_RULE, Line, describe
-from groupgate.errors import NotFound, Refused
+from groupgate.errors import NotFound, NotReplicated, Refused
 from groupgate.store import keys
 from groupgate.store.contract import Order, Released
 from groupgate.store.ops import Client
+from groupgate.store.replication import Replication
 
 # Compare two non-negative decimal strings exactly (no floats): `le(a, b)` is a <= b.
 _DECIMAL = """
@@ -195,8 +198,12 @@ class Committed:
 class Ledger:
     """The ledger scripts over one client (a Redis, a Cluster or the embedded fakeredis)."""
 
-    def __init__(self, client: Client, retention: int) -> None:
+    def __init__(
+        self, client: Client, retention: int, replication: Replication | None = None
+    ) -> None:
         self.retention = retention
+        #: Commits and releases wait for the replicas as graph writes do (`NotReplicated`).
+        self.replication = replication or Replication(client, replicas=0, wait_ms=1, refresh=1)
         self._commit = client.register_script(COMMIT)
         self._release = client.register_script(RELEASE)
         self._totals = client.register_script(TOTALS)
@@ -230,9 +237,16 @@ class Ledger:
         for line, (_, field) in zip(lines, where, strict=True):
             args += ["" if line.limit is None else line.limit, line.expires_at, field]
         order_key = keys.spend_order(tenant, order.order_id)
-        raw = await self._commit(keys=[order_key, keys.ledger(tenant), flow, *names], args=args)
+        written = [order_key, keys.ledger(tenant), flow, *names]
+
+        async def run(client: Redis | None) -> Any:
+            return await self._commit(keys=written, args=args, client=client)
+
+        raw, acked, wanted = await self.replication.write(tenant, run)
         kind = _text(raw[0])
         if kind in ("ok", "replay"):
+            if acked < wanted:
+                raise NotReplicated(int(raw[2]), acked, wanted, self.replication.wait_ms)
             totals = tuple(int(t) for t in _text(raw[1]).split(","))
             approved = _text(raw[3]) == "1"
             return Committed(totals, int(raw[2]), approved, kind == "replay", int(raw[4]))
@@ -240,11 +254,16 @@ class Ledger:
 
     async def release(self, tenant: str, order_id: str, now: int) -> Released:
         """Release a committed order (idempotent); `NotFound` when no such order is kept."""
-        raw = await self._release(
-            keys=[keys.spend_order(tenant, order_id), keys.ledger(tenant)], args=[now]
-        )
+        written = [keys.spend_order(tenant, order_id), keys.ledger(tenant)]
+
+        async def run(client: Redis | None) -> Any:
+            return await self._release(keys=written, args=[now], client=client)
+
+        raw, acked, wanted = await self.replication.write(tenant, run)
         if _text(raw[0]) == "missing":
             raise NotFound(f"unknown order {order_id!r} (never committed, or expired)")
+        if acked < wanted:
+            raise NotReplicated(int(raw[0]), acked, wanted, self.replication.wait_ms)
         rev, subject, company, amount, currency, cost_center = (_text(v) for v in raw)
         return Released(int(rev), subject, company, amount, currency, cost_center or None)
 

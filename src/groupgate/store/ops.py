@@ -15,8 +15,10 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from groupgate.errors import NotFound
+from groupgate.errors import NotFound, NotReplicated
 from groupgate.store import keys, scripts
+from groupgate.store.replication import Replication
+from groupgate.store.written import Written
 
 Client = Redis | RedisCluster
 MAX_ARGS_PER_OP = 1000
@@ -58,8 +60,9 @@ class Ops:
 class Graphs:
     """Atomic reads and writes of tenants' graphs."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, replication: Replication | None = None) -> None:
         self.client = client
+        self.replication = replication or Replication(client, replicas=0, wait_ms=1, refresh=1)
         self._resolve = client.register_script(scripts.RESOLVE)
         self._read = client.register_script(scripts.READ)
         self._cas = client.register_script(scripts.CAS)
@@ -75,6 +78,16 @@ class Graphs:
         if not gen:
             return None
         return int(rev or 0), _text(gen), _text(stamp)
+
+    async def metas(self, tenants: list[str]) -> list[tuple[int, str, str] | None]:
+        """`meta` of many tenants in one pipelined round trip (per node on a Cluster)."""
+        pipe = self.client.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.hmget(keys.meta(tenant), ["rev", "gen", "stamp"])
+        found: list[tuple[int, str, str] | None] = []
+        for rev, gen, stamp in await pipe.execute():
+            found.append((int(rev or 0), _text(gen), _text(stamp)) if gen else None)
+        return found
 
     async def resolve(self, tenant: str, subjects: list[str]) -> tuple[Snapshot, bytes] | None:
         """Read subjects with their links and groups; None when the tenant does not exist.
@@ -207,21 +220,38 @@ class Graphs:
             raise NotFound(f"unknown tenant {tenant!r}")
         return Snapshot(int(raw[0] or 0), _text(raw[1]), _text(raw[2]), list(raw[3:]))
 
-    async def cas(self, tenant: str, rev: int | None, gen: str, ops: Ops) -> int | None:
+    async def cas(self, tenant: str, rev: int | None, gen: str, ops: Ops) -> Written | None:
         """Apply `ops` if the tenant is still at (rev, gen); return the new revision or None.
 
         `rev=None` creates the tenant (and fails if it exists). A successful write publishes
-        its change event; a lost event costs latency only (sidecars poll the revision).
+        its change event; a lost event costs latency only (sidecars poll the revision). When
+        the primary has replicas (`Replication`), the write then waits for them on its own
+        connection, and raises `NotReplicated` when fewer acknowledge it in time.
         """
         stamp = secrets.token_hex(8)
         expected = "" if rev is None else str(rev)
-        new_rev = await self._cas(keys=[keys.meta(tenant)], args=[expected, gen, stamp, *ops.args])
-        if int(new_rev) < 0:
+        args = [expected, gen, stamp, *ops.args]
+
+        async def run(client: Redis | None) -> int:
+            new_rev = int(await self._cas(keys=[keys.meta(tenant)], args=args, client=client))
+            if new_rev >= 0:
+                await self._written(tenant, rev, new_rev, stamp, ops)
+            return new_rev
+
+        new_rev, acked, wanted = await self.replication.write(tenant, run)
+        if new_rev < 0:
             return None
+        if acked < wanted:
+            raise NotReplicated(new_rev, acked, wanted, self.replication.wait_ms)
+        return Written(new_rev, acked, wanted)
+
+    async def _written(
+        self, tenant: str, rev: int | None, new_rev: int, stamp: str, ops: Ops
+    ) -> None:
+        """After a successful CAS: list a new tenant, publish the change event."""
         if rev is None:
             await self.client.sadd(keys.TENANTS, tenant)
-        await self.publish(tenant, int(new_rev), stamp, ops)
-        return int(new_rev)
+        await self.publish(tenant, new_rev, stamp, ops)
 
     async def publish(self, tenant: str, rev: int, stamp: str, ops: Ops) -> None:
         event: dict[str, Any] = {

@@ -5,9 +5,20 @@ and the engine's `check`. A miss resolves the subject in one script call. Freshn
 from change events (pub/sub), a revision poll as the safety net, and consistency tokens
 (`min_revision`): a check that asks for revision N is answered from data at least that fresh.
 
+A check with a token is answered from the cache only once the store confirmed, in a read
+made for it, that it still holds that revision: a store that went back below the token
+(writes lost in a failover, a restore) is never answered from the cache but refuses the
+token (`Conflict`), and the poll (every `poll_interval` seconds) drops what the cache holds
+of a store that went back, so a check without a token lags such a store by that much at most.
+
 When Redis cannot be reached, cached answers are served and flagged `stale` for up to
 `max_staleness` seconds after the last successful contact; after that, and for anything not
-cached, the service fails closed with `StoreUnavailable`.
+cached, the service fails closed with `StoreUnavailable`. A check with a token cannot be
+confirmed then, and fails closed too.
+
+Writes wait for the primary's replicas (`replication.Replication`); `open` connects to a
+single Redis, a Cluster (`redis+cluster://`) or a primary found through Sentinel
+(`redis+sentinel://host:port,host:port/name`).
 """
 
 from __future__ import annotations
@@ -17,14 +28,16 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from groupgate import tracing
@@ -69,7 +82,10 @@ from groupgate.store.export import Exporter
 from groupgate.store.flows import Flows
 from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
+from groupgate.store.replication import NodeClient, Replication
+from groupgate.store.shared import SharedReads
 from groupgate.store.writes import DEFAULT_EVENTS_MAXLEN, Writer, decode, entity_key
+from groupgate.store.written import Written
 
 log = logging.getLogger("groupgate.store")
 T = TypeVar("T")
@@ -77,6 +93,10 @@ RawT = TypeVar("RawT")
 
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 RESOLVE_CHUNK = 500
+_NOT_REACHED = (
+    "revision {token} not reached: the store is at {rev} "
+    "(a token from another store, or writes lost in a failover)"
+)
 
 
 def _decide(entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
@@ -97,22 +117,35 @@ class GraphService:
         subscriber: Redis | None = None,
         cache_size: int = 100_000,
         max_staleness: float = 30.0,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.25,
         spend_retention: int = 400 * 86_400,
         events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
         approval_ttl: float = 7 * 24 * 3600.0,
         approval_sweep_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        write_replicas: int | None = 0,
+        write_wait_ms: int = 1000,
+        node_client: NodeClient | None = None,
+        owned: Sequence[Redis] = (),
     ) -> None:
         self.catalog = catalog
         self.client = client
-        self.graphs = Graphs(client)
+        self.replication = Replication(
+            client,
+            replicas=write_replicas,
+            wait_ms=write_wait_ms,
+            refresh=max(poll_interval, 0.1),
+            node_client=node_client,
+        )
+        self.graphs = Graphs(client, self.replication)
+        #: The tenants' (rev, gen, stamp) as checks with a token confirm them.
+        self._metas = SharedReads(self.graphs.meta)
         self.event_log = EventLog(events_maxlen, clock)
         self.writer = Writer(self.graphs, catalog, self.event_log)
         self.flows = Flows(client, self.graphs, self.event_log, ttl=approval_ttl, clock=clock)
         self.sweep_interval = approval_sweep_interval
         self.cache = ProfileCache(cache_size, clock)
-        self.ledger = Ledger(client, spend_retention)
+        self.ledger = Ledger(client, spend_retention, self.replication)
         self.compiler = ProfileCompiler(catalog)
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
@@ -120,6 +153,8 @@ class GraphService:
         self.store_errors = 0
         self.events = 0
         self._subscriber = subscriber if subscriber is not None else client
+        #: More clients to close with the service (those of the Sentinels).
+        self._owned = tuple(owned)
         self._settings: dict[bytes, Settings] = {}
         self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,7 +178,7 @@ class GraphService:
         *,
         cache_size: int = 100_000,
         max_staleness: float = 30.0,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.25,
         pool_size: int = 64,
         pool_timeout: float = 2.0,
         socket_timeout: float = 2.0,
@@ -152,34 +187,57 @@ class GraphService:
         approval_ttl: float = 7 * 24 * 3600.0,
         approval_sweep_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        write_replicas: int | None = None,
+        write_wait_ms: int = 1000,
     ) -> GraphService:
         """Connect (no URL: the embedded in-process store), start listening, return the service.
 
-        `redis+cluster://host:port` (or `rediss+cluster://`) connects to a Redis Cluster.
+        `redis+cluster://host:port` (or `rediss+cluster://`) connects to a Redis Cluster;
+        `redis+sentinel://[:password@]host:port,host:port/name` to the primary the Sentinels
+        at those addresses name `name` (followed through failovers). `write_replicas`: the
+        replicas a write waits for (None: those connected; the embedded store has none).
         """
         subscriber: Redis | None = None
+        node_client: NodeClient | None = None
+        owned: list[Redis] = []
         client: Client
+        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         if redis_url is None:
             import fakeredis
 
             client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+            write_replicas = 0
         elif "+cluster://" in redis_url:
             plain = redis_url.replace("+cluster://", "://", 1)
-            client = RedisCluster.from_url(
-                plain,
+            client = RedisCluster.from_url(plain, max_connections=pool_size, **timeouts)
+            # Classic pub/sub messages reach every node of a cluster: one node suffices.
+            subscriber = Redis.from_url(plain, socket_connect_timeout=socket_timeout)
+
+            def node_client(host: str, port: int) -> Redis:
+                pool = BlockingConnectionPool.from_url(
+                    _with_address(plain, host, port),
+                    max_connections=pool_size,
+                    timeout=pool_timeout,
+                    **timeouts,
+                )
+                return Redis(connection_pool=pool)
+
+        elif redis_url.startswith("redis+sentinel://"):
+            addresses, name, password = _sentinel_address(redis_url)
+            sentinel = Sentinel(addresses, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+            owned = list(sentinel.sentinels)
+            client = sentinel.master_for(
+                name,
+                connection_pool_class=_BlockingSentinelPool,
                 max_connections=pool_size,
+                timeout=pool_timeout,
+                password=password,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_timeout,
             )
-            # Classic pub/sub messages reach every node of a cluster: one node suffices.
-            subscriber = Redis.from_url(plain, socket_connect_timeout=socket_timeout)
         else:
             pool = BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=pool_size,
-                timeout=pool_timeout,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
+                redis_url, max_connections=pool_size, timeout=pool_timeout, **timeouts
             )
             client = Redis(connection_pool=pool)
         service = cls(
@@ -194,6 +252,10 @@ class GraphService:
             approval_ttl=approval_ttl,
             approval_sweep_interval=approval_sweep_interval,
             clock=clock,
+            write_replicas=write_replicas,
+            write_wait_ms=write_wait_ms,
+            node_client=node_client,
+            owned=owned,
         )
         await service.start()
         return service
@@ -224,9 +286,13 @@ class GraphService:
                 log.warning("closing: %s did not stop within %.1f s", task.get_name(), grace)
         with contextlib.suppress(TimeoutError, *STORE_ERRORS):
             async with asyncio.timeout(grace):
+                await self._metas.close()
+                await self.replication.close()
                 await _close(self.client)
                 if self._subscriber is not self.client:
                     await _close(self._subscriber)
+                for owned in self._owned:
+                    await _close(owned)
 
     # ------------------------------------------------------------------ decisions
 
@@ -240,6 +306,7 @@ class GraphService:
         min_revision: int | None = None,
         explain: bool = False,
     ) -> Answer:
+        await self._confirm(tenant, min_revision)
         if resource.type == APPROVALS and resource.id is not None and action == APPROVE:
             flow = await self._flow_check(tenant, subject, resource.id, min_revision)
             if flow is not None:
@@ -293,6 +360,7 @@ class GraphService:
         min_revision: int | None = None,
         explain: bool = False,
     ) -> list[Answer]:
+        await self._confirm(tenant, min_revision)
         wanted = {sid for sid, _, _ in items}
         entries = await self._entries(tenant, wanted, min_revision)
         table = await self._held(tenant, min_revision)
@@ -324,6 +392,7 @@ class GraphService:
         *,
         min_revision: int | None = None,
     ) -> Answer:
+        await self._confirm(tenant, min_revision)
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
         return _some(entry, subject, action, type_id, rev, stale)
 
@@ -343,6 +412,7 @@ class GraphService:
         *,
         min_revision: int | None = None,
     ) -> FilterAnswer:
+        await self._confirm(tenant, min_revision)
         entry, rev, stale = await self._entry(tenant, subject, min_revision)
         return FilterAnswer(restriction_filter(entry.profile, action, type_id), rev, stale)
 
@@ -356,6 +426,7 @@ class GraphService:
         min_revision: int | None = None,
         cost_center: str | None = None,
     ) -> PurchaseAnswer:
+        await self._confirm(tenant, min_revision)
         entry, _, _ = await self._entry(tenant, subject, min_revision)
         predefined = [predefined_group_id(company, role) for role in PREDEFINED_ROLES]
         now = self.cache.clock()
@@ -520,6 +591,25 @@ class GraphService:
         table, _ = await self._load_held(tenant, min_revision)
         return table
 
+    async def _confirm(self, tenant: str, min_revision: int | None) -> None:
+        """Before a check with a token (`min_revision`) may be answered from the cache, read
+        the store's (rev, gen, stamp) and reconcile the cache with it: a store that went
+        back below what the cache holds drops the cache (invariant 5), and one below the
+        token refuses it (`Conflict`), never answered from the cache. A check the cache
+        cannot answer anyway (behind the token) reads the store without this. Concurrent
+        checks share a read begun after all of them arrived (`SharedReads`)."""
+        state = self.cache.tenants.get(tenant)
+        if min_revision is None or state is None or state.known_rev < min_revision:
+            return
+        meta = await self._guard(self._metas.read(tenant))
+        if meta is None:
+            self._checked(tenant, None, min_revision)
+            return
+        rev, gen, stamp = meta
+        self.cache.reconcile(tenant, rev, gen, stamp, time.monotonic(), self.poll_interval)
+        if rev < min_revision:
+            raise Conflict(_NOT_REACHED.format(token=min_revision, rev=rev))
+
     def _checked(
         self, tenant: str, found: tuple[Snapshot, RawT] | None, min_revision: int | None
     ) -> tuple[Snapshot, RawT]:
@@ -530,10 +620,7 @@ class GraphService:
             raise NotFound(f"unknown tenant {tenant!r}")
         snap, raw = found
         if min_revision is not None and snap.rev < min_revision:
-            raise Conflict(
-                f"revision {min_revision} not reached: the store is at {snap.rev} "
-                "(a token from another store, or writes lost in a failover)"
-            )
+            raise Conflict(_NOT_REACHED.format(token=min_revision, rev=snap.rev))
         self.cache.observe(tenant, snap.rev, snap.gen, snap.stamp)
         return snap, raw
 
@@ -556,6 +643,7 @@ class GraphService:
         self, tenant: str, type_id: str, *, min_revision: int | None = None
     ) -> tuple[str, ...]:
         """Ids of the held entities of `type_id`, sorted (empty: none held)."""
+        await self._confirm(tenant, min_revision)
         state = self.cache.tenants.get(tenant)
         if (
             state is not None
@@ -575,6 +663,7 @@ class GraphService:
         self, tenant: str, subjects: list[str], *, min_revision: int | None = None
     ) -> list[SubjectKind | None]:
         """The kind of each subject, in order (None: no such subject)."""
+        await self._confirm(tenant, min_revision)
         entries = await self._entries(tenant, set(subjects), min_revision)
         out: list[SubjectKind | None] = []
         for sid in subjects:
@@ -858,20 +947,23 @@ class GraphService:
                 log.warning("approval sweep failed: %s", exc)
 
     async def _reconcile_all(self, *, after_reconnect: bool) -> None:
+        """Compare every cached tenant's (rev, gen, stamp) with the store, in one round trip
+        per node (cache invariants 2 and 4)."""
         if not self.cache.tenants:
             await self.client.ping()
             self._last_ok = time.monotonic()
             return
-        for tenant in list(self.cache.tenants):
-            meta = await self.graphs.meta(tenant)
-            self._last_ok = time.monotonic()
+        tenants = list(self.cache.tenants)
+        metas = await self.graphs.metas(tenants)
+        self._last_ok = now = time.monotonic()
+        grace = 0.0 if after_reconnect else self.poll_interval
+        for tenant, meta in zip(tenants, metas, strict=True):
             if meta is None:
                 self.cache.drop_tenant(tenant)
                 self.cache.tenants.pop(tenant, None)
                 continue
             rev, gen, stamp = meta
-            grace = 0.0 if after_reconnect else self.poll_interval
-            self.cache.reconcile(tenant, rev, gen, stamp, time.monotonic(), grace)
+            self.cache.reconcile(tenant, rev, gen, stamp, now, grace)
 
     # ------------------------------------------------------------------ reads for the API
 
@@ -940,52 +1032,52 @@ class GraphService:
 
     # ------------------------------------------------------------------ admin (writes)
 
-    async def import_graph(self, tenant: str | None, document: Any) -> int:
+    async def import_graph(self, tenant: str | None, document: Any) -> Written:
         return await self._guard(self.writer.import_graph(tenant, document))
 
-    async def put_subject(self, tenant: str, document: Any) -> int:
+    async def put_subject(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_subject(tenant, document))
 
-    async def delete_subject(self, tenant: str, subject: str) -> int:
+    async def delete_subject(self, tenant: str, subject: str) -> Written:
         return await self._guard(self.writer.delete_subject(tenant, subject))
 
-    async def put_group(self, tenant: str, document: Any) -> int:
+    async def put_group(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_group(tenant, document))
 
-    async def delete_group(self, tenant: str, group: str) -> int:
+    async def delete_group(self, tenant: str, group: str) -> Written:
         return await self._guard(self.writer.delete_group(tenant, group))
 
-    async def put_company(self, tenant: str, document: Any) -> int:
+    async def put_company(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_company(tenant, document))
 
-    async def delete_company(self, tenant: str, company: str) -> int:
+    async def delete_company(self, tenant: str, company: str) -> Written:
         return await self._guard(self.writer.delete_company(tenant, company))
 
-    async def put_vendor(self, tenant: str, document: Any) -> int:
+    async def put_vendor(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_vendor(tenant, document))
 
-    async def delete_vendor(self, tenant: str, vendor: str) -> int:
+    async def delete_vendor(self, tenant: str, vendor: str) -> Written:
         return await self._guard(self.writer.delete_vendor(tenant, vendor))
 
-    async def add_membership(self, tenant: str, subject: str, document: Any) -> int:
+    async def add_membership(self, tenant: str, subject: str, document: Any) -> Written:
         return await self._guard(self.writer.add_membership(tenant, subject, document))
 
-    async def remove_membership(self, tenant: str, subject: str, group: str) -> int:
+    async def remove_membership(self, tenant: str, subject: str, group: str) -> Written:
         return await self._guard(self.writer.remove_membership(tenant, subject, group))
 
-    async def put_settings(self, tenant: str, document: Any) -> int:
+    async def put_settings(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_settings(tenant, document))
 
-    async def delete_tenant(self, tenant: str) -> int:
+    async def delete_tenant(self, tenant: str) -> Written:
         return await self._guard(self.writer.delete_tenant(tenant))
 
-    async def put_resource(self, tenant: str, document: Any) -> int:
+    async def put_resource(self, tenant: str, document: Any) -> Written:
         return await self._guard(self.writer.put_resource(tenant, document))
 
-    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, int]:
+    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
         return await self._guard(self.writer.put_delegation(tenant, document))
 
-    async def delete_delegation(self, tenant: str, delegation_id: str) -> int:
+    async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
         return await self._guard(self.writer.delete_delegation(tenant, delegation_id))
 
     async def delegations(self, tenant: str) -> tuple[list[dict[str, str]], int]:
@@ -995,7 +1087,7 @@ class GraphService:
         found = [delegation_codec.load(orjson.loads(v)) for v in pairs(snap.values[0]).values()]
         return [delegation_codec.document(d) for d in sorted(found, key=lambda d: d.id)], snap.rev
 
-    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int:
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
         return await self._guard(self.writer.delete_resource(tenant, type_id, resource_id))
 
     async def get_resource(self, tenant: str, type_id: str, resource_id: str) -> dict[str, Any]:
@@ -1042,6 +1134,38 @@ def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale
     if entry.subject is None:
         return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
     return Answer(decide_some(entry.profile, action, type_id), rev, stale)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to the primary Sentinel names, bounded as the other pools are: a request
+    past `max_connections` waits up to `timeout` for one (then a connection error)."""
+
+
+def _sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, str | None]:
+    """`redis+sentinel://[:password@]host:port,host:port/name` -> (Sentinel addresses,
+    primary name, password of the primary)."""
+    rest = url.removeprefix("redis+sentinel://")
+    hosts, _, name = rest.partition("/")
+    userinfo, _, hosts = hosts.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) or None
+    addresses: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"redis+sentinel: expected host:port, got {item!r}")
+        addresses.append((host.strip("[]"), int(port)))
+    name = name.strip("/")
+    if not name:
+        raise ValueError("redis+sentinel: the URL names no primary (…/name)")
+    return addresses, name, password
+
+
+def _with_address(url: str, host: str, port: int) -> str:
+    """`url` with its host and port replaced (credentials and options kept)."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _close(client: Client) -> None:

@@ -39,6 +39,7 @@ from groupgate.model import (
 from groupgate.store import codec, held, keys
 from groupgate.store.events import EventLog
 from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
+from groupgate.store.written import Written
 
 MAX_ATTEMPTS = 50
 #: The event stream cap when none is configured (`config.events_maxlen` sets it).
@@ -55,7 +56,7 @@ class Writer:
         self.groups = codec.GroupMemo()
         self.events = events if events is not None else EventLog(DEFAULT_EVENTS_MAXLEN)
 
-    async def _retry(self, attempt: Callable[[], Awaitable[int | None]]) -> int:
+    async def _retry(self, attempt: Callable[[], Awaitable[Written | None]]) -> Written:
         for n in range(MAX_ATTEMPTS):
             rev = await attempt()
             if rev is not None:
@@ -65,10 +66,10 @@ class Writer:
 
     # ------------------------------------------------------------------ subjects
 
-    async def put_subject(self, tenant: str, document: Any) -> int:
+    async def put_subject(self, tenant: str, document: Any) -> Written:
         subject, shorthand = rules.parse_subject(document, "subject")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             g = keys.RELATIVE  # suffixes only; the script prefixes the generation
             explicit = sorted({link.group for link in subject.memberships})
             snap = await self.graphs.read(
@@ -140,8 +141,8 @@ class Writer:
             change = {"subject": subject.id, "added": added, "removed": removed}
             self.events.add(ops, tenant, "group.membership_changed", change)
 
-    async def delete_subject(self, tenant: str, subject_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_subject(self, tenant: str, subject_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -163,10 +164,10 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def add_membership(self, tenant: str, subject_id: str, document: Any) -> int:
+    async def add_membership(self, tenant: str, subject_id: str, document: Any) -> Written:
         """Link a subject to a group, or `{"company", "role"}` to a predefined group."""
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             link, company = _membership(document)
             snap = await self.graphs.read(
@@ -220,8 +221,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> int:
-        async def attempt() -> int | None:
+    async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -250,11 +251,11 @@ class Writer:
 
     # ------------------------------------------------------------------ groups
 
-    async def put_group(self, tenant: str, document: Any) -> int:
+    async def put_group(self, tenant: str, document: Any) -> Written:
         body = document if isinstance(document, dict) else {}
         group_id = str(body.get("id") or "")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -303,8 +304,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_group(self, tenant: str, group_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_group(self, tenant: str, group_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -353,12 +354,12 @@ class Writer:
 
     # ------------------------------------------------------------------ companies
 
-    async def put_company(self, tenant: str, document: Any) -> int:
+    async def put_company(self, tenant: str, document: Any) -> Written:
         reserved = [rule.id for rule in self.catalog.approval_rules]
         company = rules.parse_company(document, "company", reserved)
         named = rule_groups(company)
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             approval = company.approval_group or ""
             snap = await self.graphs.read(
@@ -408,8 +409,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_company(self, tenant: str, company_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_company(self, tenant: str, company_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             predefined = [predefined_group_id(company_id, r) for r in PREDEFINED_ROLES]
             snap = await self.graphs.read(
@@ -445,10 +446,10 @@ class Writer:
 
     # ------------------------------------------------------------------ vendors
 
-    async def put_vendor(self, tenant: str, document: Any) -> int:
+    async def put_vendor(self, tenant: str, document: Any) -> Written:
         vendor = rules.parse_vendor(document, "vendor")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(tenant, ("EXISTS", rel.vendor(vendor.id), ()))
             g = keys.Gen(tenant, int(snap.gen))
@@ -463,8 +464,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_vendor(self, tenant: str, vendor_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_vendor(self, tenant: str, vendor_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             ids = [vendor_group_id(vendor_id, r) for r in VENDOR_ROLES]
             snap = await self.graphs.read(
@@ -491,11 +492,11 @@ class Writer:
 
     # ------------------------------------------------------------------ held resources
 
-    async def put_resource(self, tenant: str, document: Any) -> int:
+    async def put_resource(self, tenant: str, document: Any) -> Written:
         """Create or replace a held resource entity `{"type", "id", "attributes"}`."""
         entity = rules.parse_resource(document, "resource", self.catalog)
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             snap = await self.graphs.read(tenant)
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(resources=True)
@@ -505,8 +506,8 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             snap = await self.graphs.read(
                 tenant,
@@ -526,12 +527,12 @@ class Writer:
 
     # ------------------------------------------------------------------ delegations
 
-    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, int]:
+    async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
         """Create or replace a delegation (`engine.delegations`); return its id and the
         revision. Both ends must be customers of the company when it is written."""
         delegation = delegations.parse_delegation(document, "delegation", rules.ident)
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             ends = (delegation.source, delegation.to)
             snap = await self.graphs.read(
@@ -569,8 +570,8 @@ class Writer:
 
         return delegation.id, await self._retry(attempt)
 
-    async def delete_delegation(self, tenant: str, delegation_id: str) -> int:
-        async def attempt() -> int | None:
+    async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
+        async def attempt() -> Written | None:
             snap = await self.graphs.read(
                 tenant, ("HGET", keys.RELATIVE.delegations(), (delegation_id,))
             )
@@ -587,12 +588,12 @@ class Writer:
 
     # ------------------------------------------------------------------ settings, tenants
 
-    async def put_settings(self, tenant: str, document: Any) -> int:
+    async def put_settings(self, tenant: str, document: Any) -> Written:
         """Replace the tenant's settings; creates the tenant when it does not exist yet."""
         settings = rules.parse_settings(document)
         rules.ident(tenant, "tenant")
 
-        async def attempt() -> int | None:
+        async def attempt() -> Written | None:
             rel = keys.RELATIVE
             defaults = settings.default_customer_groups
             meta = await self.graphs.meta(tenant)
@@ -618,7 +619,7 @@ class Writer:
 
         return await self._retry(attempt)
 
-    async def import_graph(self, tenant: str | None, document: Any) -> int:
+    async def import_graph(self, tenant: str | None, document: Any) -> Written:
         """Validate a whole document, write it as a new generation, then flip atomically."""
         graph = rules.parse_graph(document, self.catalog, tenant)
         name = graph.tenant
@@ -641,7 +642,7 @@ class Writer:
             await self._drop_generation(name, gen)
         raise Conflict("too many concurrent writes to this tenant; try again")
 
-    async def delete_tenant(self, tenant: str) -> int:
+    async def delete_tenant(self, tenant: str) -> Written:
         meta = await self.graphs.meta(tenant)
         if meta is None:
             raise NotFound(f"unknown tenant {tenant!r}")
