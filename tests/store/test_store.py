@@ -324,7 +324,7 @@ async def test_lost_events_are_caught_by_the_poll(open_service: Opener, tenant: 
     reader = await open_service(poll_interval=0.1)
     await writer.import_graph(None, acme(tenant))
     assert await allowed(reader, tenant, "emp-1", "update", DE_ORDER)
-    reader._on_event = lambda message: None  # type: ignore[method-assign]
+    reader.freshness.on_event = lambda message: None  # type: ignore[method-assign]
     await writer.remove_membership(tenant, "emp-1", "de-managers")
     await eventually(lambda: denied(reader, tenant, "emp-1", "update", DE_ORDER))
 

@@ -31,13 +31,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from groupgate import tracing
@@ -68,6 +66,7 @@ from groupgate.model import (
 )
 from groupgate.store import codec, held, keys
 from groupgate.store.cache import Entry, ProfileCache
+from groupgate.store.connect import connect
 from groupgate.store.contract import (
     Answer,
     CommitAnswer,
@@ -80,6 +79,7 @@ from groupgate.store.contract import (
 from groupgate.store.events import EventLog
 from groupgate.store.export import Exporter
 from groupgate.store.flows import Flows
+from groupgate.store.freshness import Freshness
 from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
 from groupgate.store.replication import NodeClient, Replication
@@ -151,14 +151,24 @@ class GraphService:
         self.poll_interval = poll_interval
         self.stale_after = 2 * poll_interval + 0.5
         self.store_errors = 0
-        self.events = 0
         self._subscriber = subscriber if subscriber is not None else client
         #: More clients to close with the service (those of the Sentinels).
         self._owned = tuple(owned)
         self._settings: dict[bytes, Settings] = {}
-        self._last_ok = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self.freshness = Freshness(
+            self.graphs,
+            client,
+            self._subscriber,
+            self.cache,
+            poll_interval,
+            STORE_ERRORS,
+        )
+
+    @property
+    def events(self) -> int:
+        """Change events applied (`Freshness`)."""
+        return self.freshness.events
 
     def use_catalog(self, catalog: Catalog) -> None:
         """Decide with another policy set from now on (a reload): swap the catalog, the
@@ -197,53 +207,13 @@ class GraphService:
         at those addresses name `name` (followed through failovers). `write_replicas`: the
         replicas a write waits for (None: those connected; the embedded store has none).
         """
-        subscriber: Redis | None = None
-        node_client: NodeClient | None = None
-        owned: list[Redis] = []
-        client: Client
-        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
-        if redis_url is None:
-            import fakeredis
-
-            client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        link = connect(redis_url, pool_size, pool_timeout, socket_timeout)
+        if link.embedded:
             write_replicas = 0
-        elif "+cluster://" in redis_url:
-            plain = redis_url.replace("+cluster://", "://", 1)
-            client = RedisCluster.from_url(plain, max_connections=pool_size, **timeouts)
-            # Classic pub/sub messages reach every node of a cluster: one node suffices.
-            subscriber = Redis.from_url(plain, socket_connect_timeout=socket_timeout)
-
-            def node_client(host: str, port: int) -> Redis:
-                pool = BlockingConnectionPool.from_url(
-                    _with_address(plain, host, port),
-                    max_connections=pool_size,
-                    timeout=pool_timeout,
-                    **timeouts,
-                )
-                return Redis(connection_pool=pool)
-
-        elif redis_url.startswith("redis+sentinel://"):
-            addresses, name, password = _sentinel_address(redis_url)
-            sentinel = Sentinel(addresses, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-            owned = list(sentinel.sentinels)
-            client = sentinel.master_for(
-                name,
-                connection_pool_class=_BlockingSentinelPool,
-                max_connections=pool_size,
-                timeout=pool_timeout,
-                password=password,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-            )
-        else:
-            pool = BlockingConnectionPool.from_url(
-                redis_url, max_connections=pool_size, timeout=pool_timeout, **timeouts
-            )
-            client = Redis(connection_pool=pool)
         service = cls(
             catalog,
-            client,
-            subscriber=subscriber,
+            link.client,
+            subscriber=link.subscriber,
             cache_size=cache_size,
             max_staleness=max_staleness,
             poll_interval=poll_interval,
@@ -254,8 +224,8 @@ class GraphService:
             clock=clock,
             write_replicas=write_replicas,
             write_wait_ms=write_wait_ms,
-            node_client=node_client,
-            owned=owned,
+            node_client=link.node_client,
+            owned=link.owned,
         )
         await service.start()
         return service
@@ -263,12 +233,12 @@ class GraphService:
     async def start(self) -> None:
         """Start the change-event listener and the revision poller."""
         self._tasks = [
-            asyncio.create_task(self._listen(), name="groupgate-events"),
-            asyncio.create_task(self._poll(), name="groupgate-poll"),
+            asyncio.create_task(self.freshness.listen(), name="groupgate-events"),
+            asyncio.create_task(self.freshness.poll(), name="groupgate-poll"),
             asyncio.create_task(self._sweep(), name="groupgate-approval-sweep"),
         ]
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+            await asyncio.wait_for(self.freshness.subscribed.wait(), timeout=5)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop the listener and the poller, then close the connections, each step within
@@ -699,7 +669,7 @@ class GraphService:
         entry = self.cache.get(tenant, subject)
         if entry is None:
             return None
-        age = time.monotonic() - self._last_ok
+        age = time.monotonic() - self.freshness.last_ok
         if age <= self.stale_after:
             return entry, state.known_rev, False, state.held
         if age > self.max_staleness:
@@ -717,7 +687,7 @@ class GraphService:
         if (
             state is not None
             and (min_revision is None or state.known_rev >= min_revision)
-            and time.monotonic() - self._last_ok <= self.stale_after
+            and time.monotonic() - self.freshness.last_ok <= self.stale_after
         ):
             rev = state.known_rev
             for sid, entry in self.cache.get_many(tenant, subjects).items():
@@ -757,7 +727,7 @@ class GraphService:
         except STORE_ERRORS as exc:
             self.store_errors += 1
             return self._from_stale_cache(tenant, subjects, min_revision, exc)
-        self._last_ok = time.monotonic()
+        self.freshness.last_ok = time.monotonic()
         settings = self._load_settings(settings_raw)
         active = {c: group for c, (group, on, _) in approval.items() if on}
         out: dict[str, tuple[Entry, int, bool]] = {}
@@ -799,7 +769,7 @@ class GraphService:
         self, tenant: str, subjects: list[str], min_revision: int | None, exc: BaseException
     ) -> dict[str, tuple[Entry, int, bool]]:
         """Serve cached entries flagged stale while the staleness bound allows; else fail closed."""
-        age = time.monotonic() - self._last_ok
+        age = time.monotonic() - self.freshness.last_ok
         state = self.cache.tenants.get(tenant)
         reason = f"store unreachable ({type(exc).__name__}): failing closed"
         if state is None or min_revision is not None or age > self.max_staleness:
@@ -874,65 +844,10 @@ class GraphService:
             raise StoreUnavailable(
                 f"store unreachable ({type(exc).__name__}): failing closed"
             ) from None
-        self._last_ok = time.monotonic()
+        self.freshness.last_ok = time.monotonic()
         return result
 
     # ------------------------------------------------------------------ freshness
-
-    async def _listen(self) -> None:
-        """Apply change events; after every (re)subscription, re-read revisions."""
-        backoff = 0.05
-        while True:
-            pubsub = self._subscriber.pubsub()
-            try:
-                await pubsub.psubscribe(keys.CHANNEL_PATTERN)
-                await self._reconcile_all(after_reconnect=True)
-                self._subscribed.set()
-                backoff = 0.05
-                async for message in pubsub.listen():
-                    if message.get("type") == "pmessage":
-                        self._on_event(message)
-            except asyncio.CancelledError:
-                raise
-            except STORE_ERRORS as exc:
-                self.store_errors += 1
-                log.warning("change-event subscription lost: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(*STORE_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    def _on_event(self, message: dict[str, Any]) -> None:
-        tenant = keys.tenant_of_channel(text(message.get("channel")))
-        if tenant is None:
-            return
-        try:
-            event = orjson.loads(message["data"])
-            rev = int(event["rev"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("ignoring malformed change event on %s", message.get("channel"))
-            return
-        self.events += 1
-        self.cache.apply_event(
-            tenant,
-            rev,
-            str(event.get("stamp", "")),
-            event.get("subjects") or (),
-            event.get("groups") or (),
-            bool(event.get("all")),
-            bool(event.get("resources")),
-            event.get("memberships") or (),
-        )
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self._reconcile_all(after_reconnect=False)
-            except STORE_ERRORS as exc:
-                self.store_errors += 1
-                log.warning("revision poll failed: %s", exc)
 
     async def _sweep(self) -> None:
         """Expire pending approval flows past their expiry, in every tenant, periodically
@@ -945,25 +860,6 @@ class GraphService:
             except (*STORE_ERRORS, StoreUnavailable) as exc:
                 self.store_errors += 1
                 log.warning("approval sweep failed: %s", exc)
-
-    async def _reconcile_all(self, *, after_reconnect: bool) -> None:
-        """Compare every cached tenant's (rev, gen, stamp) with the store, in one round trip
-        per node (cache invariants 2 and 4)."""
-        if not self.cache.tenants:
-            await self.client.ping()
-            self._last_ok = time.monotonic()
-            return
-        tenants = list(self.cache.tenants)
-        metas = await self.graphs.metas(tenants)
-        self._last_ok = now = time.monotonic()
-        grace = 0.0 if after_reconnect else self.poll_interval
-        for tenant, meta in zip(tenants, metas, strict=True):
-            if meta is None:
-                self.cache.drop_tenant(tenant)
-                self.cache.tenants.pop(tenant, None)
-                continue
-            rev, gen, stamp = meta
-            self.cache.reconcile(tenant, rev, gen, stamp, now, grace)
 
     # ------------------------------------------------------------------ reads for the API
 
@@ -993,7 +889,7 @@ class GraphService:
             await self.client.ping()
         except STORE_ERRORS:
             return False
-        self._last_ok = time.monotonic()
+        self.freshness.last_ok = time.monotonic()
         return True
 
     def stats(self) -> dict[str, int]:
@@ -1004,8 +900,8 @@ class GraphService:
             "cache_entries": len(self.cache.entries),
             "cache_evictions": self.cache.evictions,
             "cache_flushes": self.cache.flushes,
-            "store_errors": self.store_errors,
-            "change_events": self.events,
+            "store_errors": self.store_errors + self.freshness.errors,
+            "change_events": self.freshness.events,
         }
 
     def exporter(self, batch: int = 500) -> Exporter:
@@ -1134,38 +1030,6 @@ def _some(entry: Entry, subject: str, action: str, type_id: str, rev: int, stale
     if entry.subject is None:
         return Answer(Decision(False, f"unknown subject {subject!r}"), rev, stale)
     return Answer(decide_some(entry.profile, action, type_id), rev, stale)
-
-
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Connections to the primary Sentinel names, bounded as the other pools are: a request
-    past `max_connections` waits up to `timeout` for one (then a connection error)."""
-
-
-def _sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, str | None]:
-    """`redis+sentinel://[:password@]host:port,host:port/name` -> (Sentinel addresses,
-    primary name, password of the primary)."""
-    rest = url.removeprefix("redis+sentinel://")
-    hosts, _, name = rest.partition("/")
-    userinfo, _, hosts = hosts.rpartition("@")
-    password = unquote(userinfo.partition(":")[2]) or None
-    addresses: list[tuple[str, int]] = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"redis+sentinel: expected host:port, got {item!r}")
-        addresses.append((host.strip("[]"), int(port)))
-    name = name.strip("/")
-    if not name:
-        raise ValueError("redis+sentinel: the URL names no primary (…/name)")
-    return addresses, name, password
-
-
-def _with_address(url: str, host: str, port: int) -> str:
-    """`url` with its host and port replaced (credentials and options kept)."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _close(client: Client) -> None:
