@@ -8,6 +8,7 @@ decides what to write, this module makes it atomic.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,23 @@ class Snapshot:
     gen: str
     stamp: str
     values: list[Any]
+
+
+Read = tuple[str, str, tuple[Any, ...]]
+
+
+class Named:
+    """One atomic read's values by the names its reads were given (`Graphs.read_named`):
+    `snap["parents"]`, or a list for a name given a list of reads."""
+
+    __slots__ = ("_values", "gen", "rev", "stamp")
+
+    def __init__(self, snap: Snapshot, layout: Mapping[str, int | slice]) -> None:
+        self.rev, self.gen, self.stamp = snap.rev, snap.gen, snap.stamp
+        self._values = {name: snap.values[at] for name, at in layout.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
 
 
 @dataclass(slots=True)
@@ -206,6 +224,20 @@ class Graphs:
         if len(raw) < 8:  # no such company: the script stopped before the totals
             return snap, [], found, [], {}
         return snap, list(chain), found, list(raw[6]), pairs(raw[7])
+
+    async def read_named(self, tenant: str, reads: Mapping[str, Read | Sequence[Read]]) -> Named:
+        """`read`, each read (or list of reads) under a name; raises `NotFound` when the
+        tenant does not exist."""
+        flat: list[Read] = []
+        layout: dict[str, int | slice] = {}
+        for name, spec in reads.items():
+            if isinstance(spec, tuple):
+                layout[name] = len(flat)
+                flat.append(spec)
+            else:
+                layout[name] = slice(len(flat), len(flat) + len(spec))
+                flat.extend(spec)
+        return Named(await self.read(tenant, *flat), layout)
 
     async def read(self, tenant: str, *reads: tuple[str, str, tuple[Any, ...]]) -> Snapshot:
         """Run `(command, key suffix, args)` reads atomically in the current generation.

@@ -38,13 +38,12 @@ from groupgate.model import (
 )
 from groupgate.store import codec, held, keys
 from groupgate.store.events import EventLog
-from groupgate.store.ops import Graphs, Ops, Snapshot, pairs, text
+from groupgate.store.generations import IMPORT_BATCH, MAX_ATTEMPTS, Generations
+from groupgate.store.ops import Graphs, Named, Ops, Snapshot, pairs, text
 from groupgate.store.written import Written
 
-MAX_ATTEMPTS = 50
 #: The event stream cap when none is configured (`config.events_maxlen` sets it).
 DEFAULT_EVENTS_MAXLEN = 100_000
-IMPORT_BATCH = 2000
 
 
 class Writer:
@@ -55,6 +54,7 @@ class Writer:
         self.catalog = catalog
         self.groups = codec.GroupMemo()
         self.events = events if events is not None else EventLog(DEFAULT_EVENTS_MAXLEN)
+        self.generations = Generations(graphs)
 
     async def _retry(self, attempt: Callable[[], Awaitable[Written | None]]) -> Written:
         for n in range(MAX_ATTEMPTS):
@@ -72,21 +72,23 @@ class Writer:
         async def attempt() -> Written | None:
             g = keys.RELATIVE  # suffixes only; the script prefixes the generation
             explicit = sorted({link.group for link in subject.memberships})
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("GET", "settings", ()),
-                ("HGETALL", "parents", ()),
-                ("HGETALL", g.links(subject.id), ()),
-                ("EXISTS", g.subject(subject.id), ()),
-                *[("GET", g.group(gid), ()) for gid in explicit],
-                *([("EXISTS", g.vendor(subject.vendor), ())] if subject.vendor else []),
+                {
+                    "settings": ("GET", "settings", ()),
+                    "parents": ("HGETALL", "parents", ()),
+                    "links": ("HGETALL", g.links(subject.id), ()),
+                    "existed": ("EXISTS", g.subject(subject.id), ()),
+                    "groups": [("GET", g.group(gid), ()) for gid in explicit],
+                    "vendor": ("EXISTS", g.vendor(subject.vendor or ""), ()),
+                },
             )
-            settings = codec.load_settings(snap.values[0])
-            parents = _parents(snap.values[1])
-            old_links = pairs(snap.values[2])
-            existed = bool(snap.values[3])
-            groups = self._groups(explicit, snap.values[4 : 4 + len(explicit)])
-            if subject.vendor and not snap.values[-1]:
+            settings = codec.load_settings(snap["settings"])
+            parents = _parents(snap["parents"])
+            old_links = pairs(snap["links"])
+            existed = bool(snap["existed"])
+            groups = self._groups(explicit, snap["groups"])
+            if subject.vendor and not snap["vendor"]:
                 raise GraphError("subject.vendor", f"unknown vendor {subject.vendor!r}")
             full = rules.expand_memberships(
                 subject, shorthand, groups, parents, settings, "subject"
@@ -102,7 +104,7 @@ class Writer:
         return await self._retry(attempt)
 
     def _subject_ops(
-        self, tenant: str, snap: Snapshot, subject: Subject, old_links: dict[str, str]
+        self, tenant: str, snap: Snapshot | Named, subject: Subject, old_links: dict[str, str]
     ) -> Ops:
         g = keys.Gen(tenant, int(snap.gen))
         ops = Ops(subjects={subject.id})
@@ -170,23 +172,25 @@ class Writer:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
             link, company = _membership(document)
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("GET", rel.subject(subject_id), ()),
-                ("HGETALL", rel.links(subject_id), ()),
-                ("GET", "settings", ()),
-                ("HGETALL", "parents", ()),
-                ("GET", rel.group(link.group), ()),
+                {
+                    "subject": ("GET", rel.subject(subject_id), ()),
+                    "links": ("HGETALL", rel.links(subject_id), ()),
+                    "settings": ("GET", "settings", ()),
+                    "parents": ("HGETALL", "parents", ()),
+                    "group": ("GET", rel.group(link.group), ()),
+                },
             )
-            if not snap.values[0]:
+            if not snap["subject"]:
                 raise NotFound(f"unknown subject {subject_id!r}")
-            old_links = pairs(snap.values[1])
-            settings = codec.load_settings(snap.values[2])
-            parents = _parents(snap.values[3])
-            if not snap.values[4]:
+            old_links = pairs(snap["links"])
+            settings = codec.load_settings(snap["settings"])
+            parents = _parents(snap["parents"])
+            if not snap["group"]:
                 raise GraphError("membership.group", f"unknown group {link.group!r}")
-            group = self.groups.load(snap.values[4])
-            subject = codec.load_subject(subject_id, snap.values[0], old_links)
+            group = self.groups.load(snap["group"])
+            subject = codec.load_subject(subject_id, snap["subject"], old_links)
             rules.check_membership_kind(subject, group, "membership.group")
             links = {m.group: m for m in subject.memberships}
             links[link.group] = link
@@ -362,18 +366,20 @@ class Writer:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
             approval = company.approval_group or ""
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("HGETALL", "parents", ()),
-                ("GET", rel.company(company.id), ()),
-                ("GET", rel.group(approval), ()),
-                ("SMEMBERS", rel.members(approval), ()),
-                *[("GET", rel.group(gid), ()) for gid in named],
+                {
+                    "parents": ("HGETALL", "parents", ()),
+                    "company": ("GET", rel.company(company.id), ()),
+                    "approval": ("GET", rel.group(approval), ()),
+                    "approvers": ("SMEMBERS", rel.members(approval), ()),
+                    "named": [("GET", rel.group(gid), ()) for gid in named],
+                },
             )
             rules.check_rule_names(
-                company, self._groups(named, snap.values[4:]), "company.approval_rules"
+                company, self._groups(named, snap["named"]), "company.approval_rules"
             )
-            parents = _parents(snap.values[0])
+            parents = _parents(snap["parents"])
             if company.parent is not None and company.parent not in parents:
                 raise GraphError("company.parent", f"unknown company {company.parent!r}")
             parents[company.id] = company.parent
@@ -382,16 +388,16 @@ class Writer:
                 raise GraphError(
                     "company.parent", f"company tree would have a cycle: {' -> '.join(cycle)}"
                 )
-            groups = {approval: self.groups.load(snap.values[2])} if snap.values[2] else {}
+            groups = {approval: self.groups.load(snap["approval"])} if snap["approval"] else {}
             rules.check_approval_group(company, groups, "company.approval_group")
             if company.approval_group is not None:
                 await self._check_approval_group_members(
-                    tenant, company.id, company.approval_group, sorted(map(text, snap.values[3]))
+                    tenant, company.id, company.approval_group, sorted(map(text, snap["approvers"]))
                 )
             g = keys.Gen(tenant, int(snap.gen))
             # Who approves depends on which approval group the company names (SPEC section 5):
             # its Admins and Buyers and the members of the old and new group recompile.
-            before = codec.load_company(snap.values[1]).approval_group if snap.values[1] else None
+            before = codec.load_company(snap["company"]).approval_group if snap["company"] else None
             ops = Ops()
             if before != company.approval_group:
                 ops.groups.update(g for g in (before, company.approval_group) if g)
@@ -401,7 +407,7 @@ class Writer:
             ops.add(
                 "SADD" if company.approval_rules is not None else "SREM", g.rulesets(), company.id
             )
-            if not snap.values[1]:
+            if not snap["company"]:
                 for group in rules.predefined_groups(company, self.catalog):
                     ops.add("SET", g.group(group.id), codec.dump_group(group))
                     ops.add("SADD", g.groups(), group.id)
@@ -413,27 +419,29 @@ class Writer:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
             predefined = [predefined_group_id(company_id, r) for r in PREDEFINED_ROLES]
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("EXISTS", rel.company(company_id), ()),
-                ("HGETALL", "parents", ()),
-                ("SMEMBERS", rel.cgroups(company_id), ()),
-                *[("SMEMBERS", rel.members(gid), ()) for gid in predefined],
-                *[("GET", rel.group(gid), ()) for gid in predefined],
+                {
+                    "exists": ("EXISTS", rel.company(company_id), ()),
+                    "parents": ("HGETALL", "parents", ()),
+                    "custom": ("SMEMBERS", rel.cgroups(company_id), ()),
+                    "members": [("SMEMBERS", rel.members(gid), ()) for gid in predefined],
+                    "groups": [("GET", rel.group(gid), ()) for gid in predefined],
+                },
             )
-            if not snap.values[0]:
+            if not snap["exists"]:
                 raise NotFound(f"unknown company {company_id!r}")
-            children = sorted(c for c, p in _parents(snap.values[1]).items() if p == company_id)
+            children = sorted(c for c, p in _parents(snap["parents"]).items() if p == company_id)
             if children:
                 raise GraphError("company", f"{company_id!r} has subsidiaries: {children}")
-            if snap.values[2]:
-                custom = sorted(text(x) for x in snap.values[2])
+            if snap["custom"]:
+                custom = sorted(text(x) for x in snap["custom"])
                 raise GraphError("company", f"{company_id!r} still has customer groups: {custom}")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             found = [
                 (self.groups.load(raw), [text(m) for m in members])
-                for members, raw in zip(snap.values[3:7], snap.values[7:11], strict=True)
+                for members, raw in zip(snap["members"], snap["groups"], strict=True)
                 if raw
             ]
             self._drop_groups(g, ops, found)
@@ -468,19 +476,21 @@ class Writer:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
             ids = [vendor_group_id(vendor_id, r) for r in VENDOR_ROLES]
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("EXISTS", rel.vendor(vendor_id), ()),
-                *[("SMEMBERS", rel.members(gid), ()) for gid in ids],
-                *[("GET", rel.group(gid), ()) for gid in ids],
+                {
+                    "exists": ("EXISTS", rel.vendor(vendor_id), ()),
+                    "members": [("SMEMBERS", rel.members(gid), ()) for gid in ids],
+                    "groups": [("GET", rel.group(gid), ()) for gid in ids],
+                },
             )
-            if not snap.values[0]:
+            if not snap["exists"]:
                 raise NotFound(f"unknown vendor {vendor_id!r}")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             found = [
                 (self.groups.load(raw), [text(m) for m in members])
-                for members, raw in zip(snap.values[1:5], snap.values[5:9], strict=True)
+                for members, raw in zip(snap["members"], snap["groups"], strict=True)
                 if raw
             ]
             self._drop_groups(g, ops, found)
@@ -535,13 +545,15 @@ class Writer:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
             ends = (delegation.source, delegation.to)
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("HGETALL", "parents", ()),
-                *[("EXISTS", rel.subject(s), ()) for s in ends],
-                *[("HGETALL", rel.links(s), ()) for s in ends],
+                {
+                    "parents": ("HGETALL", "parents", ()),
+                    "exists": [("EXISTS", rel.subject(s), ()) for s in ends],
+                    "links": [("HGETALL", rel.links(s), ()) for s in ends],
+                },
             )
-            links = {s: pairs(raw) for s, raw in zip(ends, snap.values[3:5], strict=True)}
+            links = {s: pairs(raw) for s, raw in zip(ends, snap["links"], strict=True)}
             custom = sorted({g for found in links.values() for g in found if "/" not in g})
             groups: dict[str, Group] = {}
             if custom:
@@ -549,7 +561,7 @@ class Writer:
                 if more.rev != snap.rev:
                     return None
                 groups = self._groups(custom, more.values)
-            exists = dict(zip(ends, snap.values[1:3], strict=True))
+            exists = dict(zip(ends, snap["exists"], strict=True))
 
             def companies_of(subject: str) -> frozenset[str] | None:
                 if not exists[subject]:
@@ -557,7 +569,7 @@ class Writer:
                 return rules.customer_companies([Membership(g) for g in links[subject]], groups)
 
             delegations.check_delegation(
-                delegation, "delegation", _parents(snap.values[0]), companies_of
+                delegation, "delegation", _parents(snap["parents"]), companies_of
             )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
@@ -620,27 +632,10 @@ class Writer:
         return await self._retry(attempt)
 
     async def import_graph(self, tenant: str | None, document: Any) -> Written:
-        """Validate a whole document, write it as a new generation, then flip atomically."""
+        """Validate a whole document, then write it as a new generation and flip to it
+        (`generations.Generations.flip`)."""
         graph = rules.parse_graph(document, self.catalog, tenant)
-        name = graph.tenant
-        for _ in range(MAX_ATTEMPTS):
-            meta = await self.graphs.meta(name)
-            gen = await self.graphs.next_gen(name)
-            await self._write_generation(keys.Gen(name, int(gen)), graph)
-            ops = Ops(everything=True)
-            ops.add("HSET", keys.meta(name), "gen", gen)
-            imported = {"subjects": len(graph.subjects), "companies": len(graph.companies)}
-            self.events.add(ops, name, "graph.imported", {"graph": imported})
-            if meta is None:
-                rev = await self.graphs.cas(name, None, gen, ops)
-            else:
-                rev = await self.graphs.cas(name, meta[0], meta[1], ops)
-            if rev is not None:
-                if meta is not None:
-                    await self._drop_generation(name, meta[1])
-                return rev
-            await self._drop_generation(name, gen)
-        raise Conflict("too many concurrent writes to this tenant; try again")
+        return await self.generations.flip(graph, self.events)
 
     async def delete_tenant(self, tenant: str) -> Written:
         meta = await self.graphs.meta(tenant)
@@ -649,13 +644,13 @@ class Writer:
         empty = Graph(tenant=tenant)
         for _ in range(MAX_ATTEMPTS):
             gen = await self.graphs.next_gen(tenant)
-            await self._write_generation(keys.Gen(tenant, int(gen)), empty)
+            await self.generations.write(keys.Gen(tenant, int(gen)), empty)
             ops = Ops(everything=True)
             ops.add("HSET", keys.meta(tenant), "gen", gen)
             rev = await self.graphs.cas(tenant, meta[0], meta[1], ops)
             if rev is not None:
-                await self._drop_generation(tenant, meta[1])
-                await self._drop_generation(tenant, gen)
+                await self.generations.drop(tenant, meta[1])
+                await self.generations.drop(tenant, gen)
                 await self.graphs.forget_tenant(tenant)
                 await self._drop_flows(tenant)
                 return rev
@@ -670,89 +665,6 @@ class Writer:
         names = [keys.events(tenant)]
         for pattern in keys.flow_patterns(tenant):
             names += [text(k) async for k in client.scan_iter(match=pattern, count=1000)]
-        for i in range(0, len(names), IMPORT_BATCH):
-            await client.unlink(*names[i : i + IMPORT_BATCH])
-
-    async def _write_generation(self, g: keys.Gen, graph: Graph) -> None:
-        """Write every key of a graph under a fresh generation (invisible until flipped)."""
-        client = self.graphs.client
-        members: dict[str, list[str]] = {}
-        pipe = client.pipeline(transaction=False)
-        count = 0
-
-        async def flush(force: bool = False) -> None:
-            nonlocal pipe, count
-            if count >= IMPORT_BATCH or (force and count):
-                await pipe.execute()
-                pipe = client.pipeline(transaction=False)
-                count = 0
-
-        pipe.set(g.settings(), codec.dump_settings(graph.settings))
-        if graph.settings.default_customer_groups:
-            pipe.sadd(g.defaults(), *graph.settings.default_customer_groups)
-        for vendor in graph.vendors.values():
-            pipe.set(g.vendor(vendor.id), codec.dump_vendor(vendor))
-            pipe.sadd(g.vendors(), vendor.id)
-        for company in graph.companies.values():
-            pipe.set(g.company(company.id), codec.dump_company(company))
-            pipe.hset(g.parents(), company.id, company.parent or "")
-            if company.approval_rules is not None:
-                pipe.sadd(g.rulesets(), company.id)
-            count += 2
-            await flush()
-        for group in graph.groups.values():
-            pipe.set(g.group(group.id), codec.dump_group(group))
-            pipe.sadd(g.groups(), group.id)
-            if group.company is not None and not group.predefined:
-                pipe.sadd(g.cgroups(group.company), group.id)
-            count += 2
-            await flush()
-        batch: list[str] = []
-        for subject in graph.subjects.values():
-            pipe.set(g.subject(subject.id), codec.dump_subject(subject))
-            links = {m.group: codec.dump_link(m) for m in subject.memberships}
-            if links:
-                pipe.hset(g.links(subject.id), mapping=links)  # type: ignore[arg-type]
-            for gid in links:
-                members.setdefault(gid, []).append(subject.id)
-            batch.append(subject.id)
-            if len(batch) >= IMPORT_BATCH:
-                pipe.zadd(g.subjects(), dict.fromkeys(batch, 0))
-                batch = []
-            count += 2
-            await flush()
-        if batch:
-            pipe.zadd(g.subjects(), dict.fromkeys(batch, 0))
-        for entity in graph.resources.values():
-            pipe.hset(g.resources(entity.type), entity.id, held.dump(entity))
-            pipe.sadd(g.rtypes(), entity.type)
-            count += 2
-            await flush()
-        for delegation in graph.delegations.values():
-            pipe.hset(g.delegations(), delegation.id, orjson.dumps(delegations.dump(delegation)))
-        for gid, ids in members.items():
-            for i in range(0, len(ids), IMPORT_BATCH):
-                pipe.sadd(g.members(gid), *ids[i : i + IMPORT_BATCH])
-                count += 1
-                await flush()
-        await flush(force=True)
-
-    async def _drop_generation(self, tenant: str, gen: str) -> None:
-        """Delete every key of a generation that is no longer (or never became) current."""
-        g = keys.Gen(tenant, int(gen))
-        client = self.graphs.client
-        subjects = [text(s) for s in await client.zrange(g.subjects(), 0, -1)]
-        groups = [text(s) for s in await client.smembers(g.groups())]
-        companies = [text(s) for s in await client.hkeys(g.parents())]
-        vendors = [text(s) for s in await client.smembers(g.vendors())]
-        rtypes = [text(s) for s in await client.smembers(g.rtypes())]
-        names = [g.settings(), g.defaults(), g.subjects(), g.groups(), g.parents(), g.vendors()]
-        names.append(g.rulesets())
-        names += [g.rtypes(), g.delegations(), *[g.resources(t) for t in rtypes]]
-        names += [k for s in subjects for k in (g.subject(s), g.links(s))]
-        names += [k for gid in groups for k in (g.group(gid), g.members(gid))]
-        names += [k for c in companies for k in (g.company(c), g.cgroups(c))]
-        names += [g.vendor(v) for v in vendors]
         for i in range(0, len(names), IMPORT_BATCH):
             await client.unlink(*names[i : i + IMPORT_BATCH])
 
