@@ -146,21 +146,23 @@ class Writer:
     async def delete_subject(self, tenant: str, subject_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("EXISTS", rel.subject(subject_id), ()),
-                ("HGETALL", rel.links(subject_id), ()),
+                {
+                    "exists": ("EXISTS", rel.subject(subject_id), ()),
+                    "links": ("HGETALL", rel.links(subject_id), ()),
+                },
             )
-            if not snap.values[0]:
+            if not snap["exists"]:
                 raise NotFound(f"unknown subject {subject_id!r}")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(subjects={subject_id})
-            for gid in pairs(snap.values[1]):
+            for gid in pairs(snap["links"]):
                 ops.add("SREM", g.members(gid), subject_id)
                 ops.memberships.add(gid)
             ops.add("DEL", g.subject(subject_id), g.links(subject_id))
             ops.add("ZREM", g.subjects(), subject_id)
-            gone = {"id": subject_id, "groups": sorted(pairs(snap.values[1]))}
+            gone = {"id": subject_id, "groups": sorted(pairs(snap["links"]))}
             self.events.add(ops, tenant, "subject.deleted", {"subject": gone})
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
@@ -228,20 +230,22 @@ class Writer:
     async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("GET", rel.subject(subject_id), ()),
-                ("HGETALL", rel.links(subject_id), ()),
+                {
+                    "subject": ("GET", rel.subject(subject_id), ()),
+                    "links": ("HGETALL", rel.links(subject_id), ()),
+                },
             )
-            if not snap.values[0]:
+            if not snap["subject"]:
                 raise NotFound(f"unknown subject {subject_id!r}")
-            links = pairs(snap.values[1])
+            links = pairs(snap["links"])
             if group_id not in links:
                 raise NotFound(f"subject {subject_id!r} is not in group {group_id!r}")
             # Leaving the last group of a company while staying in its approval group would
             # leave an approver who is no customer of it (SPEC section 5).
             del links[group_id]
-            remaining = codec.load_subject(subject_id, snap.values[0], links)
+            remaining = codec.load_subject(subject_id, snap["subject"], links)
             await self._check_approvers(tenant, remaining, {}, lambda _: "membership.group")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(subjects={subject_id}, memberships={group_id})
@@ -261,24 +265,26 @@ class Writer:
 
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("GET", rel.group(group_id), ()),
-                ("EXISTS", rel.members(group_id), ()),
-                ("HGETALL", "parents", ()),
+                {
+                    "group": ("GET", rel.group(group_id), ()),
+                    "has_members": ("EXISTS", rel.members(group_id), ()),
+                    "parents": ("HGETALL", "parents", ()),
+                },
             )
-            existing = self.groups.load(snap.values[0]) if snap.values[0] else None
+            existing = self.groups.load(snap["group"]) if snap["group"] else None
             if existing is not None and existing.kind is GroupKind.VENDOR:
                 group = rules.customize_vendor_group(existing, document, "group", self.catalog)
             elif existing is not None and existing.predefined:
                 raise GraphError("group.id", f"predefined group {group_id!r} cannot be changed")
             else:
                 group = rules.parse_group(document, "group", self.catalog)
-                if group.company is not None and group.company not in _parents(snap.values[2]):
+                if group.company is not None and group.company not in _parents(snap["parents"]):
                     raise GraphError("group.company", f"unknown company {group.company!r}")
                 if (
                     existing is not None
-                    and snap.values[1]
+                    and snap["has_members"]
                     and (existing.kind is not group.kind or existing.company != group.company)
                 ):
                     raise GraphError("group", "a group with members cannot change kind or company")
@@ -311,18 +317,20 @@ class Writer:
     async def delete_group(self, tenant: str, group_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("GET", rel.group(group_id), ()),
-                ("SMEMBERS", rel.members(group_id), ()),
-                ("GET", "settings", ()),
+                {
+                    "group": ("GET", rel.group(group_id), ()),
+                    "members": ("SMEMBERS", rel.members(group_id), ()),
+                    "settings": ("GET", "settings", ()),
+                },
             )
-            if not snap.values[0]:
+            if not snap["group"]:
                 raise NotFound(f"unknown group {group_id!r}")
-            group = self.groups.load(snap.values[0])
+            group = self.groups.load(snap["group"])
             if group.predefined:
                 raise GraphError("group", f"{group_id!r} is deleted with its company or vendor")
-            if group_id in codec.load_settings(snap.values[2]).default_customer_groups:
+            if group_id in codec.load_settings(snap["settings"]).default_customer_groups:
                 raise GraphError("group", f"{group_id!r} is a default customer group (settings)")
             if group.company is not None:
                 company = await self.graphs.read(tenant, ("GET", rel.company(group.company), ()))
@@ -339,7 +347,7 @@ class Writer:
                     )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(groups={group_id})
-            self._drop_groups(g, ops, [(group, [text(m) for m in snap.values[1]])])
+            self._drop_groups(g, ops, [(group, [text(m) for m in snap["members"]])])
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
         return await self._retry(attempt)
@@ -459,12 +467,14 @@ class Writer:
 
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(tenant, ("EXISTS", rel.vendor(vendor.id), ()))
+            snap = await self.graphs.read_named(
+                tenant, {"exists": ("EXISTS", rel.vendor(vendor.id), ())}
+            )
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             ops.add("SET", g.vendor(vendor.id), codec.dump_vendor(vendor))
             ops.add("SADD", g.vendors(), vendor.id)
-            if not snap.values[0]:
+            if not snap["exists"]:
                 for group in rules.vendor_groups(vendor, self.catalog):
                     ops.add("SET", g.group(group.id), codec.dump_group(group))
                     ops.add("SADD", g.groups(), group.id)
@@ -519,17 +529,19 @@ class Writer:
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
-            snap = await self.graphs.read(
+            snap = await self.graphs.read_named(
                 tenant,
-                ("HEXISTS", rel.resources(type_id), (resource_id,)),
-                ("HLEN", rel.resources(type_id), ()),
+                {
+                    "exists": ("HEXISTS", rel.resources(type_id), (resource_id,)),
+                    "of_type": ("HLEN", rel.resources(type_id), ()),
+                },
             )
-            if not snap.values[0]:
+            if not snap["exists"]:
                 raise NotFound(f"unknown resource {type_id}/{resource_id}")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops(resources=True)
             ops.add("HDEL", g.resources(type_id), resource_id)
-            if int(snap.values[1]) <= 1:
+            if int(snap["of_type"]) <= 1:
                 ops.add("SREM", g.rtypes(), type_id)
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
@@ -584,15 +596,15 @@ class Writer:
 
     async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
         async def attempt() -> Written | None:
-            snap = await self.graphs.read(
-                tenant, ("HGET", keys.RELATIVE.delegations(), (delegation_id,))
+            snap = await self.graphs.read_named(
+                tenant, {"delegation": ("HGET", keys.RELATIVE.delegations(), (delegation_id,))}
             )
-            if not snap.values[0]:
+            if not snap["delegation"]:
                 raise NotFound(f"unknown delegation {delegation_id!r}")
             g = keys.Gen(tenant, int(snap.gen))
             ops = Ops()
             ops.add("HDEL", g.delegations(), delegation_id)
-            found = delegations.document(delegations.load(orjson.loads(snap.values[0])))
+            found = delegations.document(delegations.load(orjson.loads(snap["delegation"])))
             self.events.add(ops, tenant, "delegation.deleted", {"delegation": found})
             return await self.graphs.cas(tenant, snap.rev, snap.gen, ops)
 
