@@ -187,11 +187,52 @@ def _operations(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, operations.markdown(results)
 
 
+def _purchases_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="300 purchases per tenant")
+    parser.add_argument("--iterations", type=int, default=3_000, help="per tenant (3,000)")
+
+
+def _purchases(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import purchases
+
+    iterations = 300 if args.quick else args.iterations
+    results = asyncio.run(purchases.run(iterations))
+    results["machine"] = report.machine()
+    return results, purchases.markdown(results)
+
+
+def _approvals_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="100 cycles, 1,000 flows")
+    parser.add_argument("--cycles", type=int, default=2_000, help="cycles timed (2,000)")
+    parser.add_argument("--flows", type=int, default=20_000, help="flows for memory (20,000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (16)")
+
+
+def _approvals(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import approvals
+    from benchmarks.store import private_redis
+
+    cycles, flows = (100, 1_000) if args.quick else (args.cycles, args.flows)
+    with private_redis() as url:
+        results: dict[str, Any] = asyncio.run(approvals.run(url, cycles, flows, args.concurrency))
+    results["machine"] = report.machine()
+    return results, approvals.markdown(results)
+
+
 def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Run every suite in turn with its defaults (or its quick form)."""
     results: dict[str, Any] = {}
     tables: list[str] = []
-    for name in ("engine", "store", "spend", "http", "slowbody"):
+    for name in (
+        "engine",
+        "store",
+        "spend",
+        "purchases",
+        "approvals",
+        "http",
+        "slowbody",
+        "operations",
+    ):
         _, add_options, runner = SUITES[name]
         sub = argparse.ArgumentParser()
         add_options(sub)
@@ -229,13 +270,24 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         _slowbody_options,
         _slowbody,
     ),
+    "purchases": (
+        "purchases/evaluate with the built-in table, approval rules, rules and limits",
+        _purchases_options,
+        _purchases,
+    ),
+    "approvals": (
+        "approval flows: create-approve-commit cycles per second, Redis memory per flow",
+        _approvals_options,
+        _approvals,
+    ),
     "operations": (
         "the audit trail's and a policy reload's cost under load (issue 14)",
         _operations_options,
         _operations,
     ),
     "run": (
-        "every suite in turn: engine, store, spend, http, slowbody",
+        "every suite in turn: engine, store, spend, purchases, approvals, http, slowbody, "
+        "operations",
         _all_options,
         _all,
     ),
