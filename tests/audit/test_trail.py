@@ -198,3 +198,23 @@ async def test_every_record_reaches_the_file_in_order(
     assert all(x["caller"].startswith("sha256:") for x in lines)
     assert len({x["decision_id"] for x in lines}) == 20
     assert not [r for r in caplog.records if r.name == "groupgate.decisions"]  # file only
+
+
+async def test_the_request_id_is_recorded(make_client: MakeClient, tmp_path: Path) -> None:
+    path = tmp_path / "trail.jsonl"
+    client = await make_client(api_keys=API_KEY, audit_sinks="file", audit_file=str(path))
+    headers = {**PEP, "X-Request-ID": "req-42"}
+    evaluation = {
+        "subject": {"type": "user", "id": "emp-de"},
+        "action": {"name": "read"},
+        "resource": {"type": "orders", "id": "o-1"},
+    }
+    assert (await client.post("/access/v1/evaluation", json=evaluation, headers=headers)).ok
+    batch = {"checks": [CHECK]}
+    assert (await client.post("/v1/checks", json=batch, headers=headers)).ok
+    await client.app[STATE].audit.flush()  # type: ignore[union-attr]
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(x["surface"], x["request_id"]) for x in lines] == [
+        ("authzen", "req-42"),
+        ("checks", "req-42"),
+    ]

@@ -57,7 +57,15 @@ from aiohttp import web
 
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import MIN_REVISION, TENANT_HEADER, Headers, credentials, single
+from groupgate.api.headers import (
+    MIN_REVISION,
+    REQUEST_ID,
+    TENANT_HEADER,
+    Headers,
+    credentials,
+    request_id_of,
+    single,
+)
 from groupgate.api.native import caller_of, json_response, min_revision_header
 from groupgate.api.problems import (
     BadRequest,
@@ -82,9 +90,6 @@ CARTS = "carts"
 SEMANTICS = frozenset({"execute_all", "deny_on_first_deny", "permit_on_first_permit"})
 ITEM_KEYS = ("subject", "action", "resource", "context")
 RESOURCE_ATTRIBUTES = ("company", "vendor", "owner", "customer")
-REQUEST_ID = "X-Request-ID"
-#: The longest `X-Request-ID` echoed (a longer one is not: headers are not a data channel).
-MAX_REQUEST_ID = 256
 #: How deep a sealed item reaches, counted as `parsing.inspect` does from a batch's root (0):
 #: the array 1, the item 2, its resource 3, the properties 4, the restrictions 5.
 SEALED_DEPTH = 6
@@ -479,23 +484,6 @@ def _requested_tenant(headers: Headers) -> str | None:
     return None if requested is None else parsing.ident(requested, TENANT_HEADER)
 
 
-def request_id_of(headers: Headers) -> str | None:
-    """The PEP's `X-Request-ID`, to be returned as it came (§10.1.3 "Request
-    Identification": the PDP MUST include the same identifier in the response).
-
-    None: none sent, or one this sidecar does not repeat: over `MAX_REQUEST_ID` characters,
-    or not printable ASCII (a header value must not carry what could split a response). Of
-    two copies, the first is the one echoed.
-    """
-    values = headers.getall(REQUEST_ID, None)
-    if not values:
-        return None
-    found = values[0]
-    if len(found) > MAX_REQUEST_ID or not (found.isascii() and found.isprintable()):
-        return None
-    return found
-
-
 def echo_line(headers: Headers) -> tuple[bytes, ...]:
     """The `X-Request-ID` header line to add to any answer to `headers` (the decision
     listener's form of `request_id_of`): empty when there is none to echo."""
@@ -537,8 +525,10 @@ def _record(
     caller: Caller,
     items: list[Item],
     decisions: list[dict[str, Any]],
+    request_id: str | None = None,
 ) -> None:
-    """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter)."""
+    """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter),
+    with the PEP's `X-Request-ID` (`request_id_of`) when it sent one."""
     record_many(
         state,
         "authzen",
@@ -551,6 +541,7 @@ def _record(
             _decided(item, decision)
             for item, decision in zip(items[: len(decisions)], decisions, strict=True)
         ),
+        request_id=request_id,
     )
 
 
@@ -618,8 +609,9 @@ def evaluation_answer(
         found = state.service.check_cached(tenant, item.subject, item.action, item.resource)
         if found is not None:
             decision = _decision(found.decision, found.revision, found.stale)
-            _record(state, started, tenant, caller, [item], [decision])
-            return orjson.dumps(decision), request_id_of(headers)
+            request_id = request_id_of(headers)
+            _record(state, started, tenant, caller, [item], [decision], request_id)
+            return orjson.dumps(decision), request_id
     return _evaluation_later(state, headers, body, started, (caller, item, min_rev))
 
 
@@ -642,8 +634,9 @@ async def _evaluation_later(
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
     [decision] = await decide(state, tenant, [item], min_rev)
-    _record(state, started, tenant, caller, [item], [decision])
-    return orjson.dumps(decision), request_id_of(headers)
+    request_id = request_id_of(headers)
+    _record(state, started, tenant, caller, [item], [decision], request_id)
+    return orjson.dumps(decision), request_id
 
 
 def _evaluation_item(state: State, headers: Headers, body: bytes) -> Item:
@@ -668,7 +661,7 @@ async def evaluations(request: web.Request) -> web.Response:
         # No array: behave as the single evaluation API (AuthZEN 1.0 §7.1).
         item = parse_item(state, body)
         [decision] = await decide(state, tenant, [item], min_rev)
-        _record(state, started, tenant, caller, [item], [decision])
+        _record(state, started, tenant, caller, [item], [decision], request_id_of(request.headers))
         return json_response(decision)
     if type(raw_items) is not list:
         raise Unprocessable(f"evaluations: expected an array, got {parsing.kind(raw_items)}")
@@ -683,7 +676,7 @@ async def evaluations(request: web.Request) -> web.Response:
             if decision["decision"] is stop_on:
                 decisions = decisions[: i + 1]
                 break
-    _record(state, started, tenant, caller, items, decisions)
+    _record(state, started, tenant, caller, items, decisions, request_id_of(request.headers))
     return json_response({"evaluations": decisions})
 
 

@@ -24,6 +24,10 @@ MIN_REVISION = "X-Groupgate-Min-Revision"
 REVISION = "X-Groupgate-Revision"
 #: Response header of admin writes: how many replicas acknowledged the write.
 REPLICAS_HEADER = "X-Groupgate-Replicas"
+REQUEST_ID = "X-Request-ID"
+#: The longest `X-Request-ID` echoed or recorded (a longer one is not: headers are not a data
+#: channel).
+MAX_REQUEST_ID = 256
 
 
 class Headers(Protocol):
@@ -53,3 +57,20 @@ def duplicate(name: str) -> DuplicateHeader:
 def credentials(headers: Headers) -> tuple[str | None, str | None]:
     """`Authorization` and `X-Groupgate-Key`, each at most once."""
     return single(headers, AUTHORIZATION), single(headers, KEY_HEADER)
+
+
+def request_id_of(headers: Headers) -> str | None:
+    """The PEP's `X-Request-ID`, to be returned as it came (§10.1.3 "Request
+    Identification": the PDP MUST include the same identifier in the response).
+
+    None: none sent, or one this sidecar does not repeat: over `MAX_REQUEST_ID` characters,
+    or not printable ASCII (a header value must not carry what could split a response). Of
+    two copies, the first is the one echoed.
+    """
+    values = headers.getall(REQUEST_ID, None)
+    if not values:
+        return None
+    found = values[0]
+    if len(found) > MAX_REQUEST_ID or not (found.isascii() and found.isprintable()):
+        return None
+    return found

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from groupgate.api import headers, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import credentials, single
+from groupgate.api.headers import credentials, request_id_of, single
 from groupgate.api.problems import TooLarge, Unprocessable, guarded
 from groupgate.api.record import Decided, record, record_many
 from groupgate.auth import Caller
@@ -364,6 +364,7 @@ async def checks(request: web.Request) -> web.Response:
             )
             for (subject, action, resource), answer in zip(questions, answers, strict=True)
         ),
+        request_id=request_id_of(request.headers),
     )
     return json_response({"results": [answer_body(a, explain) for a in answers]})
 
@@ -423,6 +424,7 @@ async def filter_(request: web.Request) -> web.Response:
         allow=found.result.all or bool(found.result.filters),
         reason=None,
         revision=found.revision,
+        request_id=request_id_of(request.headers),
     )
     return json_response(filter_body(found.result, found.revision, found.stale))
 

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from groupgate.api import parsing
 from groupgate.api.app import STATE
+from groupgate.api.headers import request_id_of
 from groupgate.api.native import (
     caller_of,
     json_response,
@@ -168,6 +169,7 @@ async def evaluate(request: web.Request) -> web.Response:
             **({"cost_center": cost_center} if cost_center is not None else {}),
             **({"rules": list(result.rules)} if result.rules else {}),
         },
+        request_id=request_id_of(request.headers),
     )
     if result.error is not None:
         raise Unprocessable(result.error)
