@@ -4,8 +4,6 @@ and a change of the approval group reaches cached profiles of other instances by
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import pytest
@@ -15,6 +13,7 @@ from groupgate.model import Money, Resource
 from groupgate.store.service import GraphService
 from tests.store.conftest import Opener
 from tests.store.data import acme
+from tests.store.test_store import eventually
 
 APPROVALS = Resource(type="approvals", id="a-1", company="c-parent")
 OVER = Money(Decimal("6200.00"), "EUR")
@@ -36,14 +35,6 @@ async def listed(service: GraphService, tenant: str, requester: str, rev: int) -
     answer = await service.purchase(tenant, requester, "c-parent", OVER, min_revision=rev)
     assert answer.result.decision == "approval_required"
     return set(answer.result.approver_subjects)
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], limit: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_listed_approvers_are_the_checked_ones(open_service: Opener, tenant: str) -> None:

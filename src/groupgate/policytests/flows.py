@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from groupgate.engine.graph import AMOUNT_PATTERN, CURRENCY_PATTERN
 from groupgate.errors import Conflict, Forbidden
-from groupgate.model import Catalog, Graph, Money
+from groupgate.model import Catalog, Graph
 from groupgate.policytests import at as read
 from groupgate.policytests.at import At
+from groupgate.policytests.purchases import purchase_fields
 from groupgate.policytests.sections import Context, Outcome
 from groupgate.store.contract import PurchaseAnswer
 from groupgate.store.flows import Request
@@ -70,18 +69,7 @@ class Flows:
 
     def parse(self, item: dict[str, Any], at: At, graph: Graph, catalog: Catalog) -> FlowSpec:
         read.only(item, FLOW_KEYS, at, required=REQUIRED)
-        subject = _subject(item["subject"], at.key("subject"), graph)
-        company = read.text(item["company"], at.key("company"))
-        if company not in graph.companies:
-            raise at.key("company").fail(f"the suite's graph has no company {company!r}")
-        amount = item["amount"]
-        if not isinstance(amount, str) or not AMOUNT_PATTERN.match(amount):
-            raise at.key("amount").fail('expected a decimal string such as "12.50" (quoted)')
-        currency = read.text(item["currency"], at.key("currency"))
-        if not CURRENCY_PATTERN.match(currency):
-            raise at.key("currency").fail(
-                f"expected an ISO 4217 code such as EUR, got {currency!r}"
-            )
+        subject, company, amount, money = purchase_fields(item, at, graph)
         center = read.optional_text(item, "cost_center", at) or ""
         expect = read.choice(item.get("expect", "flow"), ANSWERS, at.key("expect"))
         steps = tuple(
@@ -90,7 +78,6 @@ class Flows:
         )
         if expect != "flow" and steps:
             raise at.key("steps").fail(f"a request answered {expect} makes no flow to act on")
-        money = Money(Decimal(amount), currency)
         request = Request(subject, company, amount, money, "suite-cart", cost_center=center)
         return FlowSpec(request, expect, steps)
 

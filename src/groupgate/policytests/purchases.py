@@ -55,22 +55,9 @@ class Purchases:
 
     def parse(self, item: dict[str, Any], at: At, graph: Graph, catalog: Catalog) -> PurchaseSpec:
         read.only(item, PURCHASE_KEYS, at, required=PURCHASE_KEYS)
-        subject = read.text(item["subject"], at.key("subject"))
-        if subject not in graph.subjects:
-            raise at.key("subject").fail(f"the suite's graph has no subject {subject!r}")
-        company = read.text(item["company"], at.key("company"))
-        if company not in graph.companies:
-            raise at.key("company").fail(f"the suite's graph has no company {company!r}")
-        amount = item["amount"]
-        if not isinstance(amount, str) or not AMOUNT_PATTERN.match(amount):
-            raise at.key("amount").fail('expected a decimal string such as "12.50" (quoted)')
-        currency = read.text(item["currency"], at.key("currency"))
-        if not CURRENCY_PATTERN.match(currency):
-            raise at.key("currency").fail(
-                f"expected an ISO 4217 code such as EUR, got {currency!r}"
-            )
+        subject, company, _, money = purchase_fields(item, at, graph)
         expect = _expected(item["expect"], at.key("expect"))
-        return PurchaseSpec(subject, company, Money(Decimal(amount), currency), expect)
+        return PurchaseSpec(subject, company, money, expect)
 
     async def run(self, spec: PurchaseSpec, context: Context) -> Outcome:
         answer = await context.service.purchase(
@@ -95,6 +82,24 @@ class Purchases:
         if wrong:
             return Outcome(False, "expected " + "; ".join(wrong), ("answer:", *_answer(result)))
         return Outcome(True, summary)
+
+
+def purchase_fields(item: dict[str, Any], at: At, graph: Graph) -> tuple[str, str, str, Money]:
+    """A case's subject and company (both in the suite's graph), its amount as written (a
+    quoted decimal string) and as money: what every purchase-shaped case names."""
+    subject = read.text(item["subject"], at.key("subject"))
+    if subject not in graph.subjects:
+        raise at.key("subject").fail(f"the suite's graph has no subject {subject!r}")
+    company = read.text(item["company"], at.key("company"))
+    if company not in graph.companies:
+        raise at.key("company").fail(f"the suite's graph has no company {company!r}")
+    amount = item["amount"]
+    if not isinstance(amount, str) or not AMOUNT_PATTERN.match(amount):
+        raise at.key("amount").fail('expected a decimal string such as "12.50" (quoted)')
+    currency = read.text(item["currency"], at.key("currency"))
+    if not CURRENCY_PATTERN.match(currency):
+        raise at.key("currency").fail(f"expected an ISO 4217 code such as EUR, got {currency!r}")
+    return subject, company, amount, Money(Decimal(amount), currency)
 
 
 def _expected(value: Any, at: At) -> Expected:
