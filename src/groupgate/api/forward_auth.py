@@ -174,9 +174,13 @@ def endpoint(target: str) -> str | None:
     return None
 
 
-def original(kind: str, method: str, target: str, headers: HeaderView) -> Original:
-    """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise."""
-    envoy = endpoint(target) == "envoy"
+def original(
+    kind: str, method: str, target: str, headers: HeaderView, where: str | None = None
+) -> Original:
+    """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise.
+
+    `where` is `endpoint(target)` when the caller has it already."""
+    envoy = (endpoint(target) if where is None else where) == "envoy"
     if envoy != (kind == "envoy"):
         path = target.split("?", 1)[0]
         raise Refused("wrong-endpoint", f"{path[:64]!r} is not the endpoint of kind {kind}")
@@ -250,16 +254,19 @@ async def decide(state: State, method: str, target: str, headers: HeaderView) ->
 
 
 def answer(
-    state: State, method: str, target: str, headers: HeaderView
+    state: State, method: str, target: str, headers: HeaderView, where: str | None = None
 ) -> GatewayAnswer | Awaitable[GatewayAnswer]:
     """`decide`, answered at once when everything it needs is cached (a verified token, the
     caller key, the tenant, the subject's profile, no consistency token); otherwise an
-    awaitable of the answer. The decision listener answers without a task that way."""
+    awaitable of the answer. The decision listener answers without a task that way, and
+    passes `where` (`endpoint(target)`), having routed the target already."""
     trace = Trace(perf_counter())
-    if endpoint(target) is None:
-        return NOT_FOUND
+    if where is None:
+        where = endpoint(target)
+        if where is None:
+            return NOT_FOUND
     try:
-        trace.asked = original(state.config.gateway_kind, method, target, headers)
+        trace.asked = original(state.config.gateway_kind, method, target, headers, where)
         token = credential(single(headers, AUTHORIZATION))
         key = single(headers, KEY)
         min_revision = _min_revision(single(headers, MIN_REVISION))
