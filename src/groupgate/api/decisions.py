@@ -47,7 +47,7 @@ from multidict import CIMultiDict
 from groupgate import log
 from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import duplicate
+from groupgate.api.headers import TENANT_HEADER, duplicate
 from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
 
@@ -117,8 +117,21 @@ SINGLE = {
     b"x-groupgate-key": "X-Groupgate-Key",
     b"x-groupgate-min-revision": "X-Groupgate-Min-Revision",
 }
-#: Lower-case field name -> its slot in `Request.fields`.
+#: Field name -> its slot in `Request.fields`, lower-case and as the use cases spell it.
 SLOT_OF = {name.decode(): slot for slot, name in enumerate(FIELDS, start=2)}
+SLOT_OF |= {
+    name: SLOT_OF[name.lower()]
+    for name in (
+        *forward_auth.ORIGINAL,
+        *forward_auth.FORWARDED,
+        forward_auth.AUTHORIZATION,
+        forward_auth.KEY,
+        forward_auth.MIN_REVISION,
+        authzen.REQUEST_ID,
+        TENANT_HEADER,
+        "Content-Type",
+    )
+}
 
 
 class Picked:
@@ -136,7 +149,7 @@ class Picked:
         self.request = request
 
     def getall(self, key: str, default: Any) -> Any:
-        slot = SLOT_OF.get(key.lower())
+        slot = SLOT_OF.get(key) or SLOT_OF.get(key.lower())
         if slot is None:
             name = key.lower().encode("latin-1")
             values = [_text(v) for n, v in self.request.headers if n == name]
@@ -287,8 +300,20 @@ class Decisions:
 
 
 def _gateway_response(answer: forward_auth.GatewayAnswer) -> http11.Response:
-    extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
-    return http11.Response(answer.status, EMPTY, b"", extra)
+    found = _GATEWAY_RESPONSES.get(answer)
+    if found is None:
+        extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
+        found = http11.Response(answer.status, EMPTY, b"", extra)
+        if len(_GATEWAY_RESPONSES) >= GATEWAY_RESPONSES_MAX:
+            _GATEWAY_RESPONSES.clear()
+        _GATEWAY_RESPONSES[answer] = found
+    return found
+
+
+#: Forward-auth answers as responses, formatted once per answer (a 200 names the subject and
+#: tenant, so there are about as many as live subjects); dropped whole when full.
+_GATEWAY_RESPONSES: dict[forward_auth.GatewayAnswer, http11.Response] = {}
+GATEWAY_RESPONSES_MAX = 4096
 
 
 def _headers(request: http11.Request) -> CIMultiDict[str]:

@@ -184,10 +184,17 @@ def original(
     if envoy != (kind == "envoy"):
         path = target.split("?", 1)[0]
         raise Refused("wrong-endpoint", f"{path[:64]!r} is not the endpoint of kind {kind}")
-    seen = {name: single(headers, name) for name in (*ORIGINAL, *FORWARDED)}
-    for ours, theirs in zip(ORIGINAL, FORWARDED, strict=True):
-        a, b = seen[ours], seen[theirs]
+    # Each read once, in this order (the first repeated one is refused).
+    values = (
+        single(headers, ORIGINAL[0]),
+        single(headers, ORIGINAL[1]),
+        single(headers, FORWARDED[0]),
+        single(headers, FORWARDED[1]),
+    )
+    for i in (0, 1):
+        a, b = values[i], values[i + 2]
         if a is not None and b is not None and a != b:
+            ours, theirs = ORIGINAL[i], FORWARDED[i]
             raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
     if envoy:
         origin = http_rules.origin_form(target.encode("utf-8", "surrogateescape"))
@@ -198,8 +205,8 @@ def original(
         found_method: str | None = method
         found_uri: str | None = uri if uri.startswith("/") else "/" + uri
     else:
-        method_header, uri_header = FAMILIES[kind]
-        found_method, found_uri = seen[method_header], seen[uri_header]
+        at = 0 if FAMILIES[kind] is ORIGINAL else 2
+        found_method, found_uri = values[at], values[at + 1]
     if not found_method or not found_uri:
         raise Refused("no-original-request", f"no {' / '.join(FAMILIES.get(kind, ()))}")
     if not _METHOD.match(found_method):
