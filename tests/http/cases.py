@@ -251,6 +251,17 @@ CASES: list[Case] = [
     ),
     case("evaluation: allowed", evaluation(), expect=OK),
     case(
+        "evaluation: a sealed item with a duplicate key",
+        evaluation(body=EVALUATION.replace(b'"type":"orders"', b'"type":"orders","type":"orders"')),
+        expect=(400, "invalid-json"),
+        why="a sealed single item skips the safety walk but not the raw key count",
+    ),
+    case(
+        "evaluation: a duplicate key with whitespace before its colon",
+        evaluation(body=EVALUATION.replace(b'"id":"o-17"', b'"id":"o-17","id" :"o-17"')),
+        expect=(400, "invalid-json"),
+    ),
+    case(
         "evaluation: two X-Request-ID fields",
         evaluation(headers=[("X-Request-ID", "first"), ("X-Request-ID", "second")]),
         expect=OK,
