@@ -48,6 +48,12 @@ def test_a_burst_that_closes_is_released_once_after_it_settles(released: list[in
     later.now = memory.Trimmer.SETTLE
     later.run_due()
     assert released == [1] and trimmer.releases == 1
+    assert len(later.calls) == 1  # once more later, for what the burst still held
+    burst(trimmer, 200, 0)  # another burst meanwhile schedules nothing more
+    assert len(later.calls) == 1
+    later.now = memory.Trimmer.SETTLE + 1.0
+    later.run_due()
+    assert released == [1, 1] and later.calls == []
     burst(trimmer, 10, 0)  # a small wave after it: below the peak, nothing to give back
     assert later.calls == []
 
@@ -57,12 +63,15 @@ def test_releases_are_rate_limited(released: list[int]) -> None:
     trimmer = memory.Trimmer(5.0, 64, later, clock=lambda: later.now)
     burst(trimmer, 100, 0)
     later.now = 1.0
-    later.run_due()
-    burst(trimmer, 100, 0)
-    assert later.calls and later.calls[0][0] == pytest.approx(6.0)  # not before the interval
+    later.run_due()  # the release, and the trailing one set for 6.0
     later.now = 6.0
     later.run_due()
     assert released == [1, 1]
+    burst(trimmer, 100, 0)
+    assert later.calls and later.calls[0][0] == pytest.approx(11.0)  # not before the interval
+    later.now = 11.0
+    later.run_due()
+    assert released == [1, 1, 1]
 
 
 def test_no_release_while_connections_stay_open_or_when_off(released: list[int]) -> None:

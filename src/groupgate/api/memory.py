@@ -46,8 +46,8 @@ class Trimmer:
 
     `interval` 0 turns it off; `later(delay, callback)` runs a callback after `delay`
     seconds (the event loop's `call_later`). The release waits `SETTLE` seconds after the
-    drop, so that the rest of the burst has closed too, and then at most one runs per
-    `interval`.
+    drop, so that the rest of the burst has closed too, and runs once more `interval` (at
+    least `SETTLE`) seconds later; no other release is scheduled in between.
     """
 
     SETTLE = 1.0
@@ -89,6 +89,15 @@ class Trimmer:
             self.later(wait, self._release)
 
     def _release(self) -> None:
+        self.last = self.clock()
+        self.highest = self.open
+        self.releases += 1
+        release()
+        # Once more a little later, for what the burst still held: connections refused past
+        # the cap (not counted here) close a second after their 503, timers run out.
+        self.later(max(self.SETTLE, self.interval), self._trail)
+
+    def _trail(self) -> None:
         self.pending = False
         self.last = self.clock()
         self.highest = self.open
