@@ -145,6 +145,11 @@ class HttpLimits:
     max_pipelined: int = 32
     #: Seconds in-flight requests get to finish on shutdown.
     shutdown_grace: float = 10.0
+    #: After a burst of at least `memory_trim_peak` open connections has fallen to a quarter,
+    #: hand the freed heap back to the system (`api/memory.py`), at most once per this many
+    #: seconds; 0 never does.
+    memory_trim_interval: float = 1.0
+    memory_trim_peak: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +384,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "http_max_connections": _int(1, 1_000_000),
     "http_max_pipelined": _int(1, 10_000),
     "http_shutdown_grace": _seconds,
+    "http_memory_trim_interval": _seconds,
+    "http_memory_trim_peak": _int(1, 1_000_000),
     "gateway_kind": _choice(*GATEWAY_KINDS),
     "jwt_algorithms": _list,
     "jwt_secret": _text,
@@ -471,6 +478,8 @@ HELP: dict[str, str] = {
     "http_max_connections": "open connections per worker and listener (then 503)",
     "http_max_pipelined": "requests read ahead of their answers on one connection",
     "http_shutdown_grace": "seconds in-flight requests get to finish on shutdown",
+    "http_memory_trim_interval": "least seconds between giving freed memory back (0: never)",
+    "http_memory_trim_peak": "open connections a burst must reach before memory is given back",
     "gateway_kind": f"the gateway in front ({', '.join(GATEWAY_KINDS)}): which headers carry "
     "the original request",
     "jwt_algorithms": "pinned JWT algorithms, comma-separated; unset: HS256 with jwt_secret, "

@@ -250,6 +250,33 @@ CASES: list[Case] = [
         why="no Content-Length nor Transfer-Encoding: the body is empty (RFC 9112 6.3)",
     ),
     case("evaluation: allowed", evaluation(), expect=OK),
+    case(
+        "evaluation: a sealed item with a duplicate key",
+        evaluation(body=EVALUATION.replace(b'"type":"orders"', b'"type":"orders","type":"orders"')),
+        expect=(400, "invalid-json"),
+        why="a sealed single item skips the safety walk but not the raw key count",
+    ),
+    case(
+        "evaluation: a duplicate key with whitespace before its colon",
+        evaluation(body=EVALUATION.replace(b'"id":"o-17"', b'"id":"o-17","id" :"o-17"')),
+        expect=(400, "invalid-json"),
+    ),
+    case(
+        "evaluation: two X-Request-ID fields",
+        evaluation(headers=[("X-Request-ID", "first"), ("X-Request-ID", "second")]),
+        expect=OK,
+        why="the decision listener reads picked fields unless one came twice: then all headers",
+    ),
+    case(
+        "evaluation: two X-Groupgate-Tenant fields",
+        evaluation(headers=[("X-Groupgate-Tenant", "demo"), ("X-Groupgate-Tenant", "demo")]),
+        expect=(400, "duplicate-header"),
+    ),
+    case(
+        "evaluation: X-Groupgate-Tenant once, as a picked field",
+        evaluation(headers=[("x-groupgate-tenant", "nowhere")]),
+        why="both listeners answer alike (the tenant is refused or unknown)",
+    ),
     case("evaluation: no credential", evaluation(auth=False), expect=(401, "unauthorized")),
     case("evaluation: not JSON", evaluation(body=b"[1,"), expect=(400, "invalid-json")),
     case(
@@ -546,6 +573,18 @@ CASES: list[Case] = [
         "two Authorization fields, the second wrong",
         check(headers=[("Authorization", "Bearer wrong-key-0123456789")]),
         expect=(400, "duplicate-header"),
+    ),
+    case(
+        "two Authorization fields after two of a field a check does not read",
+        check(
+            headers=[
+                ("X-Original-URI", "/a"),
+                ("X-Original-URI", "/b"),
+                ("Authorization", f"Bearer {KEY}"),
+            ]
+        ),
+        expect=(400, "duplicate-header"),
+        why="the decision listener notes only the first repeated field: it looks again",
     ),
     case(
         "two X-Groupgate-Key fields",

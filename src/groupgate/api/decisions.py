@@ -47,7 +47,7 @@ from multidict import CIMultiDict
 from groupgate import log
 from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import duplicate
+from groupgate.api.headers import TENANT_HEADER, duplicate
 from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
 
@@ -94,16 +94,73 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
-#: The fields a check reads, in `Request.fields` from slot 2 (see `http11.App.fields`).
-FIELDS = (b"authorization", b"x-groupgate-key", b"x-groupgate-min-revision", b"content-type")
+#: The fields the listener's endpoints read, in `Request.fields` from slot 2 (see
+#: `http11.App.fields`): a check's, then AuthZEN's and forward-auth's (`Picked`).
+FIELDS = (
+    b"authorization",
+    b"x-groupgate-key",
+    b"x-groupgate-min-revision",
+    b"content-type",
+    b"x-groupgate-tenant",
+    b"x-request-id",
+    b"x-original-method",
+    b"x-original-uri",
+    b"x-forwarded-method",
+    b"x-forwarded-uri",
+)
 AUTHORIZATION, KEY, MIN_REVISION, CONTENT_TYPE = 2, 3, 4, 5
-#: Of those, the ones a second copy of is a 400 (a proxy that appends instead of replacing
-#: must not let a client's copy win), with the names the problem gives.
+#: Of those, the ones a second copy of is a 400 on a check (a proxy that appends instead of
+#: replacing must not let a client's copy win), with the names the problem gives, in the
+#: order the main listener reads them.
 SINGLE = {
     b"authorization": "Authorization",
     b"x-groupgate-key": "X-Groupgate-Key",
     b"x-groupgate-min-revision": "X-Groupgate-Min-Revision",
 }
+#: Field name -> its slot in `Request.fields`, lower-case and as the use cases spell it.
+SLOT_OF = {name.decode(): slot for slot, name in enumerate(FIELDS, start=2)}
+SLOT_OF |= {
+    name: SLOT_OF[name.lower()]
+    for name in (
+        *forward_auth.ORIGINAL,
+        *forward_auth.FORWARDED,
+        forward_auth.AUTHORIZATION,
+        forward_auth.KEY,
+        forward_auth.MIN_REVISION,
+        authzen.REQUEST_ID,
+        TENANT_HEADER,
+        "Content-Type",
+    )
+}
+
+
+class Picked:
+    """A request's headers as the use cases read them (`getall`, case-insensitive), from the
+    fields picked out while the head was parsed: no header dictionary is built per request.
+
+    Only for a request with no picked field sent twice (`Request.repeated` is None): each
+    picked field then has at most its one value. A field that is not picked is looked up in
+    the raw header list. Values are decoded as aiohttp decodes them (`_text`).
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: http11.Request) -> None:
+        self.request = request
+
+    def getall(self, key: str, default: Any) -> Any:
+        slot = SLOT_OF.get(key) or SLOT_OF.get(key.lower())
+        if slot is None:
+            name = key.lower().encode("latin-1")
+            values = [_text(v) for n, v in self.request.headers if n == name]
+            return values or default
+        raw = self.request.fields[slot]
+        return default if raw is None else [raw.decode("utf-8", "surrogateescape")]
+
+
+def _view(request: http11.Request) -> Picked | CIMultiDict[str]:
+    """The headers as the use cases read them: `Picked` unless a picked field came twice."""
+    return Picked(request) if request.repeated is None else _headers(request)
 
 
 class Decisions:
@@ -123,7 +180,9 @@ class Decisions:
         started = perf_counter()
         found: bytes | http11.Response | Awaitable[bytes | http11.Response]
         try:
-            path = request.path()
+            url = request.url
+            # A plain path (no query, no escape, origin-form) routes as itself.
+            path = url if url == CHECK else request.path()
             if path == CHECK and request.method == b"POST":
                 found = self._check(request, started)
             else:
@@ -147,7 +206,8 @@ class Decisions:
                 self.state,
                 request.method.decode("latin-1"),
                 request.url.decode("utf-8", "surrogateescape"),
-                _headers(request),
+                _view(request),
+                "headers" if path in GATEWAY else "envoy",
             )
             if isinstance(found, forward_auth.GatewayAnswer):
                 return _gateway_response(found)
@@ -156,8 +216,10 @@ class Decisions:
 
     def _check(self, request: http11.Request, started: float) -> bytes | Awaitable[bytes]:
         """`POST /v1/check`: for an API-key caller nothing awaits on a cached subject."""
-        if request.repeated in SINGLE:
-            raise duplicate(SINGLE[request.repeated])
+        if request.repeated is not None:
+            for name, shown in SINGLE.items():
+                if len(request.values(name)) > 1:
+                    raise duplicate(shown)
         fields = request.fields
         authorization, key = _text(fields[AUTHORIZATION]), _text(fields[KEY])
         state = self.state
@@ -179,7 +241,7 @@ class Decisions:
 
     def _evaluation(self, request: http11.Request) -> http11.Response | Awaitable[http11.Response]:
         # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3).
-        headers = _headers(request)
+        headers = _view(request)
         echo = authzen.echo_line(headers)
         try:
             found = authzen.evaluation_answer(self.state, headers, request.body)
@@ -238,8 +300,20 @@ class Decisions:
 
 
 def _gateway_response(answer: forward_auth.GatewayAnswer) -> http11.Response:
-    extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
-    return http11.Response(answer.status, EMPTY, b"", extra)
+    found = _GATEWAY_RESPONSES.get(answer)
+    if found is None:
+        extra = tuple(f"{name}: {value}".encode() for name, value in answer.headers)
+        found = http11.Response(answer.status, EMPTY, b"", extra)
+        if len(_GATEWAY_RESPONSES) >= GATEWAY_RESPONSES_MAX:
+            _GATEWAY_RESPONSES.clear()
+        _GATEWAY_RESPONSES[answer] = found
+    return found
+
+
+#: Forward-auth answers as responses, formatted once per answer (a 200 names the subject and
+#: tenant, so there are about as many as live subjects); dropped whole when full.
+_GATEWAY_RESPONSES: dict[forward_auth.GatewayAnswer, http11.Response] = {}
+GATEWAY_RESPONSES_MAX = 4096
 
 
 def _headers(request: http11.Request) -> CIMultiDict[str]:

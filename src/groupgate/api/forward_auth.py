@@ -174,16 +174,27 @@ def endpoint(target: str) -> str | None:
     return None
 
 
-def original(kind: str, method: str, target: str, headers: HeaderView) -> Original:
-    """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise."""
-    envoy = endpoint(target) == "envoy"
+def original(
+    kind: str, method: str, target: str, headers: HeaderView, where: str | None = None
+) -> Original:
+    """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise.
+
+    `where` is `endpoint(target)` when the caller has it already."""
+    envoy = (endpoint(target) if where is None else where) == "envoy"
     if envoy != (kind == "envoy"):
         path = target.split("?", 1)[0]
         raise Refused("wrong-endpoint", f"{path[:64]!r} is not the endpoint of kind {kind}")
-    seen = {name: single(headers, name) for name in (*ORIGINAL, *FORWARDED)}
-    for ours, theirs in zip(ORIGINAL, FORWARDED, strict=True):
-        a, b = seen[ours], seen[theirs]
+    # Each read once, in this order (the first repeated one is refused).
+    values = (
+        single(headers, ORIGINAL[0]),
+        single(headers, ORIGINAL[1]),
+        single(headers, FORWARDED[0]),
+        single(headers, FORWARDED[1]),
+    )
+    for i in (0, 1):
+        a, b = values[i], values[i + 2]
         if a is not None and b is not None and a != b:
+            ours, theirs = ORIGINAL[i], FORWARDED[i]
             raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
     if envoy:
         origin = http_rules.origin_form(target.encode("utf-8", "surrogateescape"))
@@ -194,8 +205,8 @@ def original(kind: str, method: str, target: str, headers: HeaderView) -> Origin
         found_method: str | None = method
         found_uri: str | None = uri if uri.startswith("/") else "/" + uri
     else:
-        method_header, uri_header = FAMILIES[kind]
-        found_method, found_uri = seen[method_header], seen[uri_header]
+        at = 0 if FAMILIES[kind] is ORIGINAL else 2
+        found_method, found_uri = values[at], values[at + 1]
     if not found_method or not found_uri:
         raise Refused("no-original-request", f"no {' / '.join(FAMILIES.get(kind, ()))}")
     if not _METHOD.match(found_method):
@@ -250,16 +261,19 @@ async def decide(state: State, method: str, target: str, headers: HeaderView) ->
 
 
 def answer(
-    state: State, method: str, target: str, headers: HeaderView
+    state: State, method: str, target: str, headers: HeaderView, where: str | None = None
 ) -> GatewayAnswer | Awaitable[GatewayAnswer]:
     """`decide`, answered at once when everything it needs is cached (a verified token, the
     caller key, the tenant, the subject's profile, no consistency token); otherwise an
-    awaitable of the answer. The decision listener answers without a task that way."""
+    awaitable of the answer. The decision listener answers without a task that way, and
+    passes `where` (`endpoint(target)`), having routed the target already."""
     trace = Trace(perf_counter())
-    if endpoint(target) is None:
-        return NOT_FOUND
+    if where is None:
+        where = endpoint(target)
+        if where is None:
+            return NOT_FOUND
     try:
-        trace.asked = original(state.config.gateway_kind, method, target, headers)
+        trace.asked = original(state.config.gateway_kind, method, target, headers, where)
         token = credential(single(headers, AUTHORIZATION))
         key = single(headers, KEY)
         min_revision = _min_revision(single(headers, MIN_REVISION))

@@ -13,6 +13,8 @@ does at the edges, so that the main port answers like the decision listener
   part is freed). A handler that has the whole body is never interrupted: that is our work.
 - **Connection cap**: past `max_connections` open connections (per process and listener),
   a new one is answered a 503 with `Retry-After` and closed (`http11.Busy`).
+- **Memory after a burst**: once the open connections fall to a quarter of a peak of at
+  least `memory_trim_peak`, the freed heap goes back to the system (`memory.Trimmer`).
 - **Half-close**: a client that sends a request and then shuts down its sending side still
   gets its answer (aiohttp would close the connection unanswered); the connection closes
   after the answers to what was read.
@@ -43,7 +45,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from groupgate import log
-from groupgate.api import http11, http_rules
+from groupgate.api import http11, http_rules, memory
 from groupgate.api.http11 import HALF_CLOSED, SWEEP_INTERVAL, TIMED_OUT
 from groupgate.api.problems import PROBLEM, problem_json
 from groupgate.config import HttpLimits
@@ -114,16 +116,20 @@ class FrontHandler(RequestHandler):
         self._msg_queue_resume_size = max(1, front.limits.max_pipelined // 2)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.front.open_connections += 1
+        front = self.front
+        front.open_connections += 1
+        front.trimmer.opened(front.open_connections)
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.front.open_connections -= 1
+        front = self.front
+        front.open_connections -= 1
         super().connection_lost(exc)
         # Drop what would keep this handler in a reference cycle (body stream, keep-alive
         # timer): freed now by reference counting, not at the next full collection.
         self._last_payload = None
         self._keepalive_handle = None
+        front.trimmer.closed(front.open_connections)
 
     def data_received(self, data: bytes) -> None:
         if self._reading_since is None and data:
@@ -323,6 +329,9 @@ class FrontServer(Server):
         super().__init__(handler, **kwargs)
         self.limits = limits
         self.open_connections = 0
+        self.trimmer = memory.Trimmer(
+            limits.memory_trim_interval, limits.memory_trim_peak, self._loop.call_later
+        )
         self.busy = http11.busy_answer(http_problem)
         self._sweeper = self._loop.create_task(self._sweep())
 

@@ -47,6 +47,10 @@ WHITESPACE = frozenset(b" \t")
 RETRY_AFTER = 1
 
 
+#: Each status code's status line (with its reason phrase), formatted once.
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %s" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
+
+
 def reason(status: int) -> str:
     """The reason phrase of `status` ("Unknown" for a code HTTP does not name)."""
     try:
@@ -55,12 +59,18 @@ def reason(status: int) -> str:
         return "Unknown"
 
 
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>`."""
+    line = STATUS_LINES.get(status)
+    return b"HTTP/1.1 %d %s" % (status, reason(status).encode()) if line is None else line
+
+
 def closing_response(
     status: int, media: str, body: bytes, extra: Sequence[bytes] = (), date: bytes = b""
 ) -> bytes:
     """A whole response that ends the connection (`Connection: close`)."""
     lines = [
-        b"HTTP/1.1 %d %s" % (status, reason(status).encode()),
+        status_line(status),
         *((b"Content-Type: " + media.encode(),) if media else ()),
         b"Date: " + (date or formatdate(usegmt=True).encode()),
         b"Content-Length: %d" % len(body),
@@ -312,13 +322,14 @@ class Connection(asyncio.Protocol):
         self.max_header_bytes = listener.limits.max_header_bytes
         self.deadline = math.inf
         self.upgrade_left = 0  # body bytes still due of a request that asked to upgrade
+        self.loop = asyncio.get_running_loop()
 
     # ----------------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.listener.connections.add(self)
-        self.deadline = asyncio.get_running_loop().time() + self.limits.keepalive_timeout
+        self.deadline = self.loop.time() + self.limits.keepalive_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.forget(self)
@@ -386,7 +397,7 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.current = Request(len(self.slots))
         self.header_bytes = 0
-        self.deadline = asyncio.get_running_loop().time() + self.limits.request_timeout
+        self.deadline = self.loop.time() + self.limits.request_timeout
 
     def on_url(self, url: bytes) -> None:
         current = self.current
@@ -396,15 +407,14 @@ class Connection(asyncio.Protocol):
             raise Refusal(414, "request target too long", "uri-too-long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        current = self.current
-        assert current is not None
+        current: Request = self.current  # type: ignore[assignment]  # set by on_message_begin
         size = len(name) + len(value)
-        self.header_bytes += size
+        total = self.header_bytes = self.header_bytes + size
         headers = current.headers
         if (
             size > self.max_field_bytes
             or len(headers) >= self.max_headers
-            or self.header_bytes > self.max_header_bytes
+            or total > self.max_header_bytes
         ):
             raise Refusal(431, "header section too large", "headers-too-large")
         if value and value[-1] in WHITESPACE:  # llhttp drops leading whitespace only
@@ -526,7 +536,7 @@ class Connection(asyncio.Protocol):
             return
         self.busy = True
         self.deadline = math.inf
-        self.task = asyncio.get_running_loop().create_task(self._answer_later(request, found))
+        self.task = self.loop.create_task(self._answer_later(request, found))
 
     async def _answer_later(self, request: Request, pending: Awaitable[bytes | Response]) -> None:
         found = await pending
@@ -596,15 +606,15 @@ class Connection(asyncio.Protocol):
         self._idle()
 
     def _head(self, response: Response, *extra: bytes) -> bytes:
-        lines = [
-            b"HTTP/1.1 %d %s" % (response.status, reason(response.status).encode()),
-            *((b"Content-Type: " + response.media.encode(),) if response.media else ()),
-            b"Date: " + self.listener.date,
-            b"Content-Length: %d" % len(response.body),
-            *response.headers,
-            *extra,
-        ]
-        return b"\r\n".join(lines) + b"\r\n\r\n"
+        head = b"%s\r\n%sDate: %s\r\nContent-Length: %d\r\n" % (
+            status_line(response.status),
+            b"Content-Type: %s\r\n" % response.media.encode() if response.media else b"",
+            self.listener.date,
+            len(response.body),
+        )
+        if response.headers or extra:
+            head += b"\r\n".join((*response.headers, *extra)) + b"\r\n"
+        return head + b"\r\n"
 
     # ----------------------------------------------------------------- flow and lifetime
 
@@ -627,8 +637,7 @@ class Connection(asyncio.Protocol):
             if (self.closing or self.stopped) and self.transport is not None:
                 self.transport.close()
                 return
-            loop = asyncio.get_running_loop()
-            self.deadline = loop.time() + self.limits.keepalive_timeout
+            self.deadline = self.loop.time() + self.limits.keepalive_timeout
 
     def _pause(self) -> None:
         if self.reading and self.transport is not None and not self.transport.is_closing():

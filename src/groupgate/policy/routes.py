@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from groupgate.model import Route
 
@@ -18,16 +19,18 @@ class RouteTable:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self._exact: dict[tuple[str, str], Route] = {}
-        self._patterns: dict[tuple[str, int], list[tuple[tuple[str | None, ...], Route]]] = {}
+        #: Per method, a tree of segments: each node maps a literal segment to its child,
+        #: `None` to the child of a `{param}`, and `END` to the route ending there (the
+        #: first listed of templates differing only in their parameters' names).
+        self._trees: dict[str, _Node] = {}
         for route in routes:
             self._exact[(route.method, route.path)] = route
-            segments = _segments(route.path)
-            pattern = tuple(None if _is_param(s) else s for s in segments)
-            bucket = self._patterns.setdefault((route.method, len(segments)), [])
-            bucket.append((pattern, route))
-        for bucket in self._patterns.values():
-            # More literal segments first: the most specific template wins.
-            bucket.sort(key=lambda item: [s is None for s in item[0]])
+            node = self._trees.setdefault(route.method, {})
+            for segment in _segments(route.path):
+                child = node.setdefault(None if _is_param(segment) else segment, {})
+                assert isinstance(child, dict)
+                node = child
+            node.setdefault(END, route)
 
     def match(self, method: str, path: str) -> Route | None:
         """Return the route for `method` and `path` (query string ignored), or None."""
@@ -38,11 +41,30 @@ class RouteTable:
         exact = self._exact.get((method, path))
         if exact is not None:
             return exact
-        segments = _segments(path)
-        for pattern, route in self._patterns.get((method, len(segments)), ()):
-            if all(p is None or p == s for p, s in zip(pattern, segments, strict=True)):
-                return route
-        return None
+        tree = self._trees.get(method)
+        return None if tree is None else _walk(tree, _segments(path), 0)
+
+
+#: A node of a method's tree (see `RouteTable.__init__`).
+_Node = dict[str | None, Any]
+END = "/"  # never a segment (segments are split on "/")
+
+
+def _walk(node: _Node, segments: list[str], at: int) -> Route | None:
+    """The route `segments[at:]` reaches from `node`: a literal segment tried before a
+    parameter at each position, so the template with literals furthest left wins (the most
+    specific: `/api/products/{id}/media` never shadows a literal route)."""
+    if at == len(segments):
+        found: Route | None = node.get(END)
+        return found
+    segment = segments[at]
+    literal = node.get(segment)
+    if literal is not None:
+        found = _walk(literal, segments, at + 1)
+        if found is not None:
+            return found
+    param = node.get(None)
+    return None if param is None else _walk(param, segments, at + 1)
 
 
 def _segments(path: str) -> list[str]:
