@@ -1,6 +1,6 @@
 """OpenTelemetry traces, optional (`pip install 'groupgate[otel]'`, `GROUPGATE_OTEL=1`).
 
-Spans: one per HTTP request on the main listener (`SERVER`, the caller's `traceparent`
+Spans: one per HTTP request on either listener (`SERVER`, the caller's `traceparent`
 continued) carrying the decision's attributes (`groupgate.surface`, `.tenant`, `.subject`,
 `.action`, `.resource_type`, `.allow`, `.reason`); `store.resolve` for a store round trip
 that resolves subjects, with `compile` inside it; `store.purchase` for a purchase's read of
@@ -14,7 +14,7 @@ OpenTelemetry import, no context object, no middleware. Prometheus metrics are u
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: The tracer when tracing is on, else None (tested on the paths that would make a span).
@@ -67,6 +67,18 @@ def annotate(**attributes: Any) -> None:
     for key, value in attributes.items():
         if value is not None:
             current.set_attribute(f"groupgate.{key}", value)
+
+
+def server_span(name: str, headers: Mapping[str, str]) -> contextlib.AbstractContextManager[Any]:
+    """A `SERVER` span named `name` continuing the trace of a request with `headers` (the
+    decision listener's form of `request_middleware`)."""
+    from opentelemetry import propagate, trace
+
+    context = propagate.extract(dict(headers))
+    span: contextlib.AbstractContextManager[Any] = TRACER.start_as_current_span(
+        name, context=context, kind=trace.SpanKind.SERVER
+    )
+    return span
 
 
 def request_middleware() -> Any:

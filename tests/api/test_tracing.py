@@ -57,3 +57,26 @@ async def test_a_check_is_traced(make_client: MakeClient, exporter: InMemorySpan
     # A cached subject: no store span.
     assert (await client.post("/v1/check", json=CHECK, headers=PEP)).status == 200
     assert [s.name for s in exporter.get_finished_spans()] == ["POST /v1/check"]
+
+
+async def test_the_decision_listener_is_traced(
+    make_client: MakeClient, exporter: InMemorySpanExporter
+) -> None:
+    import aiohttp
+
+    from tests.api.test_decisions import free_port
+
+    port = free_port()
+    await make_client(api_keys=API_KEY, otel=True, decision_port=port)
+    headers = {**PEP, "traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"}
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/v1/check"
+        async with session.post(url, json=CHECK, headers=headers) as response:
+            assert response.status == 200
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    request = spans["POST /v1/check"]
+    attributes: dict[str, Any] = dict(request.attributes or {})
+    assert attributes["groupgate.surface"] == "check"
+    assert attributes["http.response.status_code"] == 200
+    assert format(request.context.trace_id, "032x") == TRACE_ID
+    assert spans["store.resolve"].parent.span_id == request.context.span_id  # type: ignore[union-attr]

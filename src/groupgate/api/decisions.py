@@ -44,10 +44,10 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from groupgate import log
+from groupgate import log, tracing
 from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import TENANT_HEADER, duplicate
+from groupgate.api.headers import REQUEST_ID, TENANT_HEADER, duplicate
 from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
 
@@ -127,7 +127,7 @@ SLOT_OF |= {
         forward_auth.AUTHORIZATION,
         forward_auth.KEY,
         forward_auth.MIN_REVISION,
-        authzen.REQUEST_ID,
+        REQUEST_ID,
         TENANT_HEADER,
         "Content-Type",
     )
@@ -170,6 +170,10 @@ class Decisions:
 
     def __init__(self, state: State) -> None:
         self.state = state
+        if tracing.TRACER is not None:
+            # Traces are on (`GROUPGATE_OTEL`): every answer in a span; chosen once here, so
+            # with traces off the listener pays nothing for them.
+            self.respond = self._traced  # type: ignore[method-assign]
 
     def refuse(self, status: int, detail: str, slug: str) -> http11.Response:
         return front.http_problem(status, detail, slug)
@@ -192,6 +196,16 @@ class Decisions:
         if isinstance(found, bytes | http11.Response):
             return found
         return self._later(request, found)
+
+    async def _traced(self, request: http11.Request) -> bytes | http11.Response:
+        """`respond` in a `SERVER` span continuing the caller's trace (`groupgate.tracing`)."""
+        name = f"{request.method.decode('latin-1')} {request.path().decode('latin-1')}"
+        with tracing.server_span(name, _headers(request)) as span:
+            first = Decisions.respond(self, request)
+            found = first if isinstance(first, bytes | http11.Response) else await first
+            status = found.status if isinstance(found, http11.Response) else 200
+            span.set_attribute("http.response.status_code", status)
+        return found
 
     def _route(
         self, request: http11.Request, path: bytes
