@@ -46,6 +46,8 @@ from benchmarks.dataset import Question
 from benchmarks.http import processes
 from benchmarks.http.workload import JSON, HttpRequest, Workload
 from benchmarks.peers import grant_spec
+from groupgate.engine.approvers import active_approval_groups
+from groupgate.engine.profile import replaced_approver
 from groupgate.model import Catalog, GroupKind, Level
 
 PACKAGE = "@cerbos/cerbos-linux-x64"
@@ -145,8 +147,14 @@ def translate(work: Workload) -> Translation:
             for type_id in types:
                 target.setdefault((type_id, action_name), set()).add(who)
 
+    active = active_approval_groups(graph)
     for group in graph.groups.values():
-        spec = grant_spec(catalog, group)
+        spec = grant_spec(
+            catalog,
+            group,
+            replaced=replaced_approver(group, active),
+            approves=group.company is not None and active.get(group.company) == group.id,
+        )
         if group.kind is GroupKind.USER:
             kind, attr, scope = "u", None, None
         elif group.kind is GroupKind.CUSTOMER:

@@ -34,6 +34,7 @@ import orjson
 
 from benchmarks import dataset
 from benchmarks.dataset import Question
+from groupgate.engine.approvers import active_approval_groups
 from groupgate.engine.check import check, some
 from groupgate.engine.graph import parse_graph
 from groupgate.engine.profile import Profile, ProfileCompiler
@@ -88,11 +89,18 @@ def prepare(*, subjects: int = 10_000, questions: int = 4_000, seed: int = 42) -
     graph = parse_graph(document, catalog)
     asked = dataset.questions(document, catalog, seed=seed, count=questions)
     compiler = ProfileCompiler(catalog)
+    # As the store compiles (SPEC section 5): an active approval group replaces its company's
+    # Admins and Buyers as approvers.
+    active = active_approval_groups(graph)
     profiles: dict[str, Profile] = {}
     for q in asked:
         if q.subject not in profiles:
             profiles[q.subject] = compiler.compile(
-                graph.subjects[q.subject], graph.groups, graph.settings, tenant=graph.tenant
+                graph.subjects[q.subject],
+                graph.groups,
+                graph.settings,
+                tenant=graph.tenant,
+                approval_groups=active,
             )
     expected = [
         check(profiles[q.subject], q.action, q.resource(i)).allow for i, q in enumerate(asked)

@@ -40,8 +40,14 @@ def action_parent(catalog: Catalog, action: str) -> str:
     return "lvl_manage" if level is Level.MANAGE else "lvl_read"
 
 
-def grant_spec(catalog: Catalog, group: Group) -> GrantSpec:
-    """Return what `group` grants, with dependents expanded (unconditional grants only)."""
+def grant_spec(
+    catalog: Catalog, group: Group, *, replaced: bool = False, approves: bool = False
+) -> GrantSpec:
+    """Return what `group` grants, with dependents expanded (unconditional grants only).
+
+    SPEC section 5, as `engine/profile.py` compiles it: `replaced`, the group is an Admin or
+    Buyer group of a company whose approval group is active (it does not approve);
+    `approves`, the group is that approval group (it approves the company's approvals)."""
     dependents: dict[str, list[str]] = {}
     for rtype in catalog.types.values():
         if rtype.parent is not None:
@@ -56,10 +62,14 @@ def grant_spec(catalog: Catalog, group: Group) -> GrantSpec:
             by_action.setdefault("lvl_manage", set()).update(covered)
     for type_id, grants in group.actions.items():
         for grant in grants:
+            if replaced and type_id == "approvals" and grant.action == "approve":
+                continue
             if grant.condition is not None:
                 raise ValueError(f"group {group.id}: conditional grants are not translated")
             covered = [type_id, *dependents.get(type_id, ())]
             by_action.setdefault(grant.action, set()).update(covered)
+    if approves:
+        by_action.setdefault("approve", set()).add("approvals")
     site: list[tuple[str, tuple[str, ...]]] = []
     plain: list[tuple[str, tuple[str, ...]]] = []
     for action, types in sorted(by_action.items()):
