@@ -136,15 +136,19 @@ async def test_the_file_sink_rotates(tmp_path: Path) -> None:
 async def test_the_redis_sink_writes_a_capped_stream(real_redis_db: str) -> None:
     client = aioredis.Redis.from_url(real_redis_db)
     try:
-        trail = AuditTrail(AuditSettings(batch=50, flush_ms=10), [RedisSink(client, 100, ())])
+        sink = RedisSink(client, 100, (), batch=10)
+        trail = AuditTrail(AuditSettings(batch=10, flush_ms=10), [sink])
         trail.start()
         for n in range(1000):
             trail.add(record(n))
         await trail.close()
-        length = await client.xlen(keys.AUDIT)
-        assert 100 <= length < 1000  # MAXLEN ~ trims whole nodes
-        [(_, last)] = await client.xrevrange(keys.AUDIT, count=1)
-        assert json.loads(last[b"record"])["id"] == "o-999"
+        entries = await client.xrange(keys.AUDIT)
+        kept = [json.loads(line) for _, e in entries for line in e[b"records"].split(b"\n")]
+        assert 100 <= len(kept) < 1000  # MAXLEN ~ trims whole nodes
+        assert all(len(e[b"records"].split(b"\n")) == 10 for _, e in entries)  # a batch each
+        assert kept[-1]["id"] == "o-999" and kept[-1]["surface"] == "check"
+        ids = [int(x["id"][2:]) for x in kept]
+        assert ids == sorted(ids)  # in order
     finally:
         await client.aclose()
 

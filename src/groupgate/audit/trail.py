@@ -174,5 +174,5 @@ def build(settings: AuditSettings, client: Any) -> AuditTrail | None:
                 )
             )
         elif name == "redis":
-            sinks.append(RedisSink(client, settings.stream_max_len, settings.mask))
+            sinks.append(RedisSink(client, settings.stream_max_len, settings.mask, settings.batch))
     return AuditTrail(settings, sinks) if sinks else None

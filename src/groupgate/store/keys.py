@@ -49,7 +49,8 @@ atomically, on one Redis or on a Cluster.
     gg:{t}:events               STREAM the tenant's events (capped), see store/events.py
     gg:{t}:<gen>:delegations    HASH   delegation id -> JSON (part of the graph document)
     gg:tenants                  SET    tenant names (the only key outside a tenant's slot)
-    gg:audit                    STREAM the audit trail's Redis sink (capped; groupgate.audit)
+    gg:audit                    STREAM the audit trail's Redis sink (capped; an entry per
+                                       batch of records, as JSON lines: groupgate.audit)
 
 Why generations: a bulk import of a million subjects cannot be one Redis command, yet must be
 atomic. It writes a whole new generation beside the live one, then one script flips
