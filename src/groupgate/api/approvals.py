@@ -198,7 +198,7 @@ def _record(
     *,
     allow: bool,
     reason: str,
-    revision: int | None,
+    revision: int | None = None,
 ) -> None:
     record(
         state,
@@ -303,6 +303,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
         note = parsing.text(body.get("reason"), "reason", MAX_COMMENT)
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     flows = state.service.flows
+    where = (state, caller, tenant, subject, action, flow_id, started)
     try:
         if action == "approve":
             view = await flows.approve(tenant, flow_id, subject, note)
@@ -311,32 +312,10 @@ async def _act(request: web.Request, action: str) -> web.Response:
         else:
             view = await flows.cancel(tenant, flow_id, subject)
     except GroupgateError as exc:
-        if exc.status < 500:
-            _record(
-                state,
-                caller,
-                tenant,
-                subject,
-                action,
-                flow_id,
-                started,
-                allow=False,
-                reason=exc.detail,
-                revision=None,
-            )
+        if exc.status < 500:  # a refusal is a decision too; a store error is not
+            _record(*where, allow=False, reason=exc.detail)
         raise
-    _record(
-        state,
-        caller,
-        tenant,
-        subject,
-        action,
-        flow_id,
-        started,
-        allow=True,
-        reason=view.flow.status,
-        revision=view.revision,
-    )
+    _record(*where, allow=True, reason=view.flow.status, revision=view.revision)
     return json_response(flow_body(view))
 
 
