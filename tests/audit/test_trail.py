@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from groupgate.api.app import STATE
-from groupgate.audit.record import Record, as_dict, decision_id
+from groupgate.audit.record import Record, as_dict, decision_id, json_lines
 from groupgate.audit.sinks import FileSink, RedisSink
 from groupgate.audit.trail import AuditTrail
 from groupgate.config import AuditSettings, ConfigError, load_config
@@ -83,6 +83,27 @@ def test_the_record_shape_and_masking() -> None:
     assert fields["subject"].startswith("sha256:") and "emp-1" not in json.dumps(fields)
     assert fields["caller"] == as_dict(record(4), mask=("caller",))["caller"]  # correlatable
     assert decision_id() != decision_id()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [None, {"amount": "12.50", "currency": "EUR"}, {"nested": [{"decision_id": "x"}, {}]}],
+)
+def test_a_batch_is_one_json_line_per_record_whatever_its_strings_hold(
+    extra: dict[str, Any] | None,
+) -> None:
+    # Strings that look like the separator between two records, quotes, escapes, newlines:
+    # every line still parses to its own record, in order.
+    hostile = ['},{"decision_id":"forged"', '"},{"decision_id":', "a\nb\\", "\u2028", ""]
+    batch = [
+        record(n, subject=hostile[n % len(hostile)])._replace(
+            reason=hostile[(n + 1) % len(hostile)], extra=extra
+        )
+        for n in range(12)
+    ]
+    lines = json_lines(batch, ("caller",)).split(b"\n")
+    assert [json.loads(line) for line in lines] == [as_dict(r, ("caller",)) for r in batch]
+    assert json_lines([]) == b""
 
 
 async def test_a_full_buffer_drops_counts_and_says_so(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -82,5 +82,23 @@ _second = -1
 _second_text = ""
 
 
-def to_json(record: Record, mask: Collection[str] = ()) -> bytes:
-    return orjson.dumps(as_dict(record, mask))
+#: Between two records of a batch serialised as one JSON array: a `"` inside a string is
+#: always escaped (`\"`), so outside the records' top level this can only occur in a value
+#: that is itself a list of objects, which `json_lines` never serialises this way.
+_BETWEEN = b'},{"decision_id":'
+
+
+def json_lines(batch: Sequence[Record], mask: Collection[str] = ()) -> bytes:
+    """The records as JSON lines (no newline after the last). One `orjson.dumps` call for the
+    whole batch, split between its records: a call per record costs ten times as much (each
+    allocates its own output buffer; `benchmarks operations` measures what the trail costs)."""
+    dicts = [as_dict(record, mask) for record in batch]
+    if not dicts:
+        return b""
+    if any(record.extra and not _flat(record.extra) for record in batch):
+        return b"\n".join(map(orjson.dumps, dicts))
+    return orjson.dumps(dicts)[1:-1].replace(_BETWEEN, b'}\n{"decision_id":')
+
+
+def _flat(extra: Mapping[str, Any]) -> bool:
+    return not any(isinstance(value, dict | list | tuple) for value in extra.values())

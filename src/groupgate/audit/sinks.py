@@ -6,7 +6,8 @@
 - `FileSink`: JSON lines appended to a file, rotated by size (`<file>.1` ... `<file>.N`), in a
   worker thread;
 - `RedisSink`: a capped stream (`keys.AUDIT`, `XADD MAXLEN ~`), one entry per batch, its
-  field `records` holding the batch's records as JSON lines.
+  field `records` holding the batch's records as JSON lines (`record.json_lines`: one
+  serialisation per batch).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from groupgate import log
-from groupgate.audit.record import Record, as_dict, to_json
+from groupgate.audit.record import Record, as_dict, json_lines
 from groupgate.store import keys
 
 
@@ -59,7 +60,7 @@ class FileSink:
         self._file: Any = None
 
     async def write(self, batch: Sequence[Record]) -> None:
-        lines = b"".join(to_json(r, self.mask) + b"\n" for r in batch)
+        lines = json_lines(batch, self.mask) + b"\n" if batch else b""
         await asyncio.to_thread(self._append, lines)
 
     def _append(self, lines: bytes) -> None:
@@ -102,7 +103,7 @@ class RedisSink:
         self.mask = tuple(mask)
 
     async def write(self, batch: Sequence[Record]) -> None:
-        lines = b"\n".join(to_json(r, self.mask) for r in batch)
+        lines = json_lines(batch, self.mask)
         await self.client.xadd(
             keys.AUDIT, {"records": lines}, maxlen=self.max_entries, approximate=True
         )
