@@ -77,7 +77,7 @@ from groupgate.api.problems import (
     to_problem,
 )
 from groupgate.api.purchases import tiers_body
-from groupgate.api.record import Decided, record_many
+from groupgate.api.record import Decided, record, record_many
 from groupgate.auth import Caller
 from groupgate.config import Config
 from groupgate.errors import InvalidInput, NotFound
@@ -606,12 +606,28 @@ def evaluation_answer(
         raise spec_error(exc) from None
     if tenant is not None and min_rev is None and item.kind == "check":
         assert item.resource is not None  # a check item always has its resource
-        found = state.service.check_cached(tenant, item.subject, item.action, item.resource)
+        resource = item.resource
+        found = state.service.check_cached(tenant, item.subject, item.action, resource)
         if found is not None:
-            decision = _decision(found.decision, found.revision, found.stale)
+            decided = found.decision
             request_id = request_id_of(headers)
-            _record(state, started, tenant, caller, [item], [decision], request_id)
-            return orjson.dumps(decision), request_id
+            # What `_record` records of a batch of one, without the batch's generator.
+            record(
+                state,
+                "authzen",
+                started,
+                tenant=tenant,
+                caller=caller.name,
+                subject=item.subject,
+                action=item.action,
+                type=resource.type,
+                id=resource.id,
+                allow=decided.allow,
+                reason=decided.reason,
+                revision=found.revision,
+                request_id=request_id,
+            )
+            return orjson.dumps(_decision(decided, found.revision, found.stale)), request_id
     return _evaluation_later(state, headers, body, started, (caller, item, min_rev))
 
 
