@@ -106,16 +106,27 @@ class KeyRing:
             for index, k in enumerate(keys)
         ]
 
+        #: Keys presented that matched, with their caller: at most one entry per configured
+        #: key (only the key itself matches its digest), so a caller's key is hashed and
+        #: compared once. Looking a presented key up here compares it with a stored key only
+        #: when their hashes (SipHash, keyed at random per process) are equal, so its timing
+        #: tells an attacker nothing a wrong key's answer does not.
+        self._matched: dict[str, Caller] = {}
+
     def __bool__(self) -> bool:
         return bool(self._keys)
 
     def match(self, presented: str) -> Caller | None:
         """Return the caller for `presented`, comparing it with every key (no early exit)."""
+        found = self._matched.get(presented)
+        if found is not None:
+            return found
         digest = _digest(presented)
-        found: Caller | None = None
         for expected, caller in self._keys:
             if hmac.compare_digest(digest, expected) and found is None:
                 found = caller
+        if found is not None:
+            self._matched[presented] = found
         return found
 
 

@@ -172,3 +172,17 @@ def test_json_log_formatter() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "hello x" and line["level"] == "info"
     assert line["logger"] == "groupgate.api" and line["tenant"] == "acme"
+
+
+def test_api_keys_match_exactly_and_only_matches_are_remembered() -> None:
+    from groupgate.auth import KeyRing
+    from groupgate.config import ApiKey
+
+    ring = KeyRing([ApiKey("k-one", "t1", False), ApiKey("k-two", None, True)])
+    for _ in range(3):  # the first match hashes and compares; the next ones are remembered
+        one, two = ring.match("k-one"), ring.match("k-two")
+        assert one is not None and (one.name, one.tenant, one.admin) == ("key#0", "t1", False)
+        assert two is not None and (two.name, two.tenant, two.admin) == ("key#1", None, True)
+    for wrong in ("k-on", "k-one ", "K-ONE", "", "k-one\x00", "k-\udcff"):
+        assert ring.match(wrong) is None
+    assert sorted(ring._matched) == ["k-one", "k-two"]  # never more than the keys
