@@ -47,16 +47,29 @@ class Record(NamedTuple):
     extra: Mapping[str, Any] | None
 
 
-#: The field names of a record, in order (`Record._fields` without `extra`).
-FIELDS = Record._fields[:-1]
-
-
 def as_dict(record: Record, mask: Collection[str] = ()) -> dict[str, Any]:
     """The record as the JSON object the sinks write; `mask`ed fields become digests
     (`sha256:` and 16 hex digits: records stay correlatable, values are not written)."""
-    out = dict(zip(FIELDS, record, strict=False))
-    out["time"] = _instant(record.time)
-    extra = record.extra
+    (decision, moment, surface, tenant, caller, subject, action, kind, rid, allow, reason,
+     revision, latency, request_id, extra) = record  # fmt: skip
+    # A dictionary display (the field names once, as constants): a third cheaper than
+    # `dict(zip(Record._fields, record))`, and the writer makes one per record.
+    out = {
+        "decision_id": decision,
+        "time": _instant(moment),
+        "surface": surface,
+        "tenant": tenant,
+        "caller": caller,
+        "subject": subject,
+        "action": action,
+        "type": kind,
+        "id": rid,
+        "allow": allow,
+        "reason": reason,
+        "revision": revision,
+        "latency_ms": latency,
+        "request_id": request_id,
+    }
     if extra:
         for key, value in extra.items():
             out.setdefault(key, value)
