@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from groupgate.errors import Conflict, Forbidden, GraphError, NotFound, StoreUnavailable
-from groupgate.model import Money, PurchaseDecision, Tier
+from groupgate.model import Money, PurchaseDecision, Resource, Tier
 from groupgate.store import events, keys
 from groupgate.store.contract import PurchaseAnswer
-from groupgate.store.flows import Request
+from groupgate.store.flows import Request, is_flow_id, new_flow_id
 from groupgate.store.service import GraphService
 from tests.store.conftest import Opener
 
@@ -476,3 +476,31 @@ async def test_a_decision_without_tiers_needs_its_approver_groups(
     assert view.eligible[0][1] == ("adm1", "adm2")
     with pytest.raises(Forbidden):
         await service.flows.approve(tenant, view.flow.id, "buy", None)
+
+
+def test_flow_ids_have_one_form() -> None:
+    made = new_flow_id(int(START * 1000))
+    assert is_flow_id(made) and made.startswith("ap-") and len(made) == 25
+    for other in ("a-1", made.upper(), made[:-1], made + "0", " " + made[1:], "ap-" + "g" * 22):
+        assert not is_flow_id(other)
+
+
+async def test_approve_on_an_id_no_flow_can_have_is_decided_for_the_company(
+    open_service: Opener, tenant: str
+) -> None:
+    service, _ = await opened(open_service, tenant)
+    view, _ = await request(service, tenant, "k1")
+    flow = await service.check(tenant, "adm1", "approve", Resource("approvals", view.flow.id))
+    assert flow.decision.allow and view.flow.id in flow.decision.reason
+    # Not a flow's id: the company-level answer, from the cache too (no flow look-up),
+    # the same for an admin of the company and a requester who may not approve.
+    for subject, allowed in (("adm1", True), ("req", False)):
+        other = Resource("approvals", "order-17", company="co")
+        asked = await service.check(tenant, subject, "approve", other)
+        cached = service.check_cached(tenant, subject, "approve", other)
+        assert cached is not None and cached.decision == asked.decision
+        assert asked.decision.allow is allowed and "order-17" not in asked.decision.reason
+    # A flow's id is never answered from the cache: the flow decides.
+    assert (
+        service.check_cached(tenant, "adm1", "approve", Resource("approvals", view.flow.id)) is None
+    )

@@ -25,6 +25,7 @@ import asyncio
 import functools
 import hashlib
 import random
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -64,6 +65,18 @@ Evaluate = Callable[[int | None], Awaitable[PurchaseAnswer]]
 P = ParamSpec("P")
 R = TypeVar("R")
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+#: Every flow id: `ap-`, the creation time in ms (12 hex digits), 10 random hex digits.
+_FLOW_ID = re.compile(r"ap-[0-9a-f]{22}")
+
+
+def new_flow_id(now_ms: int) -> str:
+    return f"ap-{now_ms:012x}{secrets.token_hex(5)}"
+
+
+def is_flow_id(text: str) -> bool:
+    """Could `text` name a flow? Flows get their ids from `new_flow_id` only, so an id of
+    another form names none, and a check about it needs no look-up in the store."""
+    return len(text) == 25 and _FLOW_ID.fullmatch(text) is not None
 
 
 def _store(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -179,9 +192,8 @@ class Flows:
 
     def _new_flow(self, request: Request, answer: PurchaseAnswer) -> Flow:
         now = self.now_ms()
-        flow_id = f"ap-{now:012x}{secrets.token_hex(5)}"
         return Flow(
-            id=flow_id,
+            id=new_flow_id(now),
             status="PENDING",
             requester=request.subject,
             company=request.company,
@@ -648,7 +660,7 @@ class Flows:
     ) -> tuple[Decision, int] | None:
         """May `subject` approve the flow now? None when no such flow (the check then answers
         for the company, as without an id)."""
-        if await self.client.exists(keys.flow(tenant, flow_id)) == 0:
+        if not is_flow_id(flow_id) or await self.client.exists(keys.flow(tenant, flow_id)) == 0:
             return None
         ctx = await self._read(tenant, flow_id, subject)
         flow = ctx.flow

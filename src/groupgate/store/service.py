@@ -78,7 +78,7 @@ from groupgate.store.contract import (
 )
 from groupgate.store.events import EventLog
 from groupgate.store.export import Exporter
-from groupgate.store.flows import Flows
+from groupgate.store.flows import Flows, is_flow_id
 from groupgate.store.freshness import Freshness
 from groupgate.store.ledger import Ledger
 from groupgate.store.ops import Client, Graphs, Snapshot, pairs, text
@@ -97,6 +97,13 @@ _NOT_REACHED = (
     "revision {token} not reached: the store is at {rev} "
     "(a token from another store, or writes lost in a failover)"
 )
+
+
+def _names_flow(action: str, resource: Resource) -> bool:
+    """Is this `approve` about an approval flow (SPEC section 5)? Then the flow decides, not
+    the company-level rules; an id no flow can have (`is_flow_id`) is decided as without."""
+    rid = resource.id
+    return action == APPROVE and resource.type == APPROVALS and rid is not None and is_flow_id(rid)
 
 
 def _decide(entry: Entry, subject: str, action: str, resource: Resource) -> Decision:
@@ -277,7 +284,8 @@ class GraphService:
         explain: bool = False,
     ) -> Answer:
         await self._confirm(tenant, min_revision)
-        if resource.type == APPROVALS and resource.id is not None and action == APPROVE:
+        if _names_flow(action, resource):
+            assert resource.id is not None
             flow = await self._flow_check(tenant, subject, resource.id, min_revision)
             if flow is not None:
                 return flow
@@ -307,7 +315,7 @@ class GraphService:
     def check_cached(
         self, tenant: str, subject: str, action: str, resource: Resource
     ) -> Answer | None:
-        if resource.type == APPROVALS and resource.id is not None:
+        if _names_flow(action, resource):
             return None  # it may name an approval flow: `check` reads it
         cached = self._lookup(tenant, subject, None)
         if cached is None:
@@ -336,7 +344,8 @@ class GraphService:
         table = await self._held(tenant, min_revision)
         answers: list[Answer] = []
         for sid, action, resource in items:
-            if resource.type == APPROVALS and resource.id is not None and action == APPROVE:
+            if _names_flow(action, resource):
+                assert resource.id is not None
                 flow = await self._flow_check(tenant, sid, resource.id, min_revision)
                 if flow is not None:
                     answers.append(flow)
