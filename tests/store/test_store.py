@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
 
+from groupgate.engine.profile import ProfileCompiler
 from groupgate.errors import Conflict, GraphError, NotFound
 from groupgate.model import Money, Resource
+from groupgate.store.codec import GroupMemo
+from groupgate.store.decider import StoreDecider
+from groupgate.store.guard import Guard
+from groupgate.store.reader import StoreReader
 from groupgate.store.service import GraphService
 from tests.store.conftest import Opener
 from tests.store.data import acme
@@ -64,6 +70,63 @@ async def test_check_cached_answers_only_from_the_cache(open_service: Opener, te
     await eventually(
         lambda: _true(service.decider.check_cached(tenant, "emp-1", "update", DE_ORDER) is None)
     )
+
+
+async def test_a_decider_over_the_bare_reader_answers_as_the_cached_one(
+    open_service: Opener, tenant: str
+) -> None:
+    """The cache decorates the store reader with the reader's interface (`store/cached.py`):
+    the same decider over a reader of its own (no cache) answers alike and keeps nothing."""
+    service = await open_service()
+    doc = acme(tenant)
+    doc["resources"] = [{"type": "orders", "id": "o-1", "attributes": {"restrictions": ["US"]}}]
+    rev = await service.admin.import_graph(None, doc)
+    reader = StoreReader(
+        service.graphs, ProfileCompiler(service.catalog), Guard(), time.time, GroupMemo()
+    )
+    bare = StoreDecider(
+        service.catalog,
+        reader,
+        service.graphs,
+        service.flows,
+        service.ledger,
+        Guard(),
+        time.time,
+        service.client,
+    )
+    cached = service.decider
+    subjects = ["emp-1", "cust-1", "vu-1", "nobody"]
+    items = [(sid, "update", r) for sid in subjects for r in (DE_ORDER, US_ORDER)]
+    for token in (None, rev):
+        assert await bare.check_many(tenant, items, min_revision=token) == (
+            await cached.check_many(tenant, items, min_revision=token)
+        )
+        for sid, action, resource in items:
+            for explain in (False, True):
+                want = await cached.check(
+                    tenant, sid, action, resource, min_revision=token, explain=explain
+                )
+                got = await bare.check(
+                    tenant, sid, action, resource, min_revision=token, explain=explain
+                )
+                assert got == want
+            assert await bare.some(tenant, sid, "read", "orders", min_revision=token) == (
+                await cached.some(tenant, sid, "read", "orders", min_revision=token)
+            )
+            assert await bare.filter(tenant, sid, "read", "orders", min_revision=token) == (
+                await cached.filter(tenant, sid, "read", "orders", min_revision=token)
+            )
+        assert await bare.subject_kinds(tenant, subjects, min_revision=token) == (
+            await cached.subject_kinds(tenant, subjects, min_revision=token)
+        )
+        assert await bare.held_ids(tenant, "orders", min_revision=token) == ("o-1",)
+    assert cached.check_cached(tenant, "emp-1", "update", DE_ORDER) is not None
+    assert bare.check_cached(tenant, "emp-1", "update", DE_ORDER) is None
+    assert bare.some_cached(tenant, "emp-1", "read", "orders") is None
+    with pytest.raises(Conflict):
+        await bare.check(tenant, "emp-1", "update", DE_ORDER, min_revision=rev + 100)
+    with pytest.raises(NotFound):
+        await bare.check("t-unknown", "emp-1", "update", DE_ORDER)
 
 
 async def _true(value: bool) -> bool:
