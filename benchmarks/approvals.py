@@ -48,21 +48,23 @@ async def cycle(service: GraphService, n: int, approve: bool) -> None:
     asked = Request("req", "co", "100.00", Money(Decimal("100.00"), "EUR"), f"cart-{n}")
 
     async def evaluate(min_revision: int | None) -> Any:
-        return await service.purchase(TENANT, "req", "co", asked.money, min_revision=min_revision)
+        return await service.decider.purchase(
+            TENANT, "req", "co", asked.money, min_revision=min_revision
+        )
 
     _, view, _ = await service.flows.request(TENANT, asked, f"key-{n}", evaluate)
     if approve and view is not None:
         await service.flows.approve(TENANT, view.flow.id, "adm", None)
         units = spend.to_units(asked.money.amount)
         order = Order(f"o-{n}", "req", "co", asked.money, "100.00", units, None, view.flow.id)
-        done = await service.commit(TENANT, order)
+        done = await service.decider.commit(TENANT, order)
         assert done.approved
 
 
 async def run(url: str, cycles: int, flows: int, concurrency: int) -> dict[str, float]:
     service = await GraphService.open(load_policy(POLICIES), url, events_maxlen=10_000_000)
     try:
-        await service.import_graph(None, document())
+        await service.admin.import_graph(None, document())
         queue = iter(range(cycles))
 
         async def worker() -> None:
@@ -82,7 +84,7 @@ async def run(url: str, cycles: int, flows: int, concurrency: int) -> dict[str, 
 
         await asyncio.gather(*(creator() for _ in range(concurrency)))
         after = int((await service.client.info("memory"))["used_memory"])
-        await service.delete_tenant(TENANT)
+        await service.admin.delete_tenant(TENANT)
         leftovers = [
             k async for k in service.client.scan_iter(match=keys.tenant_prefix(TENANT) + "*")
         ]

@@ -1,4 +1,4 @@
-"""Purchase benchmark: `GraphService.purchase` with and without approval rules, same run.
+"""Purchase benchmark: the decider's `purchase` with and without approval rules, same run.
 
 On a private `redis-server` (see `store.private_redis`), two tenants of the same shape: a
 company tree (root with an account limit, a subsidiary, a grandchild) with admins, buyers,
@@ -11,7 +11,8 @@ the cache (as a checkout service's steady state); every purchase is one script c
     python -m benchmarks.purchases [--iterations N] [--builtin-only]
 
 `--builtin-only` runs the first tenant alone: with `PYTHONPATH` set to another checkout's
-`src`, it measures that code (today's `purchases/evaluate`) on the same machine.
+`src`, it measures that code (today's `purchases/evaluate`) on the same machine (code from
+before `GraphService.decider` and `.admin` existed too: the service was both then).
 """
 
 from __future__ import annotations
@@ -96,19 +97,20 @@ async def measure(
     The tenants take turns, one purchase each, so that a busy machine slows them alike."""
     amount = Money(Decimal("200.00"), "EUR")
     names = [f"buyer-{i}" for i in range(20)] + [f"requester-{i}" for i in range(20)]
+    decider = getattr(service, "decider", service)  # another checkout's service: itself
 
     def extra(tenant: str) -> dict[str, Any]:
         return {"cost_center": "CC-1"} if tenant != "builtin" else {}
 
     for tenant in tenants:  # warm: every subject and approver in the cache
         for name in names:
-            await service.purchase(tenant, name, "leaf", amount, **extra(tenant))
+            await decider.purchase(tenant, name, "leaf", amount, **extra(tenant))
     samples: dict[str, list[float]] = {t: [] for t in tenants}
     decisions: dict[str, dict[str, int]] = {t: {} for t in tenants}
     for i in range(iterations):
         for tenant in tenants:
             start = time.perf_counter()
-            answer = await service.purchase(
+            answer = await decider.purchase(
                 tenant, names[i % len(names)], "leaf", amount, **extra(tenant)
             )
             samples[tenant].append((time.perf_counter() - start) * 1e6)
@@ -129,10 +131,11 @@ async def run(iterations: int = 5000, *, builtin_only: bool = False) -> dict[str
     tenants = ["builtin"] if builtin_only else ["builtin", "rules", "rules_limits"]
     with private_redis() as url:
         service = await GraphService.open(catalog, url)
+        admin = getattr(service, "admin", service)  # another checkout's service: itself
         try:
             for tenant in tenants:
                 doc = document(tenant, rules=tenant != "builtin", limits=tenant == "rules_limits")
-                await service.import_graph(None, doc)
+                await admin.import_graph(None, doc)
             results.update(await measure(service, tenants, iterations))
             if not builtin_only:
                 for tenant in ("rules", "rules_limits"):

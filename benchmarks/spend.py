@@ -3,7 +3,7 @@
 All against a private `redis-server` (see `benchmarks.store.private_redis`), through
 `GraphService` in one process (no HTTP), so the figures are the store's and the engine's:
 
-- evaluate: `GraphService.purchase` of a buyer of a company without spending limits, of a
+- evaluate: `GraphService.decider.purchase` of a buyer of a company without spending limits, of a
   company with a monthly limit (its period totals come with the graph read), and of the same
   with a cost centre that has a budget (one more read: budget totals), alternating in rounds
   so all see the same machine; p50, p99 and the ratio of throughputs to the first (target:
@@ -94,7 +94,7 @@ async def _evaluate(service: GraphService, iterations: int, rounds: int) -> dict
         for name, company, center in CASES:
             for _ in range(iterations // rounds):
                 started = time.perf_counter()
-                answer = await service.purchase(
+                answer = await service.decider.purchase(
                     TENANT, "buyer-1", company, amount, cost_center=center
                 )
                 samples[name].append(time.perf_counter() - started)
@@ -111,8 +111,8 @@ async def _round_trips(service: GraphService, iterations: int) -> dict[str, Any]
     samples: list[float] = []
     for i in range(iterations):
         started = time.perf_counter()
-        await service.purchase(TENANT, "buyer-1", "limited", amount, cost_center="CC-1")
-        await service.commit(TENANT, _order(f"rt-{i}"))
+        await service.decider.purchase(TENANT, "buyer-1", "limited", amount, cost_center="CC-1")
+        await service.decider.commit(TENANT, _order(f"rt-{i}"))
         samples.append(time.perf_counter() - started)
     return _stats(samples)
 
@@ -122,7 +122,7 @@ async def _concurrent(service: GraphService, commits: int, concurrency: int) -> 
 
     async def worker() -> None:
         for i in queue:
-            await service.commit(TENANT, _order(f"cc-{i}", "0.01"))
+            await service.decider.commit(TENANT, _order(f"cc-{i}", "0.01"))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -139,7 +139,7 @@ async def run(*, iterations: int = 5_000, rounds: int = 5, concurrency: int = 32
     with private_redis() as url:
         service = await GraphService.open(catalog, url)
         try:
-            await service.import_graph(None, document())
+            await service.admin.import_graph(None, document())
             await _evaluate(service, min(iterations, 200), 1)  # warm up: cache, scripts
             evaluate = await _evaluate(service, iterations, rounds)
             trips = await _round_trips(service, iterations)

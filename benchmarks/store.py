@@ -4,7 +4,7 @@ Each runs against a private `redis-server` started on a free loopback port (so m
 figures are the graph's alone) and returns a dict of figures; `python -m benchmarks store`
 runs them all and writes JSON plus a markdown table.
 
-- cold resolve: a subject in 20 groups, not cached, decided through `GraphService.check`
+- cold resolve: a subject in 20 groups, not cached, decided through `GraphService.decider.check`
   (one Lua round trip, parse, compile). Reported with group fragments already compiled
   (the usual case: groups are shared by many subjects) and with nothing compiled.
 - bulk import: N subjects, N/100 companies, N/20 groups, validated and imported; wall time
@@ -155,18 +155,18 @@ async def cold_resolve(url: str, subjects: int = 2000) -> dict[str, Any]:
     catalog = load_policy(POLICIES)
     service = await GraphService.open(catalog, url, cache_size=10)
     try:
-        await service.import_graph(None, tenant_document(subjects))
+        await service.admin.import_graph(None, tenant_document(subjects))
         order = Resource(type="orders", restrictions=frozenset({"DE"}))
         employees = [f"e{i}" for i in range(0, subjects, 2)]
         figures: dict[str, Any] = {}
         for label in ("fragments_cold", "fragments_warm"):
             if label == "fragments_cold":
-                service.compiler = type(service.compiler)(catalog)
+                service.reader.compiler = type(service.reader.compiler)(catalog)
             samples = []
             for sid in employees[:500]:
                 service.cache.drop_tenant("bench")
                 start = time.perf_counter()
-                await service.check("bench", sid, "update", order)
+                await service.decider.check("bench", sid, "update", order)
                 samples.append((time.perf_counter() - start) * 1e6)
             figures[label] = _percentiles(samples)
         return {"unit": "microseconds", "groups_per_subject": 20, **figures}
@@ -184,7 +184,7 @@ async def bulk_import(url: str, subjects: int) -> dict[str, Any]:
         client = redis.Redis.from_url(url)
         before = int(client.info("memory")["used_memory"])
         start = time.perf_counter()
-        await service.import_graph(None, document)
+        await service.admin.import_graph(None, document)
         seconds = time.perf_counter() - start
         after = int(client.info("memory")["used_memory"])
         client.close()
@@ -215,13 +215,15 @@ def _observer(url: str, conn: Any) -> None:
                 break
             kind, rev = command
             if kind == "token":
-                answer = await service.check("lag", "e-1", "update", order, min_revision=rev)
+                answer = await service.decider.check(
+                    "lag", "e-1", "update", order, min_revision=rev
+                )
                 conn.send(answer.decision.allow)
                 continue
             expect_allow = kind == "grant"
             # Busy-poll on purpose: the figure is how soon a decision changes.
             while True:
-                answer = await service.check("lag", "e-1", "update", order)
+                answer = await service.decider.check("lag", "e-1", "update", order)
                 if answer.decision.allow == expect_allow:
                     break
                 await asyncio.sleep(0.0002)
@@ -242,7 +244,7 @@ async def revocation_lag(url: str, rounds: int = 300, observers: int = 3) -> dic
         ],
         "subjects": [{"id": "e-1", "kind": "employee", "groups": ["de"]}],
     }
-    await writer.import_graph(None, document)
+    await writer.admin.import_graph(None, document)
     ctx = mp.get_context("spawn")
     pipes = [ctx.Pipe() for _ in range(observers)]
     processes = [
@@ -261,9 +263,9 @@ async def revocation_lag(url: str, rounds: int = 300, observers: int = 3) -> dic
         lags: list[float] = []
         stale_allows = 0
         for _ in range(rounds):
-            rev = await writer.add_membership("lag", "e-1", "de")
+            rev = await writer.admin.add_membership("lag", "e-1", "de")
             ask(("grant", rev))
-            rev = await writer.remove_membership("lag", "e-1", "de")
+            rev = await writer.admin.remove_membership("lag", "e-1", "de")
             done = time.monotonic()
             lags += [max(0.0, seen - done) * 1e3 for seen in ask(("revoke", rev))]
             stale_allows += sum(bool(allowed) for allowed in ask(("token", rev)))

@@ -235,7 +235,7 @@ async def _groupgate(
     )
     service = await GraphService.open(load_policy(workload.POLICIES), None, poll_interval=0.2)
     services.append(service)
-    await service.import_graph(None, work.document)
+    await service.admin.import_graph(None, work.document)
     app = create_app(config, service)
     if states is not None:
         states.append(app[STATE])

@@ -78,7 +78,7 @@ def handler(state: State) -> Handler:
 
 
 async def ready(state: State) -> web.Response:
-    if not await state.service.ready():
+    if not await state.decider.ready():
         return problems.problem(503, "Not ready", "the graph store does not answer", "not-ready")
     return web.Response(body=b'{"status":"ready"}', content_type=JSON)
 

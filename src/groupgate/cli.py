@@ -288,10 +288,10 @@ async def _check(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     )
     try:
         for doc in documents:
-            await service.import_graph(None, doc)
+            await service.admin.import_graph(None, doc)
         tenant = args.tenant or config.default_tenant
         if tenant is None:
-            tenants = await service.tenants()
+            tenants = await service.decider.tenants()
             if len(tenants) != 1:
                 fail(f"--tenant: name one of {', '.join(sorted(tenants)) or '(none loaded)'}")
             tenant = tenants[0]
@@ -304,7 +304,7 @@ async def _check(args: argparse.Namespace, config: Config) -> dict[str, Any]:
             args.owner,
             args.customer,
         )
-        answer = await service.check(
+        answer = await service.decider.check(
             tenant, args.subject, args.action, resource, explain=args.explain
         )
     finally:
@@ -346,7 +346,7 @@ async def _load(config: Config, documents: list[Any]) -> list[dict[str, Any]]:
     try:
         results = []
         for doc in documents:
-            revision = await service.import_graph(None, doc)
+            revision = await service.admin.import_graph(None, doc)
             results.append(
                 {"tenant": doc.get("tenant"), "revision": revision, "replicas": revision.replicas}
             )
@@ -387,13 +387,13 @@ async def _export(config: Config, tenant: str, folder: Path | None) -> tuple[str
     limits = config.limits
     try:
         for doc in documents:
-            await service.import_graph(None, doc)
+            await service.admin.import_graph(None, doc)
         for _ in range(limits.export_attempts):
             spool = tempfile.NamedTemporaryFile("wb", dir=folder, delete=False)  # noqa: SIM115
-            exporter = service.exporter(limits.export_batch)
+            exporter = service.admin.exporter(limits.export_batch)
             try:
                 with spool:
-                    async for chunk in service.export(tenant, exporter):
+                    async for chunk in service.admin.export(tenant, exporter):
                         spool.write(chunk)
             except Moved:
                 os.unlink(spool.name)

@@ -48,7 +48,7 @@ async def make_client(aiohttp_client: Any) -> AsyncIterator[MakeClient]:
         service = await GraphService.open(load_policy(policies), None, poll_interval=0.2)
         services.append(service)
         for doc in documents if documents is not None else [document(DEMO)]:
-            await service.import_graph(None, doc)
+            await service.admin.import_graph(None, doc)
         client: TestClient[Any, Any] = await aiohttp_client(create_app(config, service))
         return client
 

@@ -288,7 +288,7 @@ async def test_batch_checks_and_a_used_flow(demo: Client) -> None:
     assert approved.status == 200
     assert (await evaluate(demo, approval_id=flow["id"]))["rule"] == "approved"
     service = demo.app[STATE].service
-    tenant = (await service.tenants())[0]
+    tenant = (await service.decider.tenants())[0]
     await service.client.hset(keys.flow(tenant, flow["id"]), "used_by", "order-7")
     used = await evaluate(demo, approval_id=flow["id"])
     assert used["decision"] == "approval_required"

@@ -167,7 +167,7 @@ async def test_answers_follow_a_revocation(
     _, _, before, _ = await ask(session, lane, bearer(KEY_A), orjson.dumps(CHECK))
     assert before["allow"] is True
     state = client.app[STATE]
-    await state.service.remove_membership("a", "emp-de", "de-fulfillment")
+    await state.admin.remove_membership("a", "emp-de", "de-fulfillment")
     _, _, after, _ = await ask(session, lane, bearer(KEY_A), orjson.dumps(CHECK))
     assert after["allow"] is False
 
@@ -443,14 +443,14 @@ async def test_stop_lets_an_answer_in_progress_finish(
     quick: tuple[Client, Listener, int], monkeypatch: pytest.MonkeyPatch, connect: Connect
 ) -> None:
     client, listener, port = quick
-    service = client.app[STATE].service
-    real = service.check
+    decider = client.app[STATE].decider
+    real = decider.check
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(0.2)
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "check", slow)
+    monkeypatch.setattr(decider, "check", slow)
     busy_reader, busy_writer = await connect(port)
     idle_reader, _ = await connect(port)
     busy_writer.write(request({**CHECK, "explain": True}))
@@ -561,7 +561,7 @@ def feed(listener: Listener, pieces: list[bytes]) -> bytes:
 async def warm(make_client: MakeClient) -> Listener:
     """A listener (not started) on the demo graph, KEY_A bound to it, emp-de cached."""
     client = await make_client(api_keys=f"{KEY_A}:demo")
-    await client.app[STATE].service.check("demo", "emp-de", "read", Resource("orders"))
+    await client.app[STATE].decider.check("demo", "emp-de", "read", Resource("orders"))
     return new_listener(client.app[STATE])
 
 

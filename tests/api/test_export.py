@@ -30,7 +30,7 @@ async def admin(make_client: MakeClient) -> Client:
 
 
 async def current_revision(client: Client) -> int:
-    value: int = await client.server.app[STATE].service.revision("demo")
+    value: int = await client.server.app[STATE].decider.revision("demo")
     return value
 
 
@@ -51,7 +51,7 @@ def write_during_reads(
             if at(len(calls)):
                 busy = True  # the write's own reads are not counted
                 try:
-                    await service.put_vendor(tenant, {"id": f"v{len(calls)}", "name": "V"})
+                    await service.admin.put_vendor(tenant, {"id": f"v{len(calls)}", "name": "V"})
                 finally:
                     busy = False
         result: Snapshot = await original(tenant, *reads)

@@ -82,10 +82,10 @@ async def setup(aiohttp_client: Any, backend: str | None) -> AsyncIterator[tuple
     config = load_config(env={}, overrides={"policies": str(POLICIES), "admin_open": True})
     service = await GraphService.open(load_policy(POLICIES), backend, poll_interval=0.2)
     try:
-        await service.import_graph(None, ids.graph())
+        await service.admin.import_graph(None, ids.graph())
         client: Client = await aiohttp_client(create_app(config, service))
         yield client, ids
-        await service.delete_tenant(ids.tenant)
+        await service.admin.delete_tenant(ids.tenant)
     finally:
         await service.close()
 

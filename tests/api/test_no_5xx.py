@@ -115,7 +115,7 @@ def server() -> Iterator[tuple[int, Errors]]:
         overrides = {"policies": str(POLICIES), "decision_log": True}
         config = load_config(env={}, overrides=overrides)
         service = await GraphService.open(load_policy(POLICIES), None, poll_interval=0.2)
-        await service.import_graph(None, document(DEMO))
+        await service.admin.import_graph(None, document(DEMO))
         runner = web.AppRunner(create_app(config, service), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, LOCALHOST, port).start()

@@ -23,12 +23,12 @@ async def test_health_and_ready(demo: Client) -> None:
 async def test_not_ready_when_store_is_down(demo: Client) -> None:
     from groupgate.api.app import STATE
 
-    service = demo.app[STATE].service
+    decider = demo.app[STATE].decider
 
     async def down() -> bool:
         return False
 
-    service.ready = down
+    decider.ready = down
     response = await demo.get("/readyz")
     assert response.status == 503
     assert response.content_type == "application/problem+json"

@@ -40,7 +40,7 @@ async def test_surfaces_flag_stale_answers_then_fail_closed(
         socket_timeout=0.5,
     )
     try:
-        await service.import_graph(None, document(DEMO))
+        await service.admin.import_graph(None, document(DEMO))
         config = load_config(env={}, overrides={"policies": str(POLICIES)})
         client = await aiohttp_client(create_app(config, service))
 
@@ -60,7 +60,7 @@ async def test_surfaces_flag_stale_answers_then_fail_closed(
 
         redis_process.stop()
         started = time.monotonic()
-        await asyncio.sleep(service.stale_after + 0.2)
+        await asyncio.sleep(service.entries.stale_after + 0.2)
         native, authzen = await ask()
         assert native.status == 200 and authzen.status == 200
         body = await native.json()
@@ -68,7 +68,9 @@ async def test_surfaces_flag_stale_answers_then_fail_closed(
         stale = (await authzen.json())["evaluations"]
         assert [(d["decision"], d["context"]["stale"]) for d in stale] == [(True, True)] * 2
 
-        await asyncio.sleep(max(0.0, service.max_staleness + 0.3 - (time.monotonic() - started)))
+        await asyncio.sleep(
+            max(0.0, service.entries.max_staleness + 0.3 - (time.monotonic() - started))
+        )
         native, authzen = await ask()
         for response in (native, authzen):
             assert response.status == 503

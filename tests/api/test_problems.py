@@ -85,12 +85,12 @@ async def test_every_route_of_the_app_is_guarded(demo: TestClient[Any, Any]) -> 
 async def test_an_unexpected_error_on_the_hot_path_is_a_500_problem(
     demo: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = demo.app[STATE].service
+    decider = demo.app[STATE].decider
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("cache exploded")
 
-    monkeypatch.setattr(service, "check_cached", broken)
+    monkeypatch.setattr(decider, "check_cached", broken)
     response = await demo.post("/v1/check", json=CHECK)
     assert response.status == 500
     assert response.content_type == problems.PROBLEM

@@ -273,7 +273,7 @@ def test_a_case_that_raises_is_an_error_in_junit(tmp_path: Path) -> None:
 
         async def run(self, spec: bool, context: Context) -> Outcome:
             one = Money(Decimal("1"), "EUR")
-            await context.service.purchase(context.tenant, "vera", "nowhere", one)
+            await context.service.decider.purchase(context.tenant, "vera", "nowhere", one)
             return Outcome(True)
 
     with pytest.MonkeyPatch.context() as patch:

@@ -54,7 +54,7 @@ async def sidecar() -> AsyncIterator[StartSidecar]:
         overrides = {"policies": str(POLICIES), "jwt_secret": SECRET, "gateway_kind": kind}
         config = load_config(env={}, overrides=overrides)
         service = await GraphService.open(load_policy(POLICIES), None)
-        await service.import_graph(None, document(DEMO))
+        await service.admin.import_graph(None, document(DEMO))
         runner = web.AppRunner(create_app(config, service), access_log=None)
         await runner.setup()
         port = free_port()

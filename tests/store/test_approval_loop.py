@@ -47,17 +47,17 @@ def order(order_id: str, amount: str, approval_id: str | None = None) -> Order:
 async def test_request_approve_evaluate_commit_once(open_service: Opener, tenant: str) -> None:
     service: GraphService = await open_service(clock=lambda: START)
     service.cache.clock = lambda: START
-    await service.import_graph(None, graph(tenant))
+    await service.admin.import_graph(None, graph(tenant))
     money = Money(Decimal("1500.00"), "EUR")
-    asked = await service.purchase(tenant, "buy", "co", money)
+    asked = await service.decider.purchase(tenant, "buy", "co", money)
     # Within the account limit, past the month's spending limit: the Admins approve.
     assert asked.result.decision == "approval_required"
     assert [t.rule for t in asked.result.tiers] == ["period_limit_exceeded"]
     with pytest.raises(Conflict):
-        await service.commit(tenant, order("o-1", "1500.00"))  # refused without approval
+        await service.decider.commit(tenant, order("o-1", "1500.00"))  # refused without approval
 
     async def evaluate(min_revision: int | None) -> Any:
-        return await service.purchase(tenant, "buy", "co", money, min_revision=min_revision)
+        return await service.decider.purchase(tenant, "buy", "co", money, min_revision=min_revision)
 
     request = Request("buy", "co", "1500.00", money, "cart-1", "h1")
     _, view, created = await service.flows.request(tenant, request, "key-1", evaluate)
@@ -66,11 +66,11 @@ async def test_request_approve_evaluate_commit_once(open_service: Opener, tenant
     assert done.flow.status == "APPROVED"
     usable = await service.flows.usable(tenant, view.flow.id, "buy", "co", money, "h1")
     assert usable is None
-    committed = await service.commit(tenant, order("o-1", "1500.00", view.flow.id))
+    committed = await service.decider.commit(tenant, order("o-1", "1500.00", view.flow.id))
     assert committed.approved
     # Used up: neither evaluate nor another order can use it again.
     assert await service.flows.usable(tenant, view.flow.id, "buy", "co", money, "h1")
     with pytest.raises(Conflict):
-        await service.commit(tenant, order("o-2", "1500.00", view.flow.id))
-    replay = await service.commit(tenant, order("o-1", "1500.00", view.flow.id))
+        await service.decider.commit(tenant, order("o-2", "1500.00", view.flow.id))
+    replay = await service.decider.commit(tenant, order("o-1", "1500.00", view.flow.id))
     assert replay.replayed and replay.approved

@@ -24,10 +24,10 @@ async def test_purchase_cases_from_the_store(
     open_service: Opener, tenant: str, case: dict[str, Any]
 ) -> None:
     service = await open_service()
-    await service.import_graph(None, document(case, tenant))
+    await service.admin.import_graph(None, document(case, tenant))
     failures: list[str] = []
     for item in case["purchases"]:
-        answer = await service.purchase(
+        answer = await service.decider.purchase(
             tenant,
             item["subject"],
             item["company"],
@@ -59,7 +59,7 @@ def tree(tenant: str) -> dict[str, Any]:
 
 
 async def buy(service: GraphService, tenant: str, company: str, amount: str) -> tuple[str, str]:
-    answer = await service.purchase(tenant, "b", company, Money(Decimal(amount), "EUR"))
+    answer = await service.decider.purchase(tenant, "b", company, Money(Decimal(amount), "EUR"))
     return answer.result.decision, answer.result.rule
 
 
@@ -67,28 +67,28 @@ async def test_company_rules_written_through_the_admin_api_reach_subsidiaries(
     open_service: Opener, tenant: str
 ) -> None:
     service = await open_service()
-    await service.import_graph(None, tree(tenant))
+    await service.admin.import_graph(None, tree(tenant))
     assert await buy(service, tenant, "sub", "500") == ("allow", "buyer_no_limit")
-    await service.put_company(tenant, {"id": "top", "name": "Top", "approval_rules": [BIG]})
-    stored = await service.get_entity(tenant, "company", "top")
+    await service.admin.put_company(tenant, {"id": "top", "name": "Top", "approval_rules": [BIG]})
+    stored = await service.admin.get_entity(tenant, "company", "top")
     assert stored["approval_rules"] == [BIG]
     assert await buy(service, tenant, "top", "500") == ("approval_required", "rule:big")
     # The subsidiary inherits the rule; the tier names its parent's group, resolved as it is.
-    answer = await service.purchase(tenant, "b", "sub", Money(Decimal("500"), "EUR"))
+    answer = await service.decider.purchase(tenant, "b", "sub", Money(Decimal("500"), "EUR"))
     assert answer.result.rules == ("big",)
     assert [(e.groups, e.subjects) for e in answer.result.eligible] == [(("finance",), ("f",))]
     # A subsidiary that sets its own rules (none) is no longer under its parent's.
-    await service.put_company(
+    await service.admin.put_company(
         tenant, {"id": "sub", "name": "Sub", "parent": "top", "approval_rules": []}
     )
     assert await buy(service, tenant, "sub", "500") == ("allow", "buyer_no_limit")
     assert await buy(service, tenant, "top", "500") == ("approval_required", "rule:big")
     # The subsidiary drops its own (the field absent): it inherits again.
-    await service.put_company(tenant, {"id": "sub", "name": "Sub", "parent": "top"})
+    await service.admin.put_company(tenant, {"id": "sub", "name": "Sub", "parent": "top"})
     assert await buy(service, tenant, "sub", "500") == ("approval_required", "rule:big")
     # The parent drops its rules: nobody sets any, nothing matches anywhere.
-    await service.put_company(tenant, {"id": "top", "name": "Top"})
-    assert "approval_rules" not in await service.get_entity(tenant, "company", "top")
+    await service.admin.put_company(tenant, {"id": "top", "name": "Top"})
+    assert "approval_rules" not in await service.admin.get_entity(tenant, "company", "top")
     assert await buy(service, tenant, "sub", "500") == ("allow", "buyer_no_limit")
     assert await buy(service, tenant, "top", "500") == ("allow", "buyer_no_limit")
 
@@ -113,14 +113,14 @@ async def test_a_bad_rule_is_refused_and_nothing_is_written(
     open_service: Opener, tenant: str, rules: list[Any], message: str
 ) -> None:
     service = await open_service()
-    rev = await service.import_graph(None, tree(tenant))
-    before = await service.get_entity(tenant, "company", "sub")
+    rev = await service.admin.import_graph(None, tree(tenant))
+    before = await service.admin.get_entity(tenant, "company", "sub")
     document = {"id": "sub", "name": "Sub", "parent": "top", "approval_rules": rules}
     with pytest.raises(GraphError) as raised:
-        await service.put_company(tenant, document)
+        await service.admin.put_company(tenant, document)
     assert raised.value.detail.startswith(message), raised.value.detail
-    assert await service.revision(tenant) == rev
-    assert await service.get_entity(tenant, "company", "sub") == before
+    assert await service.decider.revision(tenant) == rev
+    assert await service.admin.get_entity(tenant, "company", "sub") == before
 
 
 async def test_a_group_named_by_rules_cannot_be_deleted_or_moved(
@@ -130,16 +130,16 @@ async def test_a_group_named_by_rules_cannot_be_deleted_or_moved(
     doc = tree(tenant)
     doc["companies"][0]["approval_rules"] = [BIG]
     doc["subjects"] = doc["subjects"][:1]  # finance without members: it could otherwise move
-    rev = await service.import_graph(None, doc)
+    rev = await service.admin.import_graph(None, doc)
     with pytest.raises(GraphError, match="named by the approval rules of 'top'"):
-        await service.delete_group(tenant, "finance")
+        await service.admin.delete_group(tenant, "finance")
     moved = {"id": "finance", "name": "Finance", "kind": "customer", "company": "sub"}
     with pytest.raises(GraphError, match="named by the approval rules of 'top'"):
-        await service.put_group(tenant, moved)
-    assert await service.revision(tenant) == rev
+        await service.admin.put_group(tenant, moved)
+    assert await service.decider.revision(tenant) == rev
     # Once the rules name it no more, it goes.
-    await service.put_company(tenant, {"id": "top", "name": "Top", "approval_rules": []})
-    await service.delete_group(tenant, "finance")
+    await service.admin.put_company(tenant, {"id": "top", "name": "Top", "approval_rules": []})
+    await service.admin.delete_group(tenant, "finance")
 
 
 async def test_a_tier_lists_only_approvers_whose_link_holds_now(
@@ -161,7 +161,7 @@ async def test_a_tier_lists_only_approvers_whose_link_holds_now(
         )
     ]
     service = await open_service()
-    await service.import_graph(None, doc)
-    answer = await service.purchase(tenant, "b", "sub", Money(Decimal("500"), "EUR"))
+    await service.admin.import_graph(None, doc)
+    answer = await service.decider.purchase(tenant, "b", "sub", Money(Decimal("500"), "EUR"))
     assert answer.result.rule == "rule:big"
     assert [(e.groups, e.subjects) for e in answer.result.eligible] == [(("finance",), ("f",))]

@@ -26,7 +26,7 @@ async def test_forget_tenant_removes_only_the_tenants_keys(
         client.sadd(keys.TENANTS, "someone-elses-tenant")
         service = await GraphService.open(catalog, real_redis_db, poll_interval=0.2)
         try:
-            await service.import_graph(None, acme("t-cleanup"))
+            await service.admin.import_graph(None, acme("t-cleanup"))
         finally:
             await service.close()
         assert any(k.startswith(b"gg:{t-cleanup}:") for k in client.scan_iter())

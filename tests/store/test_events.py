@@ -30,7 +30,7 @@ def example() -> dict[str, Any]:
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
 async def test_consumer_group_example(open_service: Opener, tenant: str, backend: str) -> None:
     service = await open_service()
-    await service.import_graph(
+    await service.admin.import_graph(
         None,
         {
             "tenant": tenant,
@@ -38,7 +38,7 @@ async def test_consumer_group_example(open_service: Opener, tenant: str, backend
             "subjects": [{"id": "a", "kind": "customer", "companies": {"co": ["buyer"]}}],
         },
     )
-    await service.put_subject(
+    await service.admin.put_subject(
         tenant, {"id": "b", "kind": "customer", "companies": {"co": ["admin"]}}
     )
     consume = example()["consume"]
@@ -77,7 +77,7 @@ def groupgate(*args: str) -> subprocess.CompletedProcess[bytes]:
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
 async def test_events_command(open_service: Opener, tenant: str, backend: str) -> None:
     service = await open_service()
-    rev = await service.import_graph(None, {"tenant": tenant})
+    rev = await service.admin.import_graph(None, {"tenant": tenant})
     done = await asyncio.to_thread(groupgate, "events", "--tenant", tenant, "--redis", backend)
     assert done.returncode == 0, done.stderr
     lines = [orjson.loads(line) for line in done.stdout.splitlines()]

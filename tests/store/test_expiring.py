@@ -87,9 +87,9 @@ def holds(window: tuple[float | None, float | None], now: float) -> bool:
 
 
 async def answers(service: GraphService, tenant: str) -> tuple[bool, bool, bool]:
-    viewer = (await service.check(tenant, "emp-1", "read", ORDER)).decision.allow
-    admin = (await service.check(tenant, "cust-1", "approve", APPROVALS)).decision.allow
-    approver = (await service.check(tenant, "cust-2", "approve", APPROVALS)).decision.allow
+    viewer = (await service.decider.check(tenant, "emp-1", "read", ORDER)).decision.allow
+    admin = (await service.decider.check(tenant, "cust-1", "approve", APPROVALS)).decision.allow
+    approver = (await service.decider.check(tenant, "cust-2", "approve", APPROVALS)).decision.allow
     return viewer, admin, approver
 
 
@@ -145,7 +145,7 @@ def test_no_allow_outside_a_window(
         service.cache.clock = clock
         await service.start()
         try:
-            await service.import_graph(None, document("t", *windows))
+            await service.admin.import_graph(None, document("t", *windows))
             for now in instants:  # time only moves forward, the cache is warm throughout
                 clock.now = now
                 assert await answers(service, "t") == expected(*windows, now), now
@@ -159,13 +159,13 @@ async def test_expiring_grants_on_every_backend(open_service: Opener, tenant: st
     service = await open_service()
     clock = Clock(T0)
     service.cache.clock = clock
-    await service.import_graph(
+    await service.admin.import_graph(
         None, document(tenant, (T0 + 10, T0 + 20), (None, None), (T0 + 5, T0 + 15))
     )
     assert await answers(service, tenant) == (False, True, False)
     clock.now = T0 + 5  # the approval group's member starts: it replaces the Admin
     assert await answers(service, tenant) == (False, False, True)
-    over = await service.purchase(tenant, "cust-1", "c-1", Money(Decimal("1"), "EUR"))
+    over = await service.decider.purchase(tenant, "cust-1", "c-1", Money(Decimal("1"), "EUR"))
     assert over.result.decision == "allow"  # Admin, no limit
     clock.now = T0 + 10
     assert await answers(service, tenant) == (True, False, True)
@@ -175,7 +175,7 @@ async def test_expiring_grants_on_every_backend(open_service: Opener, tenant: st
     assert await answers(service, tenant) == (True, True, False)
     clock.now = T0 + 20
     assert await answers(service, tenant) == (False, True, False)
-    entity = await service.get_entity(tenant, "subject", "emp-1")
+    entity = await service.admin.get_entity(tenant, "subject", "emp-1")
     assert entity["groups"] == [
         {
             "group": "viewers",
@@ -192,15 +192,15 @@ async def test_purchase_approvers_follow_the_windows(open_service: Opener, tenan
     doc = document(tenant, (None, None), (None, None), (T0 + 5, T0 + 15))
     doc["companies"][0]["account_limit"] = {"amount": "100.00", "currency": "EUR"}
     doc["subjects"].append({"id": "cust-3", "kind": "customer", "companies": {"c-1": ["buyer"]}})
-    await service.import_graph(None, doc)
+    await service.admin.import_graph(None, doc)
     big = Money(Decimal("500.00"), "EUR")
-    answer = await service.purchase(tenant, "cust-3", "c-1", big)
+    answer = await service.decider.purchase(tenant, "cust-3", "c-1", big)
     assert answer.result.approver_subjects == ("cust-1",)
     clock.now = T0 + 5
-    answer = await service.purchase(tenant, "cust-3", "c-1", big)
+    answer = await service.decider.purchase(tenant, "cust-3", "c-1", big)
     assert answer.result.approver_subjects == ("cust-2",)
     clock.now = T0 + 15
-    answer = await service.purchase(tenant, "cust-3", "c-1", big)
+    answer = await service.decider.purchase(tenant, "cust-3", "c-1", big)
     assert answer.result.approver_subjects == ("cust-1",)
 
 
@@ -227,7 +227,7 @@ async def test_bad_windows_are_refused(
 ) -> None:
     service = await open_service()
     doc = document(tenant, (None, None), (None, None), (None, None))
-    rev = await service.import_graph(None, doc)
+    rev = await service.admin.import_graph(None, doc)
     with pytest.raises(GraphError, match=message):
-        await service.add_membership(tenant, "emp-1", entry)
-    assert await service.revision(tenant) == rev
+        await service.admin.add_membership(tenant, "emp-1", entry)
+    assert await service.decider.revision(tenant) == rev

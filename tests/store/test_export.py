@@ -64,7 +64,7 @@ def graphs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 async def export(service: GraphService, tenant: str, batch: int = 500) -> bytes:
-    return b"".join([c async for c in service.export(tenant, service.exporter(batch))])
+    return b"".join([c async for c in service.admin.export(tenant, service.admin.exporter(batch))])
 
 
 async def decisions(
@@ -73,12 +73,14 @@ async def decisions(
     out: list[Any] = []
     for subject in SUBJECTS:
         for action, resource in questions:
-            d = (await service.check(tenant, subject, action, resource)).decision
+            d = (await service.decider.check(tenant, subject, action, resource)).decision
             out.append((subject, action, resource, d.allow, d.reason, d.group))
     for company in COMPANIES:
         for amount in AMOUNTS:
             r = (
-                await service.purchase(tenant, "cust", company, Money(Decimal(amount), "EUR"))
+                await service.decider.purchase(
+                    tenant, "cust", company, Money(Decimal(amount), "EUR")
+                )
             ).result
             out.append(
                 (company, amount, r.decision, r.rule, r.approver_groups, r.approver_subjects)
@@ -98,12 +100,12 @@ async def round_trip(
     # The empty store: a fresh fakeredis server, or an unused tenant of the real one.
     second = await GraphService.open(catalog, url, poll_interval=60.0)
     try:
-        await first.import_graph(source, {**doc, "tenant": source})
+        await first.admin.import_graph(source, {**doc, "tenant": source})
         if rename_vendor:  # admin writes after the import: the vendor's groups keep old names
-            await first.put_vendor(source, {"id": "v2", "name": "Renamed"})
+            await first.admin.put_vendor(source, {"id": "v2", "name": "Renamed"})
         exported = orjson.loads(await export(first, source, batch=2))
         assert exported["tenant"] == source
-        await second.import_graph(target, {**exported, "tenant": target})
+        await second.admin.import_graph(target, {**exported, "tenant": target})
         assert await decisions(first, source, questions) == await decisions(
             second, target, questions
         )
@@ -132,12 +134,12 @@ def test_export_then_import_gives_the_same_decisions(catalog: Catalog, backend: 
 async def test_a_write_during_an_export_is_detected(open_service: Opener, tenant: str) -> None:
     service = await open_service()
     subjects = [{"id": f"e{i:03}", "kind": "employee"} for i in range(10)]
-    await service.import_graph(tenant, {"tenant": tenant, "subjects": subjects})
-    exporter = service.exporter(batch=2)
-    chunks = service.export(tenant, exporter)
+    await service.admin.import_graph(tenant, {"tenant": tenant, "subjects": subjects})
+    exporter = service.admin.exporter(batch=2)
+    chunks = service.admin.export(tenant, exporter)
     first = [await anext(chunks), await anext(chunks)]
-    assert b'"tenant"' in first[0] and exporter.revision == await service.revision(tenant)
-    await service.put_vendor(tenant, {"id": "late", "name": "Late"})
+    assert b'"tenant"' in first[0] and exporter.revision == await service.decider.revision(tenant)
+    await service.admin.put_vendor(tenant, {"id": "late", "name": "Late"})
     with pytest.raises(Moved, match="changed during the export"):
         async for _ in chunks:
             pass
@@ -156,8 +158,8 @@ async def test_a_large_tenant_comes_out_one_batch_at_a_time(
         "groups": [{"id": "g", "name": "G", "kind": "user"}],
         "subjects": subjects,
     }
-    await service.import_graph(tenant, doc)
-    pieces = [c async for c in service.export(tenant, service.exporter(batch=100))]
+    await service.admin.import_graph(tenant, doc)
+    pieces = [c async for c in service.admin.export(tenant, service.admin.exporter(batch=100))]
     body = orjson.loads(b"".join(pieces))
     assert [s["id"] for s in body["subjects"]] == [s["id"] for s in subjects]
     # 30 pieces of 100 subjects, none of them holding more than one batch.
@@ -227,7 +229,7 @@ async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> N
             }
         ],
     }
-    await service.import_graph(None, document)
+    await service.admin.import_graph(None, document)
     exported = orjson.loads(await export(service, tenant))
     [company] = exported["companies"]
     assert company["spending_limits"] == document["companies"][0]["spending_limits"]
@@ -238,8 +240,8 @@ async def test_approval_data_round_trips(open_service: Opener, tenant: str) -> N
     assert {"group": "co/buyer", "valid_until": "2027-03-31T22:00:00.000Z"} in sub["groups"]
     copy = f"{tenant}-copy"
     try:
-        await service.import_graph(None, {**exported, "tenant": copy})
+        await service.admin.import_graph(None, {**exported, "tenant": copy})
         again = orjson.loads(await export(service, copy))
         assert {**again, "tenant": tenant} == exported
     finally:
-        await service.delete_tenant(copy)
+        await service.admin.delete_tenant(copy)

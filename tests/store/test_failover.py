@@ -50,10 +50,10 @@ async def test_a_revoke_survives_a_sentinel_failover(
         catalog, redis_sentinel.url, socket_timeout=0.5, poll_interval=0.25
     )
     try:
-        written = await service.import_graph(None, acme("fo"))
+        written = await service.admin.import_graph(None, acme("fo"))
         assert (written.replicas, written.wanted) == (1, 1)  # auto: the one connected replica
-        assert (await service.check("fo", "emp-1", "update", ORDER)).decision.allow
-        revoked = await service.remove_membership("fo", "emp-1", "de-managers")
+        assert (await service.decider.check("fo", "emp-1", "update", ORDER)).decision.allow
+        revoked = await service.admin.remove_membership("fo", "emp-1", "de-managers")
         assert (revoked.replicas, revoked.wanted) == (1, 1)  # returned after the replica had it
 
         seen: Counter[str] = Counter()
@@ -66,7 +66,9 @@ async def test_a_revoke_survives_a_sentinel_failover(
             while not stop.is_set():
                 after_kill = killed.is_set()  # asked once the primary was dead
                 try:
-                    answer = await service.check("fo", "emp-1", "update", ORDER, min_revision=token)
+                    answer = await service.decider.check(
+                        "fo", "emp-1", "update", ORDER, min_revision=token
+                    )
                 except (StoreUnavailable, Conflict):
                     seen[f"{kind} errors"] += 1
                 else:
@@ -90,12 +92,14 @@ async def test_a_revoke_survives_a_sentinel_failover(
             await asyncio.sleep(0.05)
         # Checks go on against the new primary; a write lands there (no replica left: auto
         # waits for none).
-        after = await service.add_membership("fo", "emp-2", "viewers")
+        after = await service.admin.add_membership("fo", "emp-2", "viewers")
         assert int(after) == int(revoked) + 1 and after.wanted == 0
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*probes)
-        answer = await service.check("fo", "emp-1", "update", ORDER, min_revision=int(after))
+        answer = await service.decider.check(
+            "fo", "emp-1", "update", ORDER, min_revision=int(after)
+        )
         assert not answer.decision.allow
     finally:
         await service.close()
@@ -120,12 +124,14 @@ async def test_stale_allows_of_a_rolled_back_store_stop_at_the_poll(
     tokened = await GraphService.open(catalog, redis_process.url, poll_interval=window)
     raw = aioredis.Redis.from_url(redis_process.url)
     try:
-        await service.import_graph(None, acme("rb"))
-        await service.remove_membership("rb", "emp-1", "de-managers")
+        await service.admin.import_graph(None, acme("rb"))
+        await service.admin.remove_membership("rb", "emp-1", "de-managers")
         dumps = await _dump_tenant(raw, "rb")
-        granted = await service.add_membership("rb", "emp-1", "de-managers")
+        granted = await service.admin.add_membership("rb", "emp-1", "de-managers")
         for sidecar in (service, tokened):
-            answer = await sidecar.check("rb", "emp-1", "update", ORDER, min_revision=granted)
+            answer = await sidecar.decider.check(
+                "rb", "emp-1", "update", ORDER, min_revision=granted
+            )
             assert answer.decision.allow
         # A failover that lost the grant, as the store looks after it: the older keys are
         # back, and no change event says so.
@@ -138,13 +144,13 @@ async def test_stale_allows_of_a_rolled_back_store_stop_at_the_poll(
             assert time.monotonic() - restored_at < 30, "the cache never noticed"
             checks += 1
             try:
-                found = await tokened.check(
+                found = await tokened.decider.check(
                     "rb", "emp-1", "update", ORDER, min_revision=int(granted)
                 )
                 token_allows += found.decision.allow
             except Conflict:
                 token_refusals += 1  # the store is below the token: refused, never cached
-            answer = await service.check("rb", "emp-1", "update", ORDER)
+            answer = await service.decider.check("rb", "emp-1", "update", ORDER)
             if answer.decision.allow:
                 stale_allows += 1
                 last_stale = time.monotonic()
@@ -175,20 +181,20 @@ async def test_a_write_the_replica_did_not_acknowledge_is_refused(
     service = await GraphService.open(catalog, redis_process.url, write_wait_ms=100)
     try:
         await asyncio.to_thread(_wait_for_replica, redis_process)
-        written = await service.import_graph(None, acme("nr"))
+        written = await service.admin.import_graph(None, acme("nr"))
         assert (written.replicas, written.wanted) == (1, 1)
         assert replica.process is not None
         os.kill(replica.process.pid, signal.SIGSTOP)  # connected, but acknowledges nothing
         try:
             with pytest.raises(NotReplicated) as refused:
-                await service.remove_membership("nr", "emp-1", "de-managers")
+                await service.admin.remove_membership("nr", "emp-1", "de-managers")
         finally:
             os.kill(replica.process.pid, signal.SIGCONT)
         error = refused.value
         assert (error.replicas, error.wanted) == (0, 1)
         # Applied on the primary all the same: the problem says at which revision.
-        assert await service.revision("nr") == error.revision == int(written) + 1
-        again = await service.add_membership("nr", "emp-1", "de-managers")
+        assert await service.decider.revision("nr") == error.revision == int(written) + 1
+        again = await service.admin.add_membership("nr", "emp-1", "de-managers")
         assert again.replicas == 1
     finally:
         await service.close()
@@ -204,12 +210,12 @@ async def test_on_a_cluster_wait_goes_to_the_tenant_node(
     auto = await GraphService.open(catalog, url)
     strict = await GraphService.open(catalog, url, write_replicas=1, write_wait_ms=50)
     try:
-        written = await auto.import_graph(None, acme("cw"))
+        written = await auto.admin.import_graph(None, acme("cw"))
         assert (written.replicas, written.wanted) == (0, 0)  # no replicas: no wait
         with pytest.raises(NotReplicated) as refused:
-            await strict.remove_membership("cw", "emp-1", "de-managers")
+            await strict.admin.remove_membership("cw", "emp-1", "de-managers")
         assert (refused.value.replicas, refused.value.wanted) == (0, 1)
-        assert await auto.revision("cw") == refused.value.revision == int(written) + 1
+        assert await auto.decider.revision("cw") == refused.value.revision == int(written) + 1
         assert isinstance(strict.client, ClusterClient)
         node = strict.client.get_node_from_key(keys.meta("cw"))
         assert node is not None and list(strict.replication._nodes) == [node.name]

@@ -71,7 +71,7 @@ async def opened(
 ) -> tuple[GraphService, Clock]:
     clock = Clock()
     service = await open_service(clock=clock, approval_ttl=24 * HOUR)
-    await service.import_graph(None, graph(tenant, **graph_options))
+    await service.admin.import_graph(None, graph(tenant, **graph_options))
     return service, clock
 
 
@@ -81,7 +81,7 @@ async def request(
     asked = asked or purchase()
 
     async def evaluate(min_revision: int | None) -> PurchaseAnswer:
-        answer = await service.purchase(
+        answer = await service.decider.purchase(
             tenant, asked.subject, asked.company, asked.money, min_revision=min_revision
         )
         if tiers is None:
@@ -137,7 +137,7 @@ async def test_two_tiers(open_service: Opener, tenant: str) -> None:
     assert [e["approval"].get("by") for e in found] == [None, "buy", "fin", "adm2"]
     revisions = [e["revision"] for e in found]
     assert revisions == sorted(revisions) and len(set(revisions)) == 4
-    assert revisions[-1] == await service.revision(tenant)
+    assert revisions[-1] == await service.decider.revision(tenant)
     stored = await service.client.hgetall(keys.flow(tenant, view.flow.id))
     assert stored[b"status"] == b"APPROVED" and stored[b"used_by"] == b""
     assert stored[b"amount"] == b"100.00" and stored[b"cart_hash"] == b"h1"
@@ -196,7 +196,7 @@ async def test_delegation_runs_then_expires(open_service: Opener, tenant: str) -
     service, clock = await opened(open_service, tenant)
     view, _ = await request(service, tenant, "k1")
     assert "dlg" not in view.eligible[0][1]
-    _, rev = await service.put_delegation(
+    _, rev = await service.admin.put_delegation(
         tenant,
         {
             "id": "d1",
@@ -229,7 +229,7 @@ async def test_delegation_runs_then_expires(open_service: Opener, tenant: str) -
 
 async def test_delegate_never_approves_own_purchase(open_service: Opener, tenant: str) -> None:
     service, _ = await opened(open_service, tenant)
-    await service.put_delegation(
+    await service.admin.put_delegation(
         tenant,
         {
             "from": "adm1",
@@ -265,7 +265,7 @@ async def test_bad_delegations_write_nothing(
     open_service: Opener, tenant: str, change: dict[str, Any], where: str
 ) -> None:
     service, _ = await opened(open_service, tenant)
-    before = await service.revision(tenant)
+    before = await service.decider.revision(tenant)
     body = {
         "from": "adm1",
         "to": "dlg",
@@ -274,10 +274,10 @@ async def test_bad_delegations_write_nothing(
         "until_time": "2027-01-16T00:00:00Z",
     }
     with pytest.raises((GraphError, NotFound)) as caught:
-        await service.put_delegation(tenant, body | change)
+        await service.admin.put_delegation(tenant, body | change)
     assert where in str(caught.value)
-    assert await service.revision(tenant) == before
-    assert (await service.delegations(tenant))[0] == []
+    assert await service.decider.revision(tenant) == before
+    assert (await service.admin.delegations(tenant))[0] == []
 
 
 async def test_removed_approver_is_refused(open_service: Opener, tenant: str) -> None:
@@ -285,7 +285,7 @@ async def test_removed_approver_is_refused(open_service: Opener, tenant: str) ->
     view, _ = await request(service, tenant, "k1")
     inbox, _, _ = await service.flows.inbox(tenant, "adm1", None, 10)
     assert [f.id for f in inbox] == [view.flow.id]
-    await service.remove_membership(tenant, "adm1", "co/admin")
+    await service.admin.remove_membership(tenant, "adm1", "co/admin")
     with pytest.raises(Forbidden, match="adm1 may not approve"):
         await service.flows.approve(tenant, view.flow.id, "adm1", None)
     assert (await service.flows.inbox(tenant, "adm1", None, 10))[0] == []
@@ -338,11 +338,11 @@ async def test_usable_closes_the_loop(open_service: Opener, tenant: str) -> None
 
 async def test_customer_events_in_the_write(open_service: Opener, tenant: str) -> None:
     service, _ = await opened(open_service, tenant)
-    rev = await service.put_subject(
+    rev = await service.admin.put_subject(
         tenant, {"id": "new", "kind": "customer", "companies": {"co": ["buyer"]}}
     )
-    rev2 = await service.add_membership(tenant, "new", {"company": "other", "role": "buyer"})
-    rev3 = await service.remove_membership(tenant, "new", "other/buyer")
+    rev2 = await service.admin.add_membership(tenant, "new", {"company": "other", "role": "buyer"})
+    rev3 = await service.admin.remove_membership(tenant, "new", "other/buyer")
     found = await stream(service, tenant)
     assert types(found) == [
         "customer.created",
@@ -383,21 +383,21 @@ async def test_no_change_without_its_event(open_service: Opener, tenant: str) ->
     """The scripts write the event first: when it cannot be written, nothing is."""
     service, _ = await opened(open_service, tenant)
     view, _ = await request(service, tenant, "k1")
-    rev = await service.revision(tenant)
+    rev = await service.decider.revision(tenant)
     await service.client.delete(keys.events(tenant))
     await service.client.set(keys.events(tenant), "not a stream")
     with pytest.raises(StoreUnavailable):
         await service.flows.approve(tenant, view.flow.id, "adm1", None)
     with pytest.raises(StoreUnavailable):
-        await service.put_subject(tenant, {"id": "new", "kind": "customer"})
+        await service.admin.put_subject(tenant, {"id": "new", "kind": "customer"})
     with pytest.raises(StoreUnavailable):
         await request(service, tenant, "k2", purchase("200.00"))
-    assert await service.revision(tenant) == rev
+    assert await service.decider.revision(tenant) == rev
     stored = await service.flows.load(tenant, view.flow.id)
     assert stored is not None and stored.status == "PENDING" and stored.approvals == ()
-    assert await service.get_entity(tenant, "subject", "adm1")
+    assert await service.admin.get_entity(tenant, "subject", "adm1")
     with pytest.raises(NotFound):
-        await service.get_entity(tenant, "subject", "new")
+        await service.admin.get_entity(tenant, "subject", "new")
     listed, _ = await service.flows.requested(tenant, "req", None, None, 10)
     assert [f.id for f in listed] == [view.flow.id]
 
@@ -434,16 +434,16 @@ async def test_delegations_in_the_graph_document(open_service: Opener, tenant: s
             "until_time": "2027-01-16T00:00:00Z",
         }
     ]
-    await service.import_graph(None, document)
-    assert [d["id"] for d in (await service.delegations(tenant))[0]] == ["d1"]
+    await service.admin.import_graph(None, document)
+    assert [d["id"] for d in (await service.admin.delegations(tenant))[0]] == ["d1"]
     view, _ = await request(service, tenant, "k1")
     assert "dlg" in view.eligible[0][1]
-    before = await service.revision(tenant)
+    before = await service.decider.revision(tenant)
     bad = graph(tenant)
     bad["delegations"] = [document["delegations"][0] | {"to": "out"}]
     with pytest.raises(GraphError, match=r"delegations\[0\]\.to: 'out' is not a customer"):
-        await service.import_graph(None, bad)
-    assert await service.revision(tenant) == before
+        await service.admin.import_graph(None, bad)
+    assert await service.decider.revision(tenant) == before
 
 
 async def test_deleting_the_tenant_deletes_its_flows(open_service: Opener, tenant: str) -> None:
@@ -451,7 +451,7 @@ async def test_deleting_the_tenant_deletes_its_flows(open_service: Opener, tenan
     view, _ = await request(service, tenant, "k1")
     await service.flows.approve(tenant, view.flow.id, "adm1", None)
     await request(service, tenant, "k2", purchase("200.00"))
-    await service.delete_tenant(tenant)
+    await service.admin.delete_tenant(tenant)
     left = [k async for k in service.client.scan_iter(match=keys.flow_patterns(tenant)[0])]
     assert left == []
     assert not await service.client.exists(keys.events(tenant))
@@ -466,7 +466,7 @@ async def test_a_decision_without_tiers_needs_its_approver_groups(
     asked = purchase()
 
     async def evaluate(min_revision: int | None) -> PurchaseAnswer:
-        answer = await service.purchase(tenant, "req", "co", asked.money)
+        answer = await service.decider.purchase(tenant, "req", "co", asked.money)
         result = PurchaseDecision("approval_required", "budget_exceeded", ("co/admin",))
         return PurchaseAnswer(result, answer.revision)
 
@@ -490,17 +490,20 @@ async def test_approve_on_an_id_no_flow_can_have_is_decided_for_the_company(
 ) -> None:
     service, _ = await opened(open_service, tenant)
     view, _ = await request(service, tenant, "k1")
-    flow = await service.check(tenant, "adm1", "approve", Resource("approvals", view.flow.id))
+    flow = await service.decider.check(
+        tenant, "adm1", "approve", Resource("approvals", view.flow.id)
+    )
     assert flow.decision.allow and view.flow.id in flow.decision.reason
     # Not a flow's id: the company-level answer, from the cache too (no flow look-up),
     # the same for an admin of the company and a requester who may not approve.
     for subject, allowed in (("adm1", True), ("req", False)):
         other = Resource("approvals", "order-17", company="co")
-        asked = await service.check(tenant, subject, "approve", other)
-        cached = service.check_cached(tenant, subject, "approve", other)
+        asked = await service.decider.check(tenant, subject, "approve", other)
+        cached = service.decider.check_cached(tenant, subject, "approve", other)
         assert cached is not None and cached.decision == asked.decision
         assert asked.decision.allow is allowed and "order-17" not in asked.decision.reason
     # A flow's id is never answered from the cache: the flow decides.
     assert (
-        service.check_cached(tenant, "adm1", "approve", Resource("approvals", view.flow.id)) is None
+        service.decider.check_cached(tenant, "adm1", "approve", Resource("approvals", view.flow.id))
+        is None
     )

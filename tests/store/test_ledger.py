@@ -80,7 +80,7 @@ def order(
 async def ready(open_service: Opener, tenant: str, **doc: Any) -> GraphService:
     service = await open_service()
     service.cache.clock = NOW.timestamp
-    await service.import_graph(None, shop(tenant, **doc))
+    await service.admin.import_graph(None, shop(tenant, **doc))
     return service
 
 
@@ -101,13 +101,13 @@ async def month_total(service: GraphService, tenant: str, owner: str = "shop") -
 
 async def test_commit_counts_once_per_order(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    first = await service.commit(tenant, order("o-1", "30.00"))
+    first = await service.decider.commit(tenant, order("o-1", "30.00"))
     assert spent(first) == {"company:month": "30.00"}
     assert not first.replayed and not first.approved
-    again = await service.commit(tenant, order("o-1", "30.00"))
+    again = await service.decider.commit(tenant, order("o-1", "30.00"))
     assert again.replayed
     assert (again.totals, again.ledger_revision) == (first.totals, first.ledger_revision)
-    second = await service.commit(tenant, order("o-2", "20.5"))
+    second = await service.decider.commit(tenant, order("o-2", "20.5"))
     assert spent(second) == {"company:month": "50.50"}
     assert second.ledger_revision == first.ledger_revision + 1
     assert await month_total(service, tenant) == 505_000
@@ -116,7 +116,7 @@ async def test_commit_counts_once_per_order(open_service: Opener, tenant: str) -
 
 async def test_same_order_other_content_is_refused(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    await service.commit(tenant, order("o-1", "30.00"))
+    await service.decider.commit(tenant, order("o-1", "30.00"))
     for other in (
         order("o-1", "30.01"),
         order("o-1", "30.00", "buyer-2"),
@@ -124,18 +124,18 @@ async def test_same_order_other_content_is_refused(open_service: Opener, tenant:
         order("o-1", "30.00", approval_id="f-1"),
     ):
         with pytest.raises(Refused) as caught:
-            await service.commit(tenant, other)
+            await service.decider.commit(tenant, other)
         assert caught.value.rule == "order_id_reused"
     assert await month_total(service, tenant) == 300_000
     # An equal amount written otherwise is the same content.
-    assert (await service.commit(tenant, order("o-1", "30"))).replayed
+    assert (await service.decider.commit(tenant, order("o-1", "30"))).replayed
 
 
 async def test_the_commit_holds_the_period_limit(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    await service.commit(tenant, order("o-1", "60.00"))
+    await service.decider.commit(tenant, order("o-1", "60.00"))
     with pytest.raises(Refused) as caught:
-        await service.commit(tenant, order("o-2", "40.0001"))
+        await service.decider.commit(tenant, order("o-2", "40.0001"))
     refused = caught.value
     assert refused.rule == spend.PERIOD_RULE and refused.status == 409
     assert refused.extensions["limits"] == [
@@ -150,67 +150,75 @@ async def test_the_commit_holds_the_period_limit(open_service: Opener, tenant: s
     ]
     assert await month_total(service, tenant) == 600_000  # nothing written
     with pytest.raises(NotFound):
-        await service.release(tenant, "o-2")
-    exact = await service.commit(tenant, order("o-3", "40.00"))  # exactly at the limit
+        await service.decider.release(tenant, "o-2")
+    exact = await service.decider.commit(tenant, order("o-3", "40.00"))  # exactly at the limit
     assert spent(exact) == {"company:month": "100.00"}
 
 
 async def test_subject_limits_and_budgets(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    mine = await service.commit(tenant, order("o-1", "25.00", "buyer-2", cost_center="CC-1"))
+    mine = await service.decider.commit(
+        tenant, order("o-1", "25.00", "buyer-2", cost_center="CC-1")
+    )
     assert spent(mine) == {
         "company:month": "25.00",
         "subject:day": "25.00",
         "budget:cc1-2027": "25.00",
     }
     with pytest.raises(Refused) as caught:  # the buyer's day limit (30) would pass
-        await service.commit(tenant, order("o-2", "5.01", "buyer-2"))
+        await service.decider.commit(tenant, order("o-2", "5.01", "buyer-2"))
     assert caught.value.rule == spend.PERIOD_RULE
     assert caught.value.extensions["limits"][0]["scope"] == "subject"
     with pytest.raises(Refused) as caught:  # the budget (50) would pass
-        await service.commit(tenant, order("o-3", "25.01", cost_center="CC-1"))
+        await service.decider.commit(tenant, order("o-3", "25.01", cost_center="CC-1"))
     assert caught.value.rule == spend.BUDGET_RULE
-    other_center = await service.commit(tenant, order("o-4", "25.01", cost_center="CC-2"))
+    other_center = await service.decider.commit(tenant, order("o-4", "25.01", cost_center="CC-2"))
     assert spent(other_center) == {"company:month": "50.01"}
-    usd = await service.commit(tenant, order("o-5", "500", currency="USD", cost_center="CC-1"))
+    usd = await service.decider.commit(
+        tenant, order("o-5", "500", currency="USD", cost_center="CC-1")
+    )
     assert usd.totals == ()  # no limit in USD
 
 
 async def test_release_subtracts_once(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    await service.commit(tenant, order("o-1", "70.00", cost_center="CC-2"))
+    await service.decider.commit(tenant, order("o-1", "70.00", cost_center="CC-2"))
     with pytest.raises(Refused):
-        await service.commit(tenant, order("o-2", "40.00"))
-    released = await service.release(tenant, "o-1")
+        await service.decider.commit(tenant, order("o-2", "40.00"))
+    released = await service.decider.release(tenant, "o-1")
     assert (released.subject, released.company, released.amount) == ("buyer-1", "shop", "70.00")
     assert (released.currency, released.cost_center) == ("EUR", "CC-2")
-    assert await service.release(tenant, "o-1") == released  # idempotent
+    assert await service.decider.release(tenant, "o-1") == released  # idempotent
     assert await month_total(service, tenant) == 0
     assert await month_total(service, tenant, "buyer-1") == 0
-    assert spent(await service.commit(tenant, order("o-2", "40.00"))) == {"company:month": "40.00"}
+    assert spent(await service.decider.commit(tenant, order("o-2", "40.00"))) == {
+        "company:month": "40.00"
+    }
     with pytest.raises(Refused) as caught:
-        await service.commit(tenant, order("o-1", "70.00", cost_center="CC-2"))
+        await service.decider.commit(tenant, order("o-1", "70.00", cost_center="CC-2"))
     assert caught.value.rule == "order_released"
     with pytest.raises(NotFound):
-        await service.release(tenant, "never")
+        await service.decider.release(tenant, "never")
     assert await month_total(service, tenant) == 400_000
 
 
 async def test_an_import_keeps_the_spend(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    await service.commit(tenant, order("o-1", "90.00"))
-    await service.import_graph(None, shop(tenant, month="95.00"))
+    await service.decider.commit(tenant, order("o-1", "90.00"))
+    await service.admin.import_graph(None, shop(tenant, month="95.00"))
     with pytest.raises(Refused):
-        await service.commit(tenant, order("o-2", "5.01"))
-    assert spent(await service.commit(tenant, order("o-3", "5"))) == {"company:month": "95.00"}
+        await service.decider.commit(tenant, order("o-2", "5.01"))
+    assert spent(await service.decider.commit(tenant, order("o-3", "5"))) == {
+        "company:month": "95.00"
+    }
 
 
 async def test_unknown_subject_or_company(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
     with pytest.raises(NotFound, match="unknown subject"):
-        await service.commit(tenant, order("o-1", "1", "nobody"))
+        await service.decider.commit(tenant, order("o-1", "1", "nobody"))
     with pytest.raises(NotFound, match="unknown company"):
-        await service.commit(tenant, order("o-1", "1", company="nope"))
+        await service.decider.commit(tenant, order("o-1", "1", company="nope"))
     assert await month_total(service, tenant) == 0
 
 
@@ -242,18 +250,18 @@ async def used_by(service: GraphService, tenant: str, flow_id: str) -> bytes | N
 
 async def test_an_approved_flow_covers_one_commit(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
-    await service.commit(tenant, order("o-0", "50.00"))
+    await service.decider.commit(tenant, order("o-0", "50.00"))
     await write_flow(service, tenant, "f-1", flow())
     with pytest.raises(Refused) as caught:  # over the limit without the approval
-        await service.commit(tenant, order("o-1", "80.00"))
+        await service.decider.commit(tenant, order("o-1", "80.00"))
     assert caught.value.rule == spend.PERIOD_RULE
-    approved = await service.commit(tenant, order("o-1", "80.00", approval_id="f-1"))
+    approved = await service.decider.commit(tenant, order("o-1", "80.00", approval_id="f-1"))
     assert approved.approved
     assert spent(approved) == {"company:month": "130.00"}
     assert await used_by(service, tenant, "f-1") == b"o-1"
-    assert (await service.commit(tenant, order("o-1", "80.00", approval_id="f-1"))).replayed
+    assert (await service.decider.commit(tenant, order("o-1", "80.00", approval_id="f-1"))).replayed
     with pytest.raises(Refused) as caught:  # single use
-        await service.commit(tenant, order("o-2", "1.00", approval_id="f-1"))
+        await service.decider.commit(tenant, order("o-2", "1.00", approval_id="f-1"))
     assert caught.value.rule == "approval_not_usable"
     assert "used by order o-1" in caught.value.detail
     assert await month_total(service, tenant) == 1_300_000
@@ -278,13 +286,13 @@ async def test_a_flow_that_does_not_cover_the_commit_is_refused(
     service = await ready(open_service, tenant)
     await write_flow(service, tenant, "f-1", flow(**fields))
     with pytest.raises(Refused) as caught:
-        await service.commit(tenant, order("o-1", "80.00", approval_id="f-1"))
+        await service.decider.commit(tenant, order("o-1", "80.00", approval_id="f-1"))
     assert caught.value.rule == "approval_not_usable"
     assert why in caught.value.detail
     assert await used_by(service, tenant, "f-1") == fields.get("used_by", "").encode()
     assert await month_total(service, tenant) == 0
     with pytest.raises(Refused, match="no such approval flow"):
-        await service.commit(tenant, order("o-2", "1", approval_id="f-none"))
+        await service.decider.commit(tenant, order("o-2", "1", approval_id="f-none"))
 
 
 async def test_a_flow_covers_up_to_its_amount_written_any_way(
@@ -292,7 +300,7 @@ async def test_a_flow_covers_up_to_its_amount_written_any_way(
 ) -> None:
     service = await ready(open_service, tenant)
     await write_flow(service, tenant, "f-1", flow(amount="080.0", cost_center="CC-1"))
-    done = await service.commit(
+    done = await service.decider.commit(
         tenant, order("o-1", "80.0000", approval_id="f-1", cost_center="CC-1")
     )
     assert done.approved
@@ -302,29 +310,31 @@ async def test_a_flow_covers_up_to_its_amount_written_any_way(
 async def test_evaluate_requires_the_admins_past_a_limit(open_service: Opener, tenant: str) -> None:
     service = await ready(open_service, tenant)
     eur = Money(Decimal("60.00"), "EUR")
-    before = await service.purchase(tenant, "buyer-1", "shop", eur)
+    before = await service.decider.purchase(tenant, "buyer-1", "shop", eur)
     assert before.result.decision == "allow"
-    await service.commit(tenant, order("o-1", "45.00"))
-    after = await service.purchase(tenant, "buyer-1", "shop", eur)
+    await service.decider.commit(tenant, order("o-1", "45.00"))
+    after = await service.decider.purchase(tenant, "buyer-1", "shop", eur)
     assert after.result.decision == "approval_required"
     assert after.result.rule == spend.PERIOD_RULE
     assert after.result.approver_groups == ("shop/admin",)
     assert after.result.approver_subjects == ("admin-1",)
     assert after.result.tiers == (Tier(spend.PERIOD_RULE, (("admin",),)),)
     small = Money(Decimal("6.00"), "EUR")
-    budget = await service.purchase(tenant, "buyer-1", "shop", small, cost_center="CC-1")
+    budget = await service.decider.purchase(tenant, "buyer-1", "shop", small, cost_center="CC-1")
     assert budget.result.decision == "allow"
-    await service.commit(tenant, order("o-2", "45.00", "admin-1", cost_center="CC-1"))
-    budget = await service.purchase(tenant, "buyer-1", "shop", small, cost_center="CC-1")
+    await service.decider.commit(tenant, order("o-2", "45.00", "admin-1", cost_center="CC-1"))
+    budget = await service.decider.purchase(tenant, "buyer-1", "shop", small, cost_center="CC-1")
     assert budget.result.rule == spend.BUDGET_RULE
-    both = await service.purchase(tenant, "buyer-1", "shop", eur, cost_center="CC-1")
+    both = await service.decider.purchase(tenant, "buyer-1", "shop", eur, cost_center="CC-1")
     assert [t.rule for t in both.result.tiers] == [spend.PERIOD_RULE, spend.BUDGET_RULE]
     # A requester's purchase needed approval already: the limit adds its tier.
-    requester = await service.purchase(tenant, "req-1", "shop", eur)
+    requester = await service.decider.purchase(tenant, "req-1", "shop", eur)
     assert requester.result.rule == "requester_no_limit"
     assert [t.rule for t in requester.result.tiers] == ["requester_no_limit", spend.PERIOD_RULE]
     # An amount the ledger cannot hold exactly is never allowed under a limit.
-    odd = await service.purchase(tenant, "buyer-1", "shop", Money(Decimal("0.00001"), "EUR"))
+    odd = await service.decider.purchase(
+        tenant, "buyer-1", "shop", Money(Decimal("0.00001"), "EUR")
+    )
     assert odd.result.decision == "approval_required"
 
 
@@ -335,11 +345,11 @@ async def test_concurrent_commits_never_pass_a_limit(real_redis_url: str, catalo
     try:
         for service in services:
             service.cache.clock = NOW.timestamp
-        await services[0].import_graph(None, shop(tenant))
+        await services[0].admin.import_graph(None, shop(tenant))
 
         async def one(i: int) -> bool:
             try:
-                await services[i % 2].commit(tenant, order(f"o-{i}", "10.00"))
+                await services[i % 2].decider.commit(tenant, order(f"o-{i}", "10.00"))
             except Refused as exc:
                 assert exc.rule == spend.PERIOD_RULE
                 return False
@@ -366,25 +376,25 @@ async def test_evaluate_fails_closed_without_totals(catalog: Catalog, redis_proc
     nowhere = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
     try:
         service.cache.clock = NOW.timestamp
-        await service.import_graph(None, shop("down"))
+        await service.admin.import_graph(None, shop("down"))
         eur = Money(Decimal("1.00"), "EUR")
-        budget = await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
+        budget = await service.decider.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
         assert budget.result.decision == "allow"
-        working = service.ledger
-        service.ledger = Ledger(nowhere, 86_400)
+        working = service.decider.ledger
+        service.decider.ledger = Ledger(nowhere, 86_400)
         with pytest.raises(StoreUnavailable):
-            await service.commit("down", order("o-1", "1.00"))
-        service.ledger = working
+            await service.decider.commit("down", order("o-1", "1.00"))
+        service.decider.ledger = working
         assert await month_total(service, "down") == 0
         with pytest.raises(NotFound):
-            await service.release("down", "o-1")
+            await service.decider.release("down", "o-1")
         redis_process.stop()
         with pytest.raises(StoreUnavailable):
-            await service.purchase("down", "buyer-1", "shop", eur)
+            await service.decider.purchase("down", "buyer-1", "shop", eur)
         with pytest.raises(StoreUnavailable):
-            await service.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
+            await service.decider.purchase("down", "buyer-1", "shop", eur, cost_center="CC-1")
         with pytest.raises(StoreUnavailable):
-            await service.commit("down", order("o-2", "1.00"))
+            await service.decider.commit("down", order("o-2", "1.00"))
     finally:
         await service.close()
         await nowhere.aclose()

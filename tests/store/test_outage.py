@@ -21,44 +21,46 @@ async def test_outage_serves_stale_then_fails_closed(catalog: Catalog, redis_pro
         catalog, redis_process.url, max_staleness=2.0, poll_interval=0.1, socket_timeout=0.5
     )
     try:
-        await service.import_graph(None, acme("outage"))
-        fresh = await service.check("outage", "emp-1", "update", ORDER)
+        await service.admin.import_graph(None, acme("outage"))
+        fresh = await service.decider.check("outage", "emp-1", "update", ORDER)
         assert fresh.decision.allow and not fresh.stale
-        assert service.check_cached("outage", "emp-1", "update", ORDER) == fresh
+        assert service.decider.check_cached("outage", "emp-1", "update", ORDER) == fresh
         await service.client.save()  # so that the restarted server has the same graph
         redis_process.stop()
         started = time.monotonic()
-        await asyncio.sleep(service.stale_after + 0.2)
+        await asyncio.sleep(service.entries.stale_after + 0.2)
 
-        stale = await service.check("outage", "emp-1", "update", ORDER)
+        stale = await service.decider.check("outage", "emp-1", "update", ORDER)
         assert stale.decision.allow and stale.stale
-        assert service.check_cached("outage", "emp-1", "update", ORDER) == stale
-        assert service.check_cached("outage", "emp-2", "read", ORDER) is None
+        assert service.decider.check_cached("outage", "emp-1", "update", ORDER) == stale
+        assert service.decider.check_cached("outage", "emp-2", "read", ORDER) is None
         with pytest.raises(StoreUnavailable):  # not cached: nothing to serve
-            await service.check("outage", "emp-2", "read", ORDER)
+            await service.decider.check("outage", "emp-2", "read", ORDER)
         # A token is met only once the store confirms it still holds the revision: the
         # cache has revision 1, but that cannot be confirmed while the store is down.
         with pytest.raises(StoreUnavailable):
-            await service.check("outage", "emp-1", "update", ORDER, min_revision=1)
+            await service.decider.check("outage", "emp-1", "update", ORDER, min_revision=1)
         with pytest.raises(StoreUnavailable):  # a newer token cannot be met while down
-            await service.check("outage", "emp-1", "update", ORDER, min_revision=2)
+            await service.decider.check("outage", "emp-1", "update", ORDER, min_revision=2)
 
-        await asyncio.sleep(max(0.0, service.max_staleness + 0.3 - (time.monotonic() - started)))
+        await asyncio.sleep(
+            max(0.0, service.entries.max_staleness + 0.3 - (time.monotonic() - started))
+        )
         with pytest.raises(StoreUnavailable, match="failing closed"):
-            await service.check("outage", "emp-1", "update", ORDER)
+            await service.decider.check("outage", "emp-1", "update", ORDER)
         with pytest.raises(StoreUnavailable, match="failing closed"):
-            service.check_cached("outage", "emp-1", "update", ORDER)
+            service.decider.check_cached("outage", "emp-1", "update", ORDER)
 
         redis_process.restart()
         for _ in range(200):
             try:
-                answer = await service.check("outage", "emp-1", "update", ORDER)
+                answer = await service.decider.check("outage", "emp-1", "update", ORDER)
             except StoreUnavailable:
                 answer = None
             if answer is not None and not answer.stale:
                 break
             await asyncio.sleep(0.05)
         assert answer is not None and answer.decision.allow and not answer.stale
-        assert (await service.check("outage", "emp-2", "read", ORDER)).decision.allow
+        assert (await service.decider.check("outage", "emp-2", "read", ORDER)).decision.allow
     finally:
         await service.close()

@@ -43,7 +43,7 @@ async def test_pubsub_killed_100_times_under_load(
     killer = aioredis.Redis.from_url(redis_process.url)
     figures: Counter[str] = Counter()
     try:
-        await writer.import_graph(None, acme("pk"))
+        await writer.admin.import_graph(None, acme("pk"))
         events_before = sidecar.events
         stop = asyncio.Event()
 
@@ -51,12 +51,14 @@ async def test_pubsub_killed_100_times_under_load(
             granted = True
             while not stop.is_set():
                 if granted:
-                    rev = await writer.remove_membership("pk", "emp-1", "de-managers")
+                    rev = await writer.admin.remove_membership("pk", "emp-1", "de-managers")
                 else:
-                    rev = await writer.add_membership("pk", "emp-1", "de-managers")
+                    rev = await writer.admin.add_membership("pk", "emp-1", "de-managers")
                 granted = not granted
                 figures["writes"] += 1
-                answer = await sidecar.check("pk", "emp-1", "update", ORDER, min_revision=rev)
+                answer = await sidecar.decider.check(
+                    "pk", "emp-1", "update", ORDER, min_revision=rev
+                )
                 figures["token checks"] += 1
                 if answer.decision.allow != granted:
                     figures["token checks answered wrong"] += 1
@@ -66,9 +68,9 @@ async def test_pubsub_killed_100_times_under_load(
         async def load() -> None:
             while not stop.is_set():
                 for subject in ("emp-1", "emp-2", "cust-1"):
-                    cached = sidecar.check_cached("pk", subject, "read", READ)
+                    cached = sidecar.decider.check_cached("pk", subject, "read", READ)
                     if cached is None:
-                        await sidecar.check("pk", subject, "read", READ)
+                        await sidecar.decider.check("pk", subject, "read", READ)
                     figures["checks without token"] += 1
                 await asyncio.sleep(0)
 
@@ -80,15 +82,15 @@ async def test_pubsub_killed_100_times_under_load(
         stop.set()
         await asyncio.gather(*tasks)
 
-        store_rev = await writer.revision("pk")
+        store_rev = await writer.decider.revision("pk")
         started = time.monotonic()
         while sidecar.cache.tenants["pk"].known_rev != store_rev:  # the poll catches up
             assert time.monotonic() - started < 30, "the sidecar never caught up"
             await asyncio.sleep(0.05)
         figures["events received"] = sidecar.events - events_before
         figures["cache resets"] = sidecar.cache.flushes
-        truth = await writer.check("pk", "emp-1", "update", ORDER, min_revision=store_rev)
-        cached = await sidecar.check("pk", "emp-1", "update", ORDER)
+        truth = await writer.decider.check("pk", "emp-1", "update", ORDER, min_revision=store_rev)
+        cached = await sidecar.decider.check("pk", "emp-1", "update", ORDER)
         assert cached.decision.allow == truth.decision.allow
     finally:
         await killer.aclose()
@@ -136,9 +138,9 @@ async def test_a_tenth_of_redis_replies_timing_out(
     )
     figures: Counter[str] = Counter()
     try:
-        await direct.import_graph(None, _employees("to", people))
+        await direct.admin.import_graph(None, _employees("to", people))
         expected = {
-            f"e-{i}": (await direct.check("to", f"e-{i}", "read", READ)).decision.allow
+            f"e-{i}": (await direct.decider.check("to", f"e-{i}", "read", READ)).decision.allow
             for i in range(people)
         }
         assert set(expected.values()) == {True, False}
@@ -150,12 +152,12 @@ async def test_a_tenth_of_redis_replies_timing_out(
                 subject = f"e-{rng.randrange(people)}"
                 try:
                     if rng.random() < 0.5:
-                        answer = await service.check("to", subject, "read", READ)
+                        answer = await service.decider.check("to", subject, "read", READ)
                         figures["checks"] += 1
                         if answer.decision.allow != expected[subject]:
                             figures["answers to another question"] += 1
                     else:
-                        entity = await service.get_entity("to", "subject", subject)
+                        entity = await service.admin.get_entity("to", "subject", subject)
                         figures["reads"] += 1
                         if entity["id"] != subject:
                             figures["answers to another question"] += 1
@@ -176,7 +178,7 @@ async def test_a_tenth_of_redis_replies_timing_out(
         proxy.delaying = False
         await asyncio.sleep(timeout)
         found = await asyncio.gather(
-            *(service.get_entity("to", "subject", f"e-{i}") for i in range(2 * pool_size))
+            *(service.admin.get_entity("to", "subject", f"e-{i}") for i in range(2 * pool_size))
         )
         assert [entity["id"] for entity in found] == [f"e-{i}" for i in range(2 * pool_size)]
     finally:

@@ -29,78 +29,78 @@ async def test_held_attributes_win_sent_ones_fill_the_rest(
     open_service: Opener, tenant: str
 ) -> None:
     service = await open_service()
-    await service.import_graph(None, with_resources(tenant, DE_ORDER))
+    await service.admin.import_graph(None, with_resources(tenant, DE_ORDER))
     sent_us = Resource("orders", "o-de", restrictions=US)
-    assert (await service.check(tenant, "emp-1", "update", sent_us)).decision.allow
+    assert (await service.decider.check(tenant, "emp-1", "update", sent_us)).decision.allow
     # The same through the cache, with no store call: the table is in-process now.
-    cached = service.check_cached(tenant, "emp-1", "update", sent_us)
+    cached = service.decider.check_cached(tenant, "emp-1", "update", sent_us)
     assert cached is not None and cached.decision.allow
     # A resource not held takes what the request sends.
     other = Resource("orders", "o-us", restrictions=US)
-    assert not (await service.check(tenant, "emp-1", "update", other)).decision.allow
+    assert not (await service.decider.check(tenant, "emp-1", "update", other)).decision.allow
     other_de = Resource("orders", "o-us", restrictions=DE)
-    assert service.check_cached(tenant, "emp-1", "update", other_de) is not None
-    answers = await service.check_many(
+    assert service.decider.check_cached(tenant, "emp-1", "update", other_de) is not None
+    answers = await service.decider.check_many(
         tenant, [("emp-1", "update", sent_us), ("emp-1", "update", other)]
     )
     assert [a.decision.allow for a in answers] == [True, False]
-    explained = await service.check(tenant, "emp-1", "update", sent_us, explain=True)
+    explained = await service.decider.check(tenant, "emp-1", "update", sent_us, explain=True)
     assert explained.decision.allow
 
 
 async def test_writes_reach_another_instance(open_service: Opener, tenant: str) -> None:
     writer, reader = await open_service(), await open_service()
-    await writer.import_graph(None, acme(tenant))
+    await writer.admin.import_graph(None, acme(tenant))
     sent_us = Resource("orders", "o-de", restrictions=US)
-    assert not (await reader.check(tenant, "emp-1", "update", sent_us)).decision.allow
-    rev = await writer.put_resource(tenant, DE_ORDER)
-    answer = await reader.check(tenant, "emp-1", "update", sent_us, min_revision=rev)
+    assert not (await reader.decider.check(tenant, "emp-1", "update", sent_us)).decision.allow
+    rev = await writer.admin.put_resource(tenant, DE_ORDER)
+    answer = await reader.decider.check(tenant, "emp-1", "update", sent_us, min_revision=rev)
     assert answer.decision.allow and answer.revision >= rev
-    assert await writer.get_resource(tenant, "orders", "o-de") == {
+    assert await writer.admin.get_resource(tenant, "orders", "o-de") == {
         "type": "orders",
         "id": "o-de",
         "attributes": {"restrictions": ["DE"]},
     }
-    assert await reader.held_ids(tenant, "orders") == ("o-de",)
-    rev = await writer.delete_resource(tenant, "orders", "o-de")
+    assert await reader.decider.held_ids(tenant, "orders") == ("o-de",)
+    rev = await writer.admin.delete_resource(tenant, "orders", "o-de")
     for _ in range(250):  # without a token: the change event drops the reader's table
-        if not (await reader.check(tenant, "emp-1", "update", sent_us)).decision.allow:
+        if not (await reader.decider.check(tenant, "emp-1", "update", sent_us)).decision.allow:
             break
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the deleted resource was never dropped by the other instance")
-    assert await reader.held_ids(tenant, "orders", min_revision=rev) == ()
+    assert await reader.decider.held_ids(tenant, "orders", min_revision=rev) == ()
     with pytest.raises(NotFound):
-        await writer.delete_resource(tenant, "orders", "o-de")
+        await writer.admin.delete_resource(tenant, "orders", "o-de")
     with pytest.raises(NotFound):
-        await writer.get_resource(tenant, "orders", "o-de")
+        await writer.admin.get_resource(tenant, "orders", "o-de")
 
 
 async def test_a_resource_write_drops_the_table_not_the_profiles(
     open_service: Opener, tenant: str
 ) -> None:
     writer, reader = await open_service(), await open_service()
-    await writer.import_graph(None, with_resources(tenant, DE_ORDER))
+    await writer.admin.import_graph(None, with_resources(tenant, DE_ORDER))
     sent_us = Resource("orders", "o-de", restrictions=US)
-    await reader.check(tenant, "emp-1", "update", sent_us)
-    assert reader.check_cached(tenant, "emp-1", "update", sent_us) is not None
-    await writer.put_resource(tenant, {**DE_ORDER, "attributes": {"restrictions": ["US"]}})
+    await reader.decider.check(tenant, "emp-1", "update", sent_us)
+    assert reader.decider.check_cached(tenant, "emp-1", "update", sent_us) is not None
+    await writer.admin.put_resource(tenant, {**DE_ORDER, "attributes": {"restrictions": ["US"]}})
     for _ in range(250):
-        if reader.check_cached(tenant, "emp-1", "update", sent_us) is None:
+        if reader.decider.check_cached(tenant, "emp-1", "update", sent_us) is None:
             break
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the change event never dropped the resource table")
     # The profile stays cached: a check without an entity id is still answered in-process.
-    assert reader.check_cached(tenant, "emp-1", "update", Resource("orders")) is not None
-    assert not (await reader.check(tenant, "emp-1", "update", sent_us)).decision.allow
+    assert reader.decider.check_cached(tenant, "emp-1", "update", Resource("orders")) is not None
+    assert not (await reader.decider.check(tenant, "emp-1", "update", sent_us)).decision.allow
 
 
 async def test_import_is_validated_whole_and_replaces_resources(
     open_service: Opener, tenant: str
 ) -> None:
     service = await open_service()
-    await service.import_graph(None, with_resources(tenant, DE_ORDER))
+    await service.admin.import_graph(None, with_resources(tenant, DE_ORDER))
     old_gen = (await service.graphs.meta(tenant) or (0, "", ""))[1]
 
     def order(**fields: Any) -> dict[str, Any]:
@@ -114,13 +114,13 @@ async def test_import_is_validated_whole_and_replaces_resources(
         (order(colour="red"), "resources[1].colour"),
     ]:  # fmt: skip
         with pytest.raises(GraphError) as raised:
-            await service.import_graph(None, with_resources(tenant, DE_ORDER, bad))
+            await service.admin.import_graph(None, with_resources(tenant, DE_ORDER, bad))
         assert raised.value.path == where
-    assert await service.held_ids(tenant, "orders") == ("o-de",)
-    replaced = await service.import_graph(None, acme(tenant))
+    assert await service.decider.held_ids(tenant, "orders") == ("o-de",)
+    replaced = await service.admin.import_graph(None, acme(tenant))
     # With the import's revision: its change event may reach the cache after the answer.
-    assert await service.held_ids(tenant, "orders", min_revision=replaced) == ()
+    assert await service.decider.held_ids(tenant, "orders", min_revision=replaced) == ()
     old = keys.Gen(tenant, int(old_gen))
     assert not await service.client.exists(old.resources("orders"), old.rtypes())
     with pytest.raises(GraphError):
-        await service.put_resource(tenant, {"type": "orders", "id": "bad id!"})
+        await service.admin.put_resource(tenant, {"type": "orders", "id": "bad id!"})

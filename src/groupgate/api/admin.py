@@ -99,7 +99,7 @@ def _revision(written: Written, status: int = 200, **fields: str) -> web.Respons
 async def list_tenants(request: web.Request) -> web.Response:
     state = request.app[STATE]
     caller = await _admin(state, request)
-    tenants = await state.service.tenants()
+    tenants = await state.decider.tenants()
     if caller.tenant is not None:
         tenants = [t for t in tenants if t == caller.tenant]
     return json_response({"tenants": tenants})
@@ -113,19 +113,19 @@ async def create_tenant(request: web.Request) -> web.Response:
     tenant = parsing.ident(body.get("tenant"), "tenant")
     if caller.tenant is not None and caller.tenant != tenant:
         raise Forbidden(f"this credential is bound to tenant {caller.tenant!r}")
-    if tenant in await state.service.tenants():
+    if tenant in await state.decider.tenants():
         raise Conflict(f"tenant {tenant!r} exists (import a document to replace its graph)")
     document: dict[str, Any] = {"tenant": tenant}
     if body.get("settings") is not None:
         document["settings"] = body["settings"]
-    revision = await state.service.import_graph(tenant, document)
+    revision = await state.admin.import_graph(tenant, document)
     state.tenants.forget()
     return _revision(revision, status=201, tenant=tenant)
 
 
 async def delete_tenant(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
-    revision = await state.service.delete_tenant(tenant)
+    revision = await state.admin.delete_tenant(tenant)
     state.tenants.forget()
     return _revision(revision)
 
@@ -146,7 +146,7 @@ async def import_graph(request: web.Request) -> web.Response:
     else:
         raise UnsupportedMedia(f"expected application/json or application/yaml, got {ctype}")
     parsing.expect_object(document)
-    revision = await state.service.import_graph(tenant, document)
+    revision = await state.admin.import_graph(tenant, document)
     state.tenants.forget()
     return _revision(revision)
 
@@ -156,8 +156,8 @@ async def export_graph(request: web.Request) -> web.StreamResponse:
     state, tenant = await _tenant(request)
     limits = state.config.limits
     for _ in range(limits.export_attempts):
-        exporter = state.service.exporter(limits.export_batch)
-        chunks = state.service.export(tenant, exporter)
+        exporter = state.admin.exporter(limits.export_batch)
+        chunks = state.admin.export(tenant, exporter)
         held: list[bytes] = []
         size = 0
         try:
@@ -214,7 +214,7 @@ async def _stream(
 
 async def put_settings(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
-    return _revision(await state.service.put_settings(tenant, await _body(state, request)))
+    return _revision(await state.admin.put_settings(tenant, await _body(state, request)))
 
 
 def _kind(request: web.Request) -> tuple[str, str]:
@@ -230,12 +230,12 @@ async def put_entity(request: web.Request) -> web.Response:
     body = await _body(state, request)
     if body.setdefault("id", entity_id) != entity_id:
         raise Unprocessable(f"id: the body names {body['id']!r}, the path {entity_id!r}")
-    service = state.service
+    admin = state.admin
     writers = {
-        "subject": service.put_subject,
-        "group": service.put_group,
-        "company": service.put_company,
-        "vendor": service.put_vendor,
+        "subject": admin.put_subject,
+        "group": admin.put_group,
+        "company": admin.put_company,
+        "vendor": admin.put_vendor,
     }
     return _revision(await writers[kind](tenant, body))
 
@@ -243,18 +243,18 @@ async def put_entity(request: web.Request) -> web.Response:
 async def get_entity(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     kind, entity_id = _kind(request)
-    return json_response(await state.service.get_entity(tenant, kind, entity_id))
+    return json_response(await state.admin.get_entity(tenant, kind, entity_id))
 
 
 async def delete_entity(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     kind, entity_id = _kind(request)
-    service = state.service
+    admin = state.admin
     deleters = {
-        "subject": service.delete_subject,
-        "group": service.delete_group,
-        "company": service.delete_company,
-        "vendor": service.delete_vendor,
+        "subject": admin.delete_subject,
+        "group": admin.delete_group,
+        "company": admin.delete_company,
+        "vendor": admin.delete_vendor,
     }
     return _revision(await deleters[kind](tenant, entity_id))
 
@@ -270,17 +270,17 @@ async def put_resource(request: web.Request) -> web.Response:
     for name, value in (("type", type_id), ("id", resource_id)):
         if body.setdefault(name, value) != value:
             raise Unprocessable(f"{name}: the body names {body[name]!r}, the path {value!r}")
-    return _revision(await state.service.put_resource(tenant, body))
+    return _revision(await state.admin.put_resource(tenant, body))
 
 
 async def get_resource(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
-    return json_response(await state.service.get_resource(tenant, *_resource(request)))
+    return json_response(await state.admin.get_resource(tenant, *_resource(request)))
 
 
 async def delete_resource(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
-    return _revision(await state.service.delete_resource(tenant, *_resource(request)))
+    return _revision(await state.admin.delete_resource(tenant, *_resource(request)))
 
 
 async def add_membership(request: web.Request) -> web.Response:
@@ -288,14 +288,14 @@ async def add_membership(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     body = await _body(state, request)
     subject = request.match_info["id"]
-    return _revision(await state.service.add_membership(tenant, subject, body))
+    return _revision(await state.admin.add_membership(tenant, subject, body))
 
 
 async def remove_membership(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     subject = request.match_info["id"]
     group = request.match_info["group"]
-    return _revision(await state.service.remove_membership(tenant, subject, group))
+    return _revision(await state.admin.remove_membership(tenant, subject, group))
 
 
 def setup(app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """The aiohttp application factory: state, limits, routes of every surface, resources.
 
-`create_app(config, service)` wires a ready `Decider` + `Admin` (the `GraphService`) into an
+`create_app(config, service)` wires a ready `GraphService` (its `Decider` and `Admin`) into an
 application. State lives under one typed `web.AppKey` (`STATE`) so a handler reaches it with
 one look-up; the JWKS HTTP client is opened and closed in `cleanup_ctx`. `build_app(config)`
 is what `groupgate serve` runs: it opens the service, loads the data files and closes the
@@ -36,11 +36,20 @@ from groupgate.store.contract import Admin, Decider
 from groupgate.store.flows import Flows
 
 
-class Service(Decider, Admin, Protocol):
-    """What the API needs from the store: both protocols and the approval flows (the
-    `GraphService`)."""
+class Service(Protocol):
+    """What the API needs from the store (the `GraphService`): the `Decider` and the `Admin`
+    it built, the approval flows, and the swap of the policy set (a reload)."""
 
+    catalog: Catalog
     flows: Flows
+
+    @property
+    def decider(self) -> Decider: ...
+
+    @property
+    def admin(self) -> Admin: ...
+
+    def use_catalog(self, catalog: Catalog) -> None: ...
 
 
 class Tenants:
@@ -101,6 +110,9 @@ class State:
 
     config: Config
     service: Service
+    #: The service's decider and admin writer, for the decision and the admin routes.
+    decider: Decider
+    admin: Admin
     catalog: Catalog
     routes: RouteTable
     auth: Authenticator
@@ -187,10 +199,12 @@ def create_app(config: Config, service: Service) -> web.Application:
     state = State(
         config=config,
         service=service,
+        decider=service.decider,
+        admin=service.admin,
         catalog=service.catalog,
         routes=RouteTable(service.catalog.routes),
         auth=Authenticator(config, verifier),
-        tenants=Tenants(service, config.default_tenant, ttl=max(config.poll_interval, 0.2)),
+        tenants=Tenants(service.decider, config.default_tenant, ttl=max(config.poll_interval, 0.2)),
         metrics=Metrics(service),
         actions=valid_actions(service.catalog),
         audit=audit_trail.build(config.audit, getattr(service, "client", None)),
@@ -269,7 +283,7 @@ async def build_app(config: Config) -> web.Application:
     try:
         for path in config.data:
             document = await asyncio.to_thread(read_document, path)
-            revision = await service.import_graph(None, document)
+            revision = await service.admin.import_graph(None, document)
             log.api.info("loaded %s (revision %d)", path, revision)
     except BaseException:
         await service.close()

@@ -140,7 +140,7 @@ async def create(request: web.Request) -> web.Response:
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
 
     async def evaluate(min_revision: int | None) -> Any:
-        return await state.service.purchase(
+        return await state.decider.purchase(
             tenant,
             asked.subject,
             asked.company,
@@ -278,7 +278,7 @@ async def list_(request: web.Request) -> web.Response:
         found, after, revision = await flows.inbox(tenant, who, cursor, limit)
     else:
         found, after = await flows.requested(tenant, who, status, cursor, limit)
-        revision = await state.service.revision(tenant)
+        revision = await state.decider.revision(tenant)
     items = [flow_body(FlowView(f, tuple(((), ()) for _ in f.tiers), revision)) for f in found]
     for item in items:
         del item["revision"]
@@ -338,20 +338,20 @@ async def put_delegation(request: web.Request) -> web.Response:
     """POST /v1/admin/tenants/{t}/delegations: 201 {"id", "revision", "replicas"}."""
     state, tenant = await _tenant(request)
     body = await _body(state, request)
-    delegation_id, revision = await state.service.put_delegation(tenant, body)
+    delegation_id, revision = await state.admin.put_delegation(tenant, body)
     return _revision(revision, status=201, id=delegation_id)
 
 
 async def list_delegations(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
-    found, revision = await state.service.delegations(tenant)
+    found, revision = await state.admin.delegations(tenant)
     return json_response({"delegations": found, "revision": revision})
 
 
 async def delete_delegation(request: web.Request) -> web.Response:
     state, tenant = await _tenant(request)
     delegation_id = parsing.ident(request.match_info["id"], "id")
-    return _revision(await state.service.delete_delegation(tenant, delegation_id))
+    return _revision(await state.admin.delete_delegation(tenant, delegation_id))
 
 
 def setup(app: web.Application) -> None:

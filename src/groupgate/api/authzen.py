@@ -377,7 +377,7 @@ async def decide(
     if checks:
         # A check item always has its resource (see `_plain_check` and `_parse_item`).
         questions = [(it.subject, it.action, cast(Resource, it.resource)) for it in checks]
-        answers = iter(await state.service.check_many(tenant, questions, min_revision=min_rev))
+        answers = iter(await state.decider.check_many(tenant, questions, min_revision=min_rev))
     out: list[dict[str, Any]] = []
     for item in items:
         if item.kind == "check":
@@ -415,7 +415,7 @@ async def _route(state: State, tenant: str, item: Item, min_rev: int | None) -> 
     if route is None:
         nothing = Decision(False, f"no route matches {item.action.upper()} {path}")
         return _decision(nothing, 0, False)
-    answer = await state.service.some(
+    answer = await state.decider.some(
         tenant, item.subject, route.action, route.resource_type, min_revision=min_rev
     )
     result = _decision(answer.decision, answer.revision, answer.stale)
@@ -429,7 +429,7 @@ async def _purchase_decision(
     assert item.company is not None and item.money is not None and item.resource is not None
     cost_center = item.resource.customer
     try:
-        answer = await state.service.purchase(
+        answer = await state.decider.purchase(
             tenant,
             item.subject,
             item.company,
@@ -607,7 +607,7 @@ def evaluation_answer(
     if tenant is not None and min_rev is None and item.kind == "check":
         assert item.resource is not None  # a check item always has its resource
         resource = item.resource
-        found = state.service.check_cached(tenant, item.subject, item.action, resource)
+        found = state.decider.check_cached(tenant, item.subject, item.action, resource)
         if found is not None:
             decided = found.decision
             request_id = request_id_of(headers)

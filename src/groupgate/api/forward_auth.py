@@ -346,7 +346,7 @@ def _decide_now(
     route = _route(state, trace, asked, identity, caller, tenant)
     if route is None:
         return FORBIDDEN
-    found = state.service.some_cached(tenant, identity.subject, route.action, route.resource_type)
+    found = state.decider.some_cached(tenant, identity.subject, route.action, route.resource_type)
     return None if found is None else _answered(state, trace, identity, tenant, found)
 
 
@@ -366,7 +366,7 @@ async def _decide_later(
         route = _route(state, trace, asked, identity, caller, tenant)
         if route is None:
             return FORBIDDEN
-        found = await state.service.some(
+        found = await state.decider.some(
             tenant, identity.subject, route.action, route.resource_type, min_revision=min_revision
         )
     except (GroupgateError, Refused) as exc:

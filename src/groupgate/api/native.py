@@ -265,7 +265,7 @@ def _cached(state: State, question: CheckQuestion, tenant: str) -> Answer | None
     """The answer from cache alone; None when it needs the store (or a token or explain)."""
     if question.explain or question.min_revision is not None:
         return None
-    return state.service.check_cached(tenant, question.subject, question.action, question.resource)
+    return state.decider.check_cached(tenant, question.subject, question.action, question.resource)
 
 
 async def _answer_later(
@@ -278,7 +278,7 @@ async def _answer_later(
         found = _cached(state, question, tenant)
         if found is not None:
             return _answered(state, caller, question, tenant, found, started)
-    found = await state.service.check(
+    found = await state.decider.check(
         tenant,
         question.subject,
         question.action,
@@ -340,7 +340,7 @@ async def checks(request: web.Request) -> web.Response:
     min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     answers = (
-        await state.service.check_many(tenant, questions, min_revision=min_rev, explain=explain)
+        await state.decider.check_many(tenant, questions, min_revision=min_rev, explain=explain)
         if questions
         else []
     )
@@ -410,7 +410,7 @@ async def filter_(request: web.Request) -> web.Response:
         raise Unprocessable(f"action: {type_id!r} has no action {action!r}")
     min_rev = parsing.revision(body.get("min_revision"), min_revision_header(request))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
-    found = await state.service.filter(tenant, subject, action, type_id, min_revision=min_rev)
+    found = await state.decider.filter(tenant, subject, action, type_id, min_revision=min_rev)
     record(
         state,
         "filter",

@@ -146,7 +146,7 @@ async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.catalog.types:
         return problem(503, "Not ready", "no policy loaded", "not-ready")
-    if not await state.service.ready():
+    if not await state.decider.ready():
         return problem(503, "Not ready", "the graph store does not answer", "not-ready")
     body: dict[str, Any] = {"status": "ready"}
     policies = state.extra.get("policies")

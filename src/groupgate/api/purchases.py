@@ -127,7 +127,7 @@ async def evaluate(request: web.Request) -> web.Response:
         approval_id = parsing.ident(approval_id, "approval_id")
     cart_hash = _cart_hash(body.get("cart"))
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
-    answer = await state.service.purchase(
+    answer = await state.decider.purchase(
         tenant, subject, company, money, cost_center=cost_center, min_revision=min_rev
     )
     result = answer.result

@@ -269,11 +269,11 @@ def subjects_of(
     """A `Fetch` over the tenant's subjects of `kinds`, page by page from the store."""
 
     async def fetch(after: str | None, n: int) -> tuple[list[str], str | None, bool]:
-        page = await state.service.subject_ids(tenant, after, n)
+        page = await state.decider.subject_ids(tenant, after, n)
         ids = list(page.items)
         last = ids[-1] if ids else None
         if ids and kinds != ALL_KINDS:
-            found = await state.service.subject_kinds(tenant, ids, min_revision=min_rev)
+            found = await state.decider.subject_kinds(tenant, ids, min_revision=min_rev)
             ids = [sid for sid, kind in zip(ids, found, strict=True) if kind in kinds]
         return ids, last, page.next_token is not None
 
@@ -300,7 +300,7 @@ async def search_subject(request: web.Request) -> web.Response:
     asked_about = resource
 
     async def decide(ids: list[str]) -> list[bool]:
-        answers = await state.service.check_many(
+        answers = await state.decider.check_many(
             tenant, [(sid, action, asked_about) for sid in ids], min_revision=min_rev
         )
         return [found.decision.allow for found in answers]
@@ -314,12 +314,12 @@ async def search_subject(request: web.Request) -> web.Response:
 
 async def _entities(asked: Asked, type_id: str) -> Fetch | None:
     """Where the entities of `type_id` come from; None when groupgate holds none."""
-    service, tenant = asked.state.service, asked.tenant
-    held = await service.held_ids(tenant, type_id, min_revision=asked.min_revision)
+    decider, tenant = asked.state.decider, asked.tenant
+    held = await decider.held_ids(tenant, type_id, min_revision=asked.min_revision)
     if held:
         return listed(held)
     if type_id == "companies":
-        return listed(await service.company_ids(tenant))
+        return listed(await decider.company_ids(tenant))
     if type_id == "customers":
         customers = frozenset({SubjectKind.CUSTOMER})
         return subjects_of(asked.state, tenant, customers, asked.min_revision)
@@ -356,7 +356,7 @@ async def search_resource(request: web.Request) -> web.Response:
         return answer([], None, context)
 
     async def decide(ids: list[str]) -> list[bool]:
-        answers = await state.service.check_many(
+        answers = await state.decider.check_many(
             tenant, [(subject, action, Resource(type_id, rid)) for rid in ids], min_revision=min_rev
         )
         return [found.decision.allow for found in answers]
@@ -382,7 +382,7 @@ async def search_action(request: web.Request) -> web.Response:
         _record(asked, "action", subject, None, None, 0)
         return answer([], None)
     candidates = sorted(state.actions[resource.type])
-    answers = await state.service.check_many(
+    answers = await state.decider.check_many(
         tenant, [(subject, a, resource) for a in candidates], min_revision=min_rev
     )
     allowed = [

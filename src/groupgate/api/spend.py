@@ -104,7 +104,7 @@ async def commit(request: web.Request) -> web.Response:
     order = read_order(body)
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
     try:
-        answer = await state.service.commit(tenant, order)
+        answer = await state.decider.commit(tenant, order)
     except Refused as exc:
         _record_commit(state, started, tenant, caller.name, order, exc.rule, None)
         raise
@@ -150,7 +150,7 @@ async def release(request: web.Request) -> web.Response:
     parsing.only(body, RELEASE_FIELDS, "")
     order_id = parsing.ident(body.get("order_id"), "order_id")
     tenant = await state.tenants.resolve(tenant_field(body.get("tenant")), caller)
-    released = await state.service.release(tenant, order_id)
+    released = await state.decider.release(tenant, order_id)
     record(
         state,
         "purchase.release",

@@ -59,9 +59,9 @@ class Checks:
         return CheckSpec(subject, action, resource, expect == "allow", reason)
 
     async def run(self, spec: CheckSpec, context: Context) -> Outcome:
-        service, tenant = context.service, context.tenant
-        answer = await service.check(tenant, spec.subject, spec.action, spec.resource)
-        traced = await service.check(tenant, spec.subject, spec.action, spec.resource, explain=True)
+        decider, tenant = context.service.decider, context.tenant
+        answer = await decider.check(tenant, spec.subject, spec.action, spec.resource)
+        traced = await decider.check(tenant, spec.subject, spec.action, spec.resource, explain=True)
         decision, reference = answer.decision, traced.decision
         trace = tuple(f"  {line}" for line in reference.explain or ())
         got = "allow" if decision.allow else "deny"

@@ -85,7 +85,7 @@ class Flows:
         service, tenant, asked = context.service, context.tenant, spec.request
 
         async def evaluate(min_revision: int | None) -> PurchaseAnswer:
-            return await service.purchase(
+            return await service.decider.purchase(
                 tenant,
                 asked.subject,
                 asked.company,

@@ -60,7 +60,7 @@ class Purchases:
         return PurchaseSpec(subject, company, money, expect)
 
     async def run(self, spec: PurchaseSpec, context: Context) -> Outcome:
-        answer = await context.service.purchase(
+        answer = await context.service.decider.purchase(
             context.tenant, spec.subject, spec.company, spec.amount
         )
         result, expect = answer.result, spec.expect

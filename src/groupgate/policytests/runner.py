@@ -37,7 +37,7 @@ async def run_suite(suite: Suite) -> list[Result]:
     service = await GraphService.open(suite.catalog, None, poll_interval=60.0)
     results: list[Result] = []
     try:
-        await service.import_graph(suite.tenant, suite.document)
+        await service.admin.import_graph(suite.tenant, suite.document)
         context = Context(service, suite.tenant, suite.catalog, suite.graph)
         types = registered()
         for case in suite.cases:

@@ -18,7 +18,7 @@ Invariants that keep it from ever serving a revoked permission:
 5. A revision or generation that goes backwards, or the same revision with another stamp
    (a failover lost acknowledged writes), drops the tenant's entries. Nothing announces
    it: the service's poll finds it within `poll_interval`, and a check with a consistency
-   token compares first (`GraphService._confirm`), so that it never uses such entries.
+   token compares first (`CachedEntries.confirm`), so that it never uses such entries.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ProfileCache:
         self._by_dependency: dict[tuple[str, str], set[str]] = {}
         self.tenants: dict[str, TenantState] = {}
         self.hits = 0
-        #: Subjects resolved from the store: counted by `GraphService._resolve`.
+        #: Subjects resolved from the store: counted by `CachedEntries`.
         self.misses = 0
         self.evictions = 0
         self.flushes = 0

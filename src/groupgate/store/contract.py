@@ -1,9 +1,10 @@
 """What the store layer offers the API: the `Decider` and `Admin` protocols and answer types.
 
-The API layer depends on these names only; `groupgate.store.service.GraphService`
-implements both over Redis (or the embedded fakeredis). Every answer carries the revision
-of the data it was computed from; `stale` is set when Redis was unreachable and the answer
-came from a cache younger than the configured staleness bound.
+The API layer depends on these names only; over Redis (or the embedded fakeredis)
+`decider.StoreDecider` implements `Decider` and `admin.StoreAdmin` implements `Admin`, both
+built by `service.GraphService` (its `decider` and `admin`). Every answer carries the
+revision of the data it was computed from; `stale` is set when Redis was unreachable and the
+answer came from a cache younger than the configured staleness bound.
 """
 
 from __future__ import annotations
@@ -122,11 +123,8 @@ class Page:
 class Decider(Protocol):
     """Read side: every decision surface of the sidecar."""
 
+    #: The policy set decided with (`GraphService.use_catalog` swaps it on a reload).
     catalog: Catalog
-
-    def use_catalog(self, catalog: Catalog) -> None:
-        """Decide with another policy set from now on (a reload; see api/policies.py)."""
-        ...
 
     async def check(
         self,

@@ -6,7 +6,9 @@ events a write publishes, the revision poll under them, and when the store last 
 - `poll`: every `poll_interval` seconds, compares every cached tenant's (rev, gen, stamp)
   with the store in one round trip: a lost event, a store that went backwards or diverged
   (a failover that lost writes) drops what the cache holds of that tenant;
-- `last_ok`: when the store last answered (the staleness bound of `GraphService`).
+- the shared `guard.Guard` counts the store errors met listening or polling, and notes
+  each time the store answered (`last_ok`, where the staleness bound of cached answers
+  starts, `cached.CachedEntries`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.asyncio import Redis
 
 from groupgate.store import keys
 from groupgate.store.cache import ProfileCache
+from groupgate.store.guard import STORE_ERRORS, Guard
 from groupgate.store.ops import Client, Graphs, text
 
 log = logging.getLogger("groupgate.store")
@@ -35,18 +38,16 @@ class Freshness:
         subscriber: Client | Redis,
         cache: ProfileCache,
         poll_interval: float,
-        store_errors: tuple[type[BaseException], ...],
+        guard: Guard,
     ) -> None:
         self.graphs = graphs
         self.client = client
         self.subscriber = subscriber
         self.cache = cache
         self.poll_interval = poll_interval
-        self.store_errors = store_errors
-        #: Change events applied, and store errors met while listening or polling.
+        self.guard = guard
+        #: Change events applied.
         self.events = 0
-        self.errors = 0
-        self.last_ok = time.monotonic()
         self.subscribed = asyncio.Event()
 
     async def listen(self) -> None:
@@ -64,13 +65,13 @@ class Freshness:
                         self.on_event(message)
             except asyncio.CancelledError:
                 raise
-            except self.store_errors as exc:
-                self.errors += 1
+            except STORE_ERRORS as exc:
+                self.guard.errors += 1
                 log.warning("change-event subscription lost: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                with contextlib.suppress(*self.store_errors):
+                with contextlib.suppress(*STORE_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def on_event(self, message: dict[str, Any]) -> None:
@@ -100,8 +101,8 @@ class Freshness:
             await asyncio.sleep(self.poll_interval)
             try:
                 await self.reconcile_all(after_reconnect=False)
-            except self.store_errors as exc:
-                self.errors += 1
+            except STORE_ERRORS as exc:
+                self.guard.errors += 1
                 log.warning("revision poll failed: %s", exc)
 
     async def reconcile_all(self, *, after_reconnect: bool) -> None:
@@ -109,11 +110,11 @@ class Freshness:
         per node (cache invariants 2 and 4)."""
         if not self.cache.tenants:
             await self.client.ping()
-            self.last_ok = time.monotonic()
+            self.guard.answered()
             return
         tenants = list(self.cache.tenants)
         metas = await self.graphs.metas(tenants)
-        self.last_ok = now = time.monotonic()
+        self.guard.last_ok = now = time.monotonic()
         grace = 0.0 if after_reconnect else self.poll_interval
         for tenant, meta in zip(tenants, metas, strict=True):
             if meta is None:

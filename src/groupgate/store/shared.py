@@ -1,7 +1,7 @@
 """Reads shared by concurrent callers, each read begun after every caller that shares it.
 
 A check with a consistency token must see the store as it is *after* the check arrived
-(`GraphService._confirm`): a read already under way may predate a rollback. So callers
+(`CachedEntries.confirm`): a read already under way may predate a rollback. So callers
 arriving while a read of the same key is in flight wait for the next read, which starts
 when that one ends and serves all of them: at most one read per key in flight, at most one
 queued, however many callers (a group commit for reads).

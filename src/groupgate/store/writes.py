@@ -1,10 +1,12 @@
-"""Validated, atomic writes to one tenant's graph (the `Admin` protocol).
+"""Validated, atomic writes to one tenant's graph: the writes of the `Admin` protocol
+(`admin.StoreAdmin` adds its reads).
 
 Each write follows one pattern: read what the rules need in one atomic script (which also
 returns the revision), validate with the engine's rules (`groupgate.engine.graph`), build the
 operations, and apply them with a compare-and-set on the revision. If another write landed in
 between, the whole thing is retried against the new state; a refused write raises before
-anything is written. Every success bumps the revision and publishes a change event.
+anything is written. Every success bumps the revision and publishes a change event. When
+the store fails, a write raises `StoreUnavailable` (`guard.guarded`: counted, fail closed).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from groupgate.model import (
 from groupgate.store import codec, held, keys
 from groupgate.store.events import EventLog
 from groupgate.store.generations import IMPORT_BATCH, MAX_ATTEMPTS, Generations
+from groupgate.store.guard import Guard, guarded
 from groupgate.store.ops import Graphs, Named, Ops, Snapshot, pairs, text
 from groupgate.store.written import Written
 
@@ -47,11 +50,15 @@ DEFAULT_EVENTS_MAXLEN = 100_000
 
 
 class Writer:
-    """Applies admin writes for every tenant of one store."""
+    """Applies admin writes for every tenant of one store; each public write fails closed
+    through `guard` when the store fails (`guard.guarded`)."""
 
-    def __init__(self, graphs: Graphs, catalog: Catalog, events: EventLog | None = None) -> None:
+    def __init__(
+        self, graphs: Graphs, catalog: Catalog, guard: Guard, events: EventLog | None = None
+    ) -> None:
         self.graphs = graphs
         self.catalog = catalog
+        self.guard = guard
         self.groups = codec.GroupMemo()
         self.events = events if events is not None else EventLog(DEFAULT_EVENTS_MAXLEN)
         self.generations = Generations(graphs)
@@ -66,6 +73,7 @@ class Writer:
 
     # ------------------------------------------------------------------ subjects
 
+    @guarded
     async def put_subject(self, tenant: str, document: Any) -> Written:
         subject, shorthand = rules.parse_subject(document, "subject")
 
@@ -143,6 +151,7 @@ class Writer:
             change = {"subject": subject.id, "added": added, "removed": removed}
             self.events.add(ops, tenant, "group.membership_changed", change)
 
+    @guarded
     async def delete_subject(self, tenant: str, subject_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -168,6 +177,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def add_membership(self, tenant: str, subject_id: str, document: Any) -> Written:
         """Link a subject to a group, or `{"company", "role"}` to a predefined group."""
 
@@ -227,6 +237,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def remove_membership(self, tenant: str, subject_id: str, group_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -259,6 +270,7 @@ class Writer:
 
     # ------------------------------------------------------------------ groups
 
+    @guarded
     async def put_group(self, tenant: str, document: Any) -> Written:
         body = document if isinstance(document, dict) else {}
         group_id = str(body.get("id") or "")
@@ -314,6 +326,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def delete_group(self, tenant: str, group_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -366,6 +379,7 @@ class Writer:
 
     # ------------------------------------------------------------------ companies
 
+    @guarded
     async def put_company(self, tenant: str, document: Any) -> Written:
         reserved = [rule.id for rule in self.catalog.approval_rules]
         company = rules.parse_company(document, "company", reserved)
@@ -423,6 +437,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def delete_company(self, tenant: str, company_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -462,6 +477,7 @@ class Writer:
 
     # ------------------------------------------------------------------ vendors
 
+    @guarded
     async def put_vendor(self, tenant: str, document: Any) -> Written:
         vendor = rules.parse_vendor(document, "vendor")
 
@@ -482,6 +498,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def delete_vendor(self, tenant: str, vendor_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -512,6 +529,7 @@ class Writer:
 
     # ------------------------------------------------------------------ held resources
 
+    @guarded
     async def put_resource(self, tenant: str, document: Any) -> Written:
         """Create or replace a held resource entity `{"type", "id", "attributes"}`."""
         entity = rules.parse_resource(document, "resource", self.catalog)
@@ -526,6 +544,7 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def delete_resource(self, tenant: str, type_id: str, resource_id: str) -> Written:
         async def attempt() -> Written | None:
             rel = keys.RELATIVE
@@ -549,6 +568,7 @@ class Writer:
 
     # ------------------------------------------------------------------ delegations
 
+    @guarded
     async def put_delegation(self, tenant: str, document: Any) -> tuple[str, Written]:
         """Create or replace a delegation (`engine.delegations`); return its id and the
         revision. Both ends must be customers of the company when it is written."""
@@ -594,6 +614,7 @@ class Writer:
 
         return delegation.id, await self._retry(attempt)
 
+    @guarded
     async def delete_delegation(self, tenant: str, delegation_id: str) -> Written:
         async def attempt() -> Written | None:
             snap = await self.graphs.read_named(
@@ -612,6 +633,7 @@ class Writer:
 
     # ------------------------------------------------------------------ settings, tenants
 
+    @guarded
     async def put_settings(self, tenant: str, document: Any) -> Written:
         """Replace the tenant's settings; creates the tenant when it does not exist yet."""
         settings = rules.parse_settings(document)
@@ -643,12 +665,14 @@ class Writer:
 
         return await self._retry(attempt)
 
+    @guarded
     async def import_graph(self, tenant: str | None, document: Any) -> Written:
         """Validate a whole document, then write it as a new generation and flip to it
         (`generations.Generations.flip`)."""
         graph = rules.parse_graph(document, self.catalog, tenant)
         return await self.generations.flip(graph, self.events)
 
+    @guarded
     async def delete_tenant(self, tenant: str) -> Written:
         meta = await self.graphs.meta(tenant)
         if meta is None:
