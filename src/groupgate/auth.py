@@ -9,7 +9,10 @@ Callers:
   send that), or in `X-Groupgate-Key` (for the gateway, whose `Authorization` carries the
   subject's token). Keys are compared in constant time: the SHA-256 of the presented key
   against the SHA-256 of *every* configured key with `hmac.compare_digest`, no early exit, so
-  neither the position of a matching key nor its length leaks;
+  neither the position of a matching key nor its length leaks; a key that matched is then
+  remembered (`KeyRing._matched`, one entry per configured key at most) and found again by a
+  dictionary look-up, whose timing depends on the presented key only through its SipHash,
+  keyed at random per process;
 - optionally a service JWT (`jwt_caller_tokens`), verified like a subject token; it is an
   admin credential when its `scope`/`scp` claim lists `jwt_admin_scope`.
 
@@ -117,7 +120,8 @@ class KeyRing:
         return bool(self._keys)
 
     def match(self, presented: str) -> Caller | None:
-        """Return the caller for `presented`, comparing it with every key (no early exit)."""
+        """Return the caller for `presented`: a key that matched before from `_matched`,
+        any other compared with every key (no early exit)."""
         found = self._matched.get(presented)
         if found is not None:
             return found
