@@ -106,7 +106,7 @@ class StoreDecider(Purchases):
     ) -> Answer | None:
         """`approve` on `approvals` with the id of a flow: may the subject approve that flow
         now (its current tier)? None when the id names no flow (the company-level answer)."""
-        found = await self.guard(self.flows.may_approve(tenant, flow_id, subject))
+        found = await self.flows.may_approve(tenant, flow_id, subject)
         if found is None:
             return None
         decision, rev = found

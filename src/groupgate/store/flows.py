@@ -22,7 +22,6 @@ ended_by, reason.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import random
 import re
@@ -36,14 +35,13 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from groupgate.engine import delegations as delegation_codec
 from groupgate.engine.approvers import approves_through
 from groupgate.engine.delegations import format_time
 from groupgate.engine.eligibility import CompanyView, Seat, eligible, seat, wanted_groups
 from groupgate.engine.tiers import tier_complete
-from groupgate.errors import Conflict, Forbidden, NotFound, NotReplicated, StoreUnavailable
+from groupgate.errors import Conflict, Forbidden, NotFound, NotReplicated
 from groupgate.model import (
     PREDEFINED_ROLES,
     Approval,
@@ -59,12 +57,12 @@ from groupgate.model import (
 from groupgate.store import codec, flow_codec, flow_scripts, keys
 from groupgate.store.contract import FlowView, PurchaseAnswer
 from groupgate.store.events import EventLog
+from groupgate.store.guard import Guard, guarded
 from groupgate.store.ops import Client, Graphs, Ops, pairs, text
 
 Evaluate = Callable[[int | None], Awaitable[PurchaseAnswer]]
 P = ParamSpec("P")
 R = TypeVar("R")
-STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 #: Every flow id: `ap-`, the creation time in ms (12 hex digits), 10 random hex digits.
 _FLOW_ID = re.compile(r"ap-[0-9a-f]{22}")
 
@@ -77,21 +75,6 @@ def is_flow_id(text: str) -> bool:
     """Could `text` name a flow? Flows get their ids from `new_flow_id` only, so an id of
     another form names none, and a check about it needs no look-up in the store."""
     return len(text) == 25 and _FLOW_ID.fullmatch(text) is not None
-
-
-def _store(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """A store error fails closed: `StoreUnavailable` (503), never an answer."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except STORE_ERRORS as exc:
-            raise StoreUnavailable(
-                f"store unreachable or refusing ({type(exc).__name__}): failing closed"
-            ) from None
-
-    return guarded
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +116,7 @@ class Flows:
         client: Client,
         graphs: Graphs,
         events: EventLog,
+        guard: Guard,
         *,
         ttl: float = 7 * 24 * 3600.0,
         attempts: int = 20,
@@ -142,6 +126,8 @@ class Flows:
         self.client = client
         self.graphs = graphs
         self.events = events
+        #: Store errors fail closed (`StoreUnavailable`), counted with the service's.
+        self.guard = guard
         self.ttl = ttl
         self.attempts = attempts
         self.scan_limit = scan_limit
@@ -157,7 +143,7 @@ class Flows:
 
     # ------------------------------------------------------------------ create
 
-    @_store
+    @guarded
     async def request(
         self, tenant: str, request: Request, idempotency_key: str, evaluate: Evaluate
     ) -> tuple[PurchaseAnswer | None, FlowView | None, bool]:
@@ -278,7 +264,7 @@ class Flows:
         raw = await self.client.hgetall(keys.flow(tenant, flow_id))
         return flow_codec.load_flow(flow_id, pairs(flow_codec.flat(raw))) if raw else None
 
-    @_store
+    @guarded
     async def get(self, tenant: str, flow_id: str) -> FlowView:
         """The flow with who may act on each open tier now; a flow found past its expiry
         is expired first."""
@@ -391,7 +377,7 @@ class Flows:
 
     # ------------------------------------------------------------------ transitions
 
-    @_store
+    @guarded
     async def approve(
         self, tenant: str, flow_id: str, subject: str, comment: str | None
     ) -> FlowView:
@@ -437,7 +423,7 @@ class Flows:
             await _backoff(attempt)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
-    @_store
+    @guarded
     async def decline(self, tenant: str, flow_id: str, subject: str, reason: str) -> FlowView:
         """Decline the flow as an approver eligible for its current tier: DECLINED."""
         for attempt in range(self.attempts):
@@ -465,7 +451,7 @@ class Flows:
             await _backoff(attempt)
         raise Conflict("too many concurrent changes to this tenant; try again")
 
-    @_store
+    @guarded
     async def cancel(self, tenant: str, flow_id: str, subject: str) -> FlowView:
         """Withdraw the flow as its requester: CLOSED."""
         flow = await self.load(tenant, flow_id)
@@ -512,7 +498,7 @@ class Flows:
         )
         return result[0] == "expired"
 
-    @_store
+    @guarded
     async def sweep(self, tenant: str, batch: int = 100) -> int:
         """Expire the tenant's pending flows past their expiry; return how many."""
         count = 0
@@ -654,7 +640,7 @@ class Flows:
 
     # ------------------------------------------------------------------ questions
 
-    @_store
+    @guarded
     async def may_approve(
         self, tenant: str, flow_id: str, subject: str
     ) -> tuple[Decision, int] | None:
@@ -675,7 +661,7 @@ class Flows:
         reason = f"eligible for list {found.slot + 1} of tier {flow.tier + 1} of {flow_id}{via}"
         return Decision(True, reason), ctx.rev
 
-    @_store
+    @guarded
     async def usable(
         self,
         tenant: str,
@@ -711,7 +697,7 @@ class Flows:
 
     # ------------------------------------------------------------------ lists
 
-    @_store
+    @guarded
     async def requested(
         self, tenant: str, requester: str, status: str | None, after: str | None, limit: int
     ) -> tuple[list[Flow], str | None]:
@@ -732,7 +718,7 @@ class Flows:
         more = scanned < len(ids)
         return out, (out[-1].id if more and out else None)
 
-    @_store
+    @guarded
     async def inbox(
         self, tenant: str, approver: str, after: str | None, limit: int
     ) -> tuple[list[Flow], str | None, int]:

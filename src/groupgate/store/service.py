@@ -99,7 +99,9 @@ class GraphService:
         self.guard = Guard()
         self.event_log = EventLog(events_maxlen, clock)
         self.admin = StoreAdmin(self.graphs, catalog, self.guard, self.event_log)
-        self.flows = Flows(client, self.graphs, self.event_log, ttl=approval_ttl, clock=clock)
+        self.flows = Flows(
+            client, self.graphs, self.event_log, self.guard, ttl=approval_ttl, clock=clock
+        )
         self.sweep_interval = approval_sweep_interval
         self.cache = ProfileCache(cache_size, clock)
         self.ledger = Ledger(client, spend_retention, self.replication)
