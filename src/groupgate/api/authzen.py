@@ -528,7 +528,26 @@ def _record(
     request_id: str | None = None,
 ) -> None:
     """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter),
-    with the PEP's `X-Request-ID` (`request_id_of`) when it sent one."""
+    with the PEP's `X-Request-ID` (`request_id_of`) when it sent one. A single evaluation is
+    recorded by `record`, without the batch path's generator."""
+    if len(decisions) == 1:
+        one = _decided(items[0], decisions[0])
+        record(
+            state,
+            "authzen",
+            started,
+            tenant=tenant,
+            caller=caller.name,
+            subject=one.subject,
+            action=one.action,
+            type=one.type,
+            id=one.id,
+            allow=one.allow,
+            reason=one.reason,
+            revision=one.revision,
+            request_id=request_id,
+        )
+        return
     record_many(
         state,
         "authzen",
@@ -606,28 +625,12 @@ def evaluation_answer(
         raise spec_error(exc) from None
     if tenant is not None and min_rev is None and item.kind == "check":
         assert item.resource is not None  # a check item always has its resource
-        resource = item.resource
-        found = state.decider.check_cached(tenant, item.subject, item.action, resource)
+        found = state.decider.check_cached(tenant, item.subject, item.action, item.resource)
         if found is not None:
-            decided = found.decision
+            decision = _decision(found.decision, found.revision, found.stale)
             request_id = request_id_of(headers)
-            # What `_record` records of a batch of one, without the batch's generator.
-            record(
-                state,
-                "authzen",
-                started,
-                tenant=tenant,
-                caller=caller.name,
-                subject=item.subject,
-                action=item.action,
-                type=resource.type,
-                id=resource.id,
-                allow=decided.allow,
-                reason=decided.reason,
-                revision=found.revision,
-                request_id=request_id,
-            )
-            return orjson.dumps(_decision(decided, found.revision, found.stale)), request_id
+            _record(state, started, tenant, caller, [item], [decision], request_id)
+            return orjson.dumps(decision), request_id
     return _evaluation_later(state, headers, body, started, (caller, item, min_rev))
 
 
