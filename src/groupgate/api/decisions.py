@@ -50,6 +50,7 @@ from groupgate.api.app import STATE, State
 from groupgate.api.headers import REQUEST_ID, TENANT_HEADER, duplicate
 from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
+from groupgate.model import new_tuple
 
 CHECK = b"/v1/check"
 EVALUATION = b"/access/v1/evaluation"
@@ -61,6 +62,8 @@ GATEWAY = (b"/v1/gateway/auth", b"/auth")
 ENVOY = forward_auth.ENVOY_PREFIX.encode() + b"/"
 EMPTY = ""  # no Content-Type: forward-auth answers have no body
 JSON = "application/json"
+#: What an answer given at once is (a tuple: `bytes | Response` would build a union per test).
+ANSWERED = (bytes, http11.Response)
 
 
 def limits_of(state: State) -> http11.Limits:
@@ -132,6 +135,9 @@ SLOT_OF |= {
         "Content-Type",
     )
 }
+ORIGINAL_METHOD, ORIGINAL_URI, FORWARDED_METHOD, FORWARDED_URI = (
+    SLOT_OF[name] for name in (*forward_auth.ORIGINAL, *forward_auth.FORWARDED)
+)
 
 
 class Picked:
@@ -156,6 +162,26 @@ class Picked:
             return values or default
         raw = self.request.fields[slot]
         return default if raw is None else [raw.decode("utf-8", "surrogateescape")]
+
+
+def _sent(request: http11.Request) -> forward_auth.Sent:
+    """The headers forward-auth reads, from the picked fields when none came twice."""
+    if request.repeated is not None:
+        return forward_auth.read(_headers(request))
+    fields = request.fields
+    return new_tuple(
+        forward_auth.Sent,
+        (
+            _text(fields[ORIGINAL_METHOD]),
+            _text(fields[ORIGINAL_URI]),
+            _text(fields[FORWARDED_METHOD]),
+            _text(fields[FORWARDED_URI]),
+            _text(fields[AUTHORIZATION]),
+            _text(fields[KEY]),
+            _text(fields[MIN_REVISION]),
+            None,
+        ),
+    )
 
 
 def _view(request: http11.Request) -> Picked | CIMultiDict[str]:
@@ -193,7 +219,7 @@ class Decisions:
                 found = self._route(request, path)
         except Exception as exc:
             return self._problem(request, exc)
-        if isinstance(found, bytes | http11.Response):
+        if isinstance(found, ANSWERED):
             return found
         return self._later(request, found)
 
@@ -220,7 +246,7 @@ class Decisions:
                 self.state,
                 request.method.decode("latin-1"),
                 request.url.decode("utf-8", "surrogateescape"),
-                _view(request),
+                _sent(request),
                 "headers" if path in GATEWAY else "envoy",
             )
             if isinstance(found, forward_auth.GatewayAnswer):

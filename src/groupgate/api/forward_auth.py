@@ -3,7 +3,9 @@
 `decide(state, method, target, headers)` takes the auth request's own method, its raw
 request target and a case-insensitive view of its headers, and returns a `GatewayAnswer`.
 Nothing here knows the HTTP server: `groupgate.api.gateway` wraps it for aiohttp, and any
-other listener can call it with a `multidict.CIMultiDict` of the request's headers.
+other listener can call it with a `multidict.CIMultiDict` of the request's headers, or call
+`answer` with the headers it reads (`Sent`: each header's first value and the first header
+sent twice), as the decision listener does from the fields its parser picked out.
 
 Endpoints (by the target's path; anything else is a 404):
 
@@ -64,7 +66,7 @@ from groupgate.api import http_rules, parsing
 from groupgate.api.record import record
 from groupgate.auth import ANONYMOUS, Caller, Identity, credential
 from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
-from groupgate.model import Route
+from groupgate.model import Route, new_tuple
 from groupgate.store.contract import Answer
 
 if TYPE_CHECKING:
@@ -87,7 +89,10 @@ _FORBIDDEN_ESCAPES = ("%2f", "%5c", "%00", "%2e")
 #: A path of unreserved characters and sub-delims only: no escape, no backslash, no control.
 _PLAIN = re.compile(r"[A-Za-z0-9/\-._~!$&'()*+,;=:@]*\Z")
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
-_VISIBLE = re.compile(r"[\x21-\x7e]{1,512}\Z")
+#: Methods that are HTTP tokens, known without the pattern (most requests use one of them).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: The longest subject or tenant sent to the upstream in a header.
+MAX_IDENTITY = 512
 
 
 class HeaderView(Protocol):
@@ -129,7 +134,7 @@ def normalised_path(uri: str) -> str | None:
     """Return the decoded path of `uri`, or None when it is not in normal form."""
     if not uri.startswith("/") or len(uri) > MAX_URI:
         return None
-    path = uri.split("?", 1)[0].split("#", 1)[0]
+    path = uri.split("?", 1)[0].split("#", 1)[0] if "?" in uri or "#" in uri else uri
     if _PLAIN.match(path) and "//" not in path and "/." not in path:
         return path  # the common case: nothing escaped, no dot segment, nothing to decode
     lowered = path.lower()
@@ -145,18 +150,64 @@ def normalised_path(uri: str) -> str | None:
     return "/" + "/".join(segments)
 
 
+def visible(text: str) -> bool:
+    """Whether `text` may be sent in a header as it is: 1 to `MAX_IDENTITY` visible ASCII
+    characters (0x21-0x7e), nothing else."""
+    return (
+        0 < len(text) <= MAX_IDENTITY
+        and text.isascii()
+        and text.isprintable()  # of ASCII: 0x20-0x7e
+        and " " not in text
+    )
+
+
 def unauthorized(error: str | None) -> GatewayAnswer:
     """A 401 with its challenge (`error="invalid_token"` when a token was refused)."""
     value = CHALLENGE if error is None else f'{CHALLENGE}, error="{error}"'
     return GatewayAnswer(401, (("WWW-Authenticate", value),))
 
 
-def single(headers: HeaderView, name: str) -> str | None:
-    """The one value of `name`, or None; refuse a repeated header."""
-    values = headers.getall(name, [])
-    if len(values) > 1:
-        raise Refused("duplicate-header", f"{name} sent {len(values)} times")
-    return values[0] if values else None
+#: The headers forward-auth reads, in the order in which a repeat of one is refused: the
+#: original request's (while reading it), then the credentials'.
+READ = (*ORIGINAL, *FORWARDED, AUTHORIZATION, KEY, MIN_REVISION)
+
+
+class Sent(NamedTuple):
+    """The first value of each header in `READ`, and the first of them that was sent more
+    than once (its name and count; None when none was). A listener reads them its own way:
+    `read` from any header view, the decision listener from the fields it picked out."""
+
+    original_method: str | None
+    original_uri: str | None
+    forwarded_method: str | None
+    forwarded_uri: str | None
+    authorization: str | None
+    key: str | None
+    min_revision: str | None
+    repeated: tuple[str, int] | None
+
+
+def read(headers: HeaderView) -> Sent:
+    """The headers of `READ` as `Sent`."""
+    values: list[str | None] = []
+    repeated: tuple[str, int] | None = None
+    for name in READ:
+        found = headers.getall(name, [])
+        if len(found) > 1 and repeated is None:
+            repeated = (name, len(found))
+        values.append(found[0] if found else None)
+    return new_tuple(Sent, (*values, repeated))
+
+
+_FAMILY_HEADERS = frozenset(ORIGINAL + FORWARDED)
+_METHODS_SENT = (ORIGINAL[0], FORWARDED[0])
+_URIS_SENT = (ORIGINAL[1], FORWARDED[1])
+
+
+def _refuse_repeated(sent: Sent) -> None:
+    repeated = sent.repeated
+    if repeated is not None:
+        raise Refused("duplicate-header", f"{repeated[0]} sent {repeated[1]} times")
 
 
 def endpoint(target: str) -> str | None:
@@ -174,9 +225,7 @@ def endpoint(target: str) -> str | None:
     return None
 
 
-def original(
-    kind: str, method: str, target: str, headers: HeaderView, where: str | None = None
-) -> Original:
+def original(kind: str, method: str, target: str, sent: Sent, where: str | None = None) -> Original:
     """Read the proxied request under `kind`'s trust rules; raise `Refused` otherwise.
 
     `where` is `endpoint(target)` when the caller has it already."""
@@ -184,17 +233,14 @@ def original(
     if envoy != (kind == "envoy"):
         path = target.split("?", 1)[0]
         raise Refused("wrong-endpoint", f"{path[:64]!r} is not the endpoint of kind {kind}")
-    # Each read once, in this order (the first repeated one is refused).
-    values = (
-        single(headers, ORIGINAL[0]),
-        single(headers, ORIGINAL[1]),
-        single(headers, FORWARDED[0]),
-        single(headers, FORWARDED[1]),
-    )
-    for i in (0, 1):
-        a, b = values[i], values[i + 2]
+    repeated = sent.repeated
+    if repeated is not None and repeated[0] in _FAMILY_HEADERS:
+        _refuse_repeated(sent)
+    for ours, theirs, a, b in (
+        (*_METHODS_SENT, sent.original_method, sent.forwarded_method),
+        (*_URIS_SENT, sent.original_uri, sent.forwarded_uri),
+    ):
         if a is not None and b is not None and a != b:
-            ours, theirs = ORIGINAL[i], FORWARDED[i]
             raise Refused("families-disagree", f"{ours} {a[:64]!r} but {theirs} {b[:64]!r}")
     if envoy:
         origin = http_rules.origin_form(target.encode("utf-8", "surrogateescape"))
@@ -204,17 +250,18 @@ def original(
         uri = raw[len(ENVOY_PREFIX) :]
         found_method: str | None = method
         found_uri: str | None = uri if uri.startswith("/") else "/" + uri
+    elif FAMILIES[kind] is ORIGINAL:
+        found_method, found_uri = sent.original_method, sent.original_uri
     else:
-        at = 0 if FAMILIES[kind] is ORIGINAL else 2
-        found_method, found_uri = values[at], values[at + 1]
+        found_method, found_uri = sent.forwarded_method, sent.forwarded_uri
     if not found_method or not found_uri:
         raise Refused("no-original-request", f"no {' / '.join(FAMILIES.get(kind, ()))}")
-    if not _METHOD.match(found_method):
+    if found_method not in _METHODS and not _METHOD.match(found_method):
         raise Refused("bad-method", f"method {found_method[:32]!r}")
     normal = normalised_path(found_uri)
     if normal is None:
         raise Refused("non-normalised-path", f"URI {found_uri[:128]!r}")
-    return Original(found_method, found_uri, normal)
+    return new_tuple(Original, (found_method, found_uri, normal))
 
 
 @dataclass(slots=True)
@@ -254,29 +301,31 @@ async def decide(state: State, method: str, target: str, headers: HeaderView) ->
     """Answer one forward-auth request (see the module docstring for every rule).
 
     `method` and `target` are the auth request's own (`GET`, `/v1/gateway/auth`); a target
-    that names neither endpoint is a 404. `answer` without the await.
+    that names neither endpoint is a 404. `answer` on the headers `read`, without the await.
     """
-    found = answer(state, method, target, headers)
+    found = answer(state, method, target, read(headers))
     return found if isinstance(found, GatewayAnswer) else await found
 
 
 def answer(
-    state: State, method: str, target: str, headers: HeaderView, where: str | None = None
+    state: State, method: str, target: str, sent: Sent, where: str | None = None
 ) -> GatewayAnswer | Awaitable[GatewayAnswer]:
-    """`decide`, answered at once when everything it needs is cached (a verified token, the
-    caller key, the tenant, the subject's profile, no consistency token); otherwise an
-    awaitable of the answer. The decision listener answers without a task that way, and
-    passes `where` (`endpoint(target)`), having routed the target already."""
+    """`decide` on the headers `sent`, answered at once when everything it needs is cached
+    (a verified token, the caller key, the tenant, the subject's profile, no consistency
+    token); otherwise an awaitable of the answer. The decision listener answers without a
+    task that way, and passes `where` (`endpoint(target)`), having routed the target
+    already."""
     trace = Trace(perf_counter())
     if where is None:
         where = endpoint(target)
         if where is None:
             return NOT_FOUND
     try:
-        trace.asked = original(state.config.gateway_kind, method, target, headers, where)
-        token = credential(single(headers, AUTHORIZATION))
-        key = single(headers, KEY)
-        min_revision = _min_revision(single(headers, MIN_REVISION))
+        trace.asked = original(state.config.gateway_kind, method, target, sent, where)
+        _refuse_repeated(sent)  # of the credentials' headers (the others are refused above)
+        token = credential(sent.authorization)
+        key = sent.key
+        min_revision = _min_revision(sent.min_revision)
     except Refused as refused:
         return _refused(state, trace, refused)
     if token is None:
@@ -380,7 +429,7 @@ def _route(
     """The route of the original request (None: no route, recorded); refuses an identity
     that could not be sent in a header."""
     trace.subject, trace.caller, trace.tenant = identity.subject, caller.name, tenant
-    if not (_VISIBLE.match(identity.subject) and _VISIBLE.match(tenant)):
+    if not (visible(identity.subject) and visible(tenant)):
         raise Refused("unsafe-identity", "the subject or tenant is not visible ASCII")
     route = state.routes.match("GET" if asked.method == "HEAD" else asked.method, asked.path)
     if route is None:

@@ -45,6 +45,9 @@ HALF_CLOSED = "the client closed its side before the request body was complete"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 WHITESPACE = frozenset(b" \t")
 RETRY_AFTER = 1
+#: Heads of keep-alive answers kept per second (`Listener.heads`): an app answers the same
+#: status and headers again and again (a gateway's 403, a subject's 200).
+HEADS_KEPT = 1024
 
 
 #: Each status code's status line (with its reason phrase), formatted once.
@@ -242,10 +245,13 @@ class Listener:
         self.emptied = asyncio.Event()
         self.date = b""
         self.head_ok = b""
+        #: Response -> its keep-alive head (`Connection._keep_alive_head`), for this `date`.
+        self.heads: dict[Response, bytes] = {}
         self._refresh_date()
 
     def _refresh_date(self) -> None:
         self.date = formatdate(usegmt=True).encode()
+        self.heads.clear()
         self.head_ok = (
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: %s\r\nContent-Length: "
             % self.date
@@ -601,9 +607,21 @@ class Connection(asyncio.Protocol):
             self.queued_bytes = 0
             transport.close()
             return
-        extra = (b"Connection: keep-alive",) if request.http10 else ()
-        transport.write(self._head(response, *extra) + body)
+        if request.http10:
+            transport.write(self._head(response, b"Connection: keep-alive") + body)
+        else:
+            transport.write(self._keep_alive_head(response) + body)
         self._idle()
+
+    def _keep_alive_head(self, response: Response) -> bytes:
+        """`_head(response)`, formatted once per second per response (`Listener.heads`)."""
+        heads = self.listener.heads
+        head = heads.get(response)
+        if head is None:
+            head = self._head(response)
+            if len(heads) < HEADS_KEPT:
+                heads[response] = head
+        return head
 
     def _head(self, response: Response, *extra: bytes) -> bytes:
         head = b"%s\r\n%sDate: %s\r\nContent-Length: %d\r\n" % (

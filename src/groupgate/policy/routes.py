@@ -35,9 +35,11 @@ class RouteTable:
     def match(self, method: str, path: str) -> Route | None:
         """Return the route for `method` and `path` (query string ignored), or None."""
         method = method.upper()
-        path = path.split("?", 1)[0].split("#", 1)[0] or "/"
-        if len(path) > 1:
+        if "?" in path or "#" in path:
+            path = path.split("?", 1)[0].split("#", 1)[0]
+        if path[-1:] == "/":
             path = path.rstrip("/")
+        path = path or "/"
         exact = self._exact.get((method, path))
         if exact is not None:
             return exact
@@ -68,7 +70,8 @@ def _walk(node: _Node, segments: list[str], at: int) -> Route | None:
 
 
 def _segments(path: str) -> list[str]:
-    return [s for s in path.split("/") if s]
+    segments = path[1:].split("/") if path[:1] == "/" else path.split("/")
+    return [s for s in segments if s] if "" in segments else segments
 
 
 def _is_param(segment: str) -> bool:
