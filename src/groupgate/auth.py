@@ -90,6 +90,8 @@ def credential(authorization: str | None) -> str | None:
     """Return the credential in an `Authorization` value: after `Bearer `, or the whole value."""
     if not authorization:
         return None
+    if authorization.startswith("Bearer "):  # the usual spelling, read without a split
+        return authorization[7:].strip() or None
     scheme, sep, rest = authorization.partition(" ")
     if sep and scheme.lower() == "bearer":
         return rest.strip() or None

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from groupgate import tracing
 from groupgate.audit.record import Record, decision_id
+from groupgate.model import new_tuple
 
 
 class Metrics(Protocol):
@@ -85,23 +86,27 @@ def record(
         )
     audit = state.audit
     if audit is not None:
+        # `new_tuple`: a named tuple's own constructor costs twice as much (a Python call).
         audit.add(
-            Record(
-                decision_id(),
-                time(),
-                surface,
-                tenant,
-                caller,
-                subject,
-                action,
-                type,
-                id,
-                allow,
-                reason,
-                revision,
-                round(elapsed * 1000, 3),
-                request_id,
-                extra,
+            new_tuple(
+                Record,
+                (
+                    decision_id(),
+                    time(),
+                    surface,
+                    tenant,
+                    caller,
+                    subject,
+                    action,
+                    type,
+                    id,
+                    allow,
+                    reason,
+                    revision,
+                    round(elapsed * 1000, 3),
+                    request_id,
+                    extra,
+                ),
             )
         )
 
@@ -128,21 +133,24 @@ def record_many(
         now = time()
         for item in decided:
             audit.add(
-                Record(
-                    decision_id(),
-                    now,
-                    surface,
-                    tenant,
-                    caller,
-                    item.subject,
-                    item.action,
-                    item.type,
-                    item.id,
-                    item.allow,
-                    item.reason,
-                    item.revision,
-                    latency,
-                    request_id,
-                    None,
+                new_tuple(
+                    Record,
+                    (
+                        decision_id(),
+                        now,
+                        surface,
+                        tenant,
+                        caller,
+                        item.subject,
+                        item.action,
+                        item.type,
+                        item.id,
+                        item.allow,
+                        item.reason,
+                        item.revision,
+                        latency,
+                        request_id,
+                        None,
+                    ),
                 )
             )

@@ -82,13 +82,14 @@ def as_dict(record: Record, mask: Collection[str] = ()) -> dict[str, Any]:
 
 
 def _instant(moment: float) -> str:
-    """RFC 3339 in UTC to the microsecond (`2027-01-15T08:00:03.000000Z`); the second's part
-    is formatted once per second, not once per record."""
+    """RFC 3339 in UTC to the microsecond (`2027-01-15T08:00:03.000000Z`, truncated); the
+    second's part is formatted once per second, not once per record."""
     whole = int(moment)
     global _second, _second_text
     if whole != _second:
-        _second, _second_text = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second_text}.{round((moment - whole) * 1e6) % 1_000_000:06d}Z"
+        _second = whole
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)) + "%06dZ"
+    return _second_text % int((moment - whole) * 1e6)
 
 
 _second = -1
