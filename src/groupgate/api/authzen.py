@@ -487,8 +487,12 @@ def _requested_tenant(headers: Headers) -> str | None:
 def echo_line(headers: Headers) -> tuple[bytes, ...]:
     """The `X-Request-ID` header line to add to any answer to `headers` (the decision
     listener's form of `request_id_of`): empty when there is none to echo."""
-    found = request_id_of(headers)
-    return () if found is None else (f"{REQUEST_ID}: {found}".encode("ascii"),)
+    return echo_of(request_id_of(headers))
+
+
+def echo_of(request_id: str | None) -> tuple[bytes, ...]:
+    """`echo_line` for the `request_id_of` the headers already gave."""
+    return () if request_id is None else (f"{REQUEST_ID}: {request_id}".encode("ascii"),)
 
 
 def spec_error(exc: Exception) -> Exception:

@@ -235,7 +235,7 @@ class Decisions:
 
     def _route(
         self, request: http11.Request, path: bytes
-    ) -> http11.Response | Awaitable[bytes | http11.Response]:
+    ) -> bytes | http11.Response | Awaitable[bytes | http11.Response]:
         """Everything but a `POST /v1/check`."""
         if path in (CHECK, EVALUATION):
             if request.method != b"POST":
@@ -279,29 +279,31 @@ class Decisions:
         found = native.answer(state, caller, body, value, revision, started)
         return found if isinstance(found, bytes) else await found
 
-    def _evaluation(self, request: http11.Request) -> http11.Response | Awaitable[http11.Response]:
-        # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3).
+    def _evaluation(
+        self, request: http11.Request
+    ) -> bytes | http11.Response | Awaitable[bytes | http11.Response]:
+        # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3):
+        # an answer comes with the one the use case read, a problem reads it here.
         headers = _view(request)
-        echo = authzen.echo_line(headers)
         try:
             found = authzen.evaluation_answer(self.state, headers, request.body)
         except Exception as exc:
-            return self._echoed(self._problem(request, exc), echo)
+            return self._echoed(self._problem(request, exc), authzen.echo_line(headers))
         if isinstance(found, tuple):
-            return http11.Response(200, JSON, found[0], echo)
-        return self._evaluation_later(request, found, echo)
+            return _evaluated(*found)
+        return self._evaluation_later(request, found, headers)
 
     async def _evaluation_later(
         self,
         request: http11.Request,
         pending: Awaitable[tuple[bytes, str | None]],
-        echo: tuple[bytes, ...],
-    ) -> http11.Response:
+        headers: Picked | CIMultiDict[str],
+    ) -> bytes | http11.Response:
         try:
-            found, _ = await pending
+            found = await pending
         except Exception as exc:
-            return self._echoed(self._problem(request, exc), echo)
-        return http11.Response(200, JSON, found, echo)
+            return self._echoed(self._problem(request, exc), authzen.echo_line(headers))
+        return _evaluated(*found)
 
     @staticmethod
     def _echoed(response: http11.Response, echo: tuple[bytes, ...]) -> http11.Response:
@@ -337,6 +339,14 @@ class Decisions:
             500, "Internal error", "internal error; see the sidecar's log", "internal"
         )
         return http11.Response(500, PROBLEM, body)
+
+
+def _evaluated(body: bytes, request_id: str | None) -> bytes | http11.Response:
+    """An evaluation's 200: the body alone (`http11` writes it with its prepared head) unless
+    an `X-Request-ID` goes back with it."""
+    if request_id is None:
+        return body
+    return http11.Response(200, JSON, body, authzen.echo_of(request_id))
 
 
 def _gateway_response(answer: forward_auth.GatewayAnswer) -> http11.Response:
