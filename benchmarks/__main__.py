@@ -4,7 +4,8 @@ Each suite is one entry in `SUITES`: a function adding its options to a sub-pars
 function running it from the parsed options, returning (results, markdown). Suites:
 `engine`, `store`, `spend` (limits in evaluations, commit round trips), `http` (groupgate vs
 Cerbos vs bare aiohttp), `slowbody` (slow request bodies: connections held and memory, per
-listener), and `run` for all of them
+listener), `instructions` (instructions per request, counted by callgrind: what this noisy
+machine cannot move), and `run` for all of them
 (`python -m benchmarks run --quick` for a fast pass). Results land in
 `benchmarks/results/<suite>-<timestamp>.json`, `<suite>-latest.json` and
 `<suite>-latest.md`.
@@ -161,6 +162,24 @@ def _slowbody(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return results, slowbody.markdown(results)
 
 
+def _instructions_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="500 subjects, 500 requests per list (~1 min)"
+    )
+    parser.add_argument("--subjects", type=int, default=2_000, help="tenant size (2,000)")
+    parser.add_argument(
+        "--requests", type=int, default=2_000, help="requests per workload list (2,000)"
+    )
+
+
+def _instructions(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from benchmarks import instructions
+
+    size = (500, 500) if args.quick else (args.subjects, args.requests)
+    results = instructions.run(subjects=size[0], requests=size[1])
+    return results, instructions.markdown(results)
+
+
 def _all_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the quick form of every suite")
 
@@ -284,6 +303,11 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
         "the audit trail's and a policy reload's cost under load (issue 14)",
         _operations_options,
         _operations,
+    ),
+    "instructions": (
+        "instructions per request on the decision listener, counted by callgrind",
+        _instructions_options,
+        _instructions,
     ),
     "run": (
         "every suite in turn: engine, store, spend, purchases, approvals, http, slowbody, "
