@@ -8,17 +8,18 @@ gives that figure for each per-request endpoint of a gateway, so that a change t
 can be judged in one run.
 
 How: a child process runs under `valgrind --tool=callgrind --instr-atstart=no`. It builds
-the application state as `groupgate serve` does (the settings of `http`: HS256 subject
-tokens, a caller key bound to the tenant, the graph imported into a private redis-server) and
-drives the decision listener's own code, `http11.Connection` with `decisions.Decisions`,
-through a transport that keeps only counts, fed the request lists of `http`'s listener
-workloads (`benchmarks.http.listeners`): `POST /v1/check`, the AuthZEN single evaluation and
-forward-auth with HS256 tokens. Each list is played twice to warm the caches (every request
-answered, awaiting where it must), then once more with instrumentation on, and
-`callgrind_control` dumps that list's count. A second child does the same for `/v1/check`
-with the Redis stream audit sink, its batches written inside the counted window (issue 14's
-audit cost). Every request must be answered in the counted pass, with the statuses the
-warm-up saw: a list that fell to a slower path is an error, not a figure.
+the application state as `groupgate serve` does (its garbage collector thresholds; the
+settings of `http`: HS256 subject tokens, a caller key bound to the tenant, the graph
+imported into a private redis-server) and drives the decision listener's own code,
+`http11.Connection` with `decisions.Decisions`, through a transport that keeps only counts,
+fed the request lists of `http`'s listener workloads (`benchmarks.http.listeners`):
+`POST /v1/check`, the AuthZEN single evaluation and forward-auth with HS256 tokens. Each list
+is played twice to warm the caches (every request answered, awaiting where it must), then
+once more with instrumentation on, and `callgrind_control` dumps that list's count. A second
+child does the same for `/v1/check` with the Redis stream audit sink, its batches written
+inside the counted window (issue 14's audit cost). Every request must be answered in the
+counted pass, with the statuses the warm-up saw: a list that fell to a slower path is an
+error, not a figure.
 
 What it leaves out: the kernel (socket reads and writes, about half of a request's CPU time
 under wrk here), cache misses and the event loop's polling. Its ratios are those of
@@ -218,9 +219,12 @@ async def _child(args: argparse.Namespace) -> None:
     from benchmarks.http import listeners, run, workload
     from groupgate.api import decisions, http11
     from groupgate.api.app import STATE, create_app
+    from groupgate.api.server import tune_gc
     from groupgate.config import load_config
     from groupgate.policy import load_policy
     from groupgate.store.service import GraphService
+
+    tune_gc()  # as `groupgate serve` runs: the collector's thresholds count instructions too
 
     work = workload.prepare(subjects=args.subjects, questions=args.requests)
     lists = listeners.build(args.folder, work, workload.rsa_key(), count=args.requests)
