@@ -103,7 +103,7 @@ def record(
                     allow,
                     reason,
                     revision,
-                    round(elapsed * 1000, 3),
+                    int(elapsed * 1e6 + 0.5) / 1000,  # round(ms, 3) at half the cost
                     request_id,
                     extra,
                 ),
@@ -129,7 +129,7 @@ def record_many(
     state.metrics.observe_many(surface, allowed, count - allowed, started)
     audit = state.audit
     if audit is not None:
-        latency = round((perf_counter() - started) * 1000, 3)
+        latency = int((perf_counter() - started) * 1e6 + 0.5) / 1000
         now = time()
         for item in decided:
             audit.add(
