@@ -578,14 +578,17 @@ def _decided(item: Item, decision: dict[str, Any]) -> Decided:
         kind, rid = item.resource.type, item.resource.id
     else:
         kind = rid = None
-    return Decided(
-        item.subject or None,  # an item too malformed to name one (`_failed`)
-        item.action or None,
-        kind,
-        rid,
-        decision["decision"],
-        context.get("reason"),
-        context.get("revision"),
+    return new_tuple(
+        Decided,
+        (
+            item.subject or None,  # an item too malformed to name one (`_failed`)
+            item.action or None,
+            kind,
+            rid,
+            decision["decision"],
+            context.get("reason"),
+            context.get("revision"),
+        ),
     )
 
 
