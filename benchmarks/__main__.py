@@ -251,6 +251,7 @@ def _all(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         "http",
         "slowbody",
         "operations",
+        "instructions",
     ):
         _, add_options, runner = SUITES[name]
         sub = argparse.ArgumentParser()
@@ -311,7 +312,7 @@ SUITES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]
     ),
     "run": (
         "every suite in turn: engine, store, spend, purchases, approvals, http, slowbody, "
-        "operations",
+        "operations, instructions",
         _all_options,
         _all,
     ),
