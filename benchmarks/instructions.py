@@ -258,6 +258,8 @@ async def _child(args: argparse.Namespace) -> None:
             stream = streams[name]
             for _ in range(2):  # warm: every answer, awaiting where it must
                 warm = await _play(listener, stream, wait=True)
+            if state.audit is not None:
+                await state.audit.flush()  # the counted pass writes its own records only
             sink = _Sink()
             _control("-z")
             _control("-i", "on")
