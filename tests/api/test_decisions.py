@@ -584,6 +584,25 @@ async def test_answers_do_not_depend_on_how_the_stream_is_split(warm: Listener) 
         assert feed(warm, pieces) == whole, cuts
 
 
+async def test_a_response_head_is_formatted_once_a_second_per_kind_of_answer(
+    warm: Listener,
+) -> None:
+    written = feed(warm, [request(path="/elsewhere") * 3 + request(method="GET")])
+    answers = written.split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"404", b"404", b"404", b"405"]
+    for answer in answers:
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert int(re.findall(rb"Content-Length: (\d+)", head)[0]) == len(body)
+    # Three 404s of one length and headers share a head; the 405 (with `Allow`) has its own.
+    kinds = sorted(warm.heads)
+    assert [(status, length > 0, lines) for status, _, length, lines in kinds] == [
+        (404, True, ()),
+        (405, True, (b"Allow: POST",)),
+    ]
+    warm._refresh_date()  # a new second: a new Date, heads formatted again
+    assert warm.heads == {}
+
+
 async def test_any_bytes_get_a_problem_or_nothing_never_an_exception(
     warm: Listener,
 ) -> None:

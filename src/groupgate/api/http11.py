@@ -245,8 +245,9 @@ class Listener:
         self.emptied = asyncio.Event()
         self.date = b""
         self.head_ok = b""
-        #: Response -> its keep-alive head (`Connection._keep_alive_head`), for this `date`.
-        self.heads: dict[Response, bytes] = {}
+        #: (status, media type, body length, header lines) -> the keep-alive head of such an
+        #: answer (`Connection._keep_alive_head`), for this `date`.
+        self.heads: dict[tuple[int, str, int, tuple[bytes, ...]], bytes] = {}
         self._refresh_date()
 
     def _refresh_date(self) -> None:
@@ -614,13 +615,15 @@ class Connection(asyncio.Protocol):
         self._idle()
 
     def _keep_alive_head(self, response: Response) -> bytes:
-        """`_head(response)`, formatted once per second per response (`Listener.heads`)."""
+        """`_head(response)`, formatted once per second per kind of answer (`Listener.heads`:
+        the head depends on the body's length, not on the body)."""
         heads = self.listener.heads
-        head = heads.get(response)
+        kind = (response.status, response.media, len(response.body), response.headers)
+        head = heads.get(kind)
         if head is None:
             head = self._head(response)
             if len(heads) < HEADS_KEPT:
-                heads[response] = head
+                heads[kind] = head
         return head
 
     def _head(self, response: Response, *extra: bytes) -> bytes:
