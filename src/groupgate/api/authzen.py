@@ -58,13 +58,16 @@ from aiohttp import web
 from groupgate.api import parsing
 from groupgate.api.app import STATE, State
 from groupgate.api.headers import (
+    AUTHORIZATION,
+    KEY_HEADER,
     MIN_REVISION,
     REQUEST_ID,
     TENANT_HEADER,
     Headers,
-    credentials,
+    duplicate,
     request_id_of,
     single,
+    valid_request_id,
 )
 from groupgate.api.native import caller_of, json_response, min_revision_header
 from groupgate.api.problems import (
@@ -480,18 +483,72 @@ async def tenant_of(state: State, headers: Headers, caller: Caller) -> str:
 
 def _requested_tenant(headers: Headers) -> str | None:
     """`X-Groupgate-Tenant`, at most once and a valid id, or None."""
-    requested = single(headers, TENANT_HEADER)
+    return _tenant_id(single(headers, TENANT_HEADER))
+
+
+def _tenant_id(requested: str | None) -> str | None:
     return None if requested is None else parsing.ident(requested, TENANT_HEADER)
 
 
-def echo_line(headers: Headers) -> tuple[bytes, ...]:
-    """The `X-Request-ID` header line to add to any answer to `headers` (the decision
+#: The headers a single evaluation reads (`Asked`), in its order.
+ASKED = (AUTHORIZATION, KEY_HEADER, "Content-Type", TENANT_HEADER, MIN_REVISION, REQUEST_ID)
+
+
+class Asked(NamedTuple):
+    """The headers a single evaluation reads, each read once: their first values, and the
+    names of those sent more than once. A repeat is refused (`duplicate`) where the
+    evaluation reads that header, in its order: credentials, tenant, consistency token;
+    `Content-Type` and `X-Request-ID` take their first copy, as `getall` readers do. A
+    listener fills it its own way: `asked` from any header view, the decision listener from
+    the fields its parser picked out."""
+
+    authorization: str | None
+    key: str | None
+    content_type: str | None
+    tenant: str | None
+    min_revision: str | None
+    request_id: str | None
+    repeated: frozenset[str]
+
+
+NONE_REPEATED: frozenset[str] = frozenset()
+
+
+def asked(headers: Headers) -> Asked:
+    """The headers of `ASKED` as `Asked`."""
+    values: list[str | None] = []
+    repeated: set[str] = set()
+    for name in ASKED:
+        found = headers.getall(name, None)
+        if found is not None and len(found) > 1:
+            repeated.add(name)
+        values.append(found[0] if found else None)
+    return new_tuple(Asked, (*values, frozenset(repeated) if repeated else NONE_REPEATED))
+
+
+def _once(sent: Asked, name: str, value: str | None) -> str | None:
+    """`value` of header `name`, unless it came twice (then the 400 `single` raises)."""
+    if sent.repeated and name in sent.repeated:
+        raise duplicate(name)
+    return value
+
+
+def _credentials(sent: Asked) -> tuple[str | None, str | None]:
+    """`credentials` of what was sent."""
+    return (
+        _once(sent, AUTHORIZATION, sent.authorization),
+        _once(sent, KEY_HEADER, sent.key),
+    )
+
+
+def echo_line(sent: Asked) -> tuple[bytes, ...]:
+    """The `X-Request-ID` header line to add to any answer to what was `sent` (the decision
     listener's form of `request_id_of`): empty when there is none to echo."""
-    return echo_of(request_id_of(headers))
+    return echo_of(valid_request_id(sent.request_id))
 
 
 def echo_of(request_id: str | None) -> tuple[bytes, ...]:
-    """`echo_line` for the `request_id_of` the headers already gave."""
+    """`echo_line` for a request id already checked (`valid_request_id`)."""
     return () if request_id is None else (f"{REQUEST_ID}: {request_id}".encode("ascii"),)
 
 
@@ -533,24 +590,9 @@ def _record(
 ) -> None:
     """Record the decisions of `items` (a batch may stop early: `decisions` may be shorter),
     with the PEP's `X-Request-ID` (`request_id_of`) when it sent one. A single evaluation is
-    recorded by `record`, without the batch path's generator."""
+    recorded by `_record_one`."""
     if len(decisions) == 1:
-        one = _decided(items[0], decisions[0])
-        record(
-            state,
-            "authzen",
-            started,
-            tenant=tenant,
-            caller=caller.name,
-            subject=one.subject,
-            action=one.action,
-            type=one.type,
-            id=one.id,
-            allow=one.allow,
-            reason=one.reason,
-            revision=one.revision,
-            request_id=request_id,
-        )
+        _record_one(state, started, tenant, caller, items[0], decisions[0], request_id)
         return
     record_many(
         state,
@@ -564,6 +606,34 @@ def _record(
             _decided(item, decision)
             for item, decision in zip(items[: len(decisions)], decisions, strict=True)
         ),
+        request_id=request_id,
+    )
+
+
+def _record_one(
+    state: State,
+    started: float,
+    tenant: str,
+    caller: Caller,
+    item: Item,
+    decision: dict[str, Any],
+    request_id: str | None,
+) -> None:
+    """`_record` of one decision: `record`, without the batch path's generator."""
+    subject, action, kind, rid, allow, reason, revision = _decided(item, decision)
+    record(
+        state,
+        "authzen",
+        started,
+        tenant=tenant,
+        caller=caller.name,
+        subject=subject,
+        action=action,
+        type=kind,
+        id=rid,
+        allow=allow,
+        reason=reason,
+        revision=revision,
         request_id=request_id,
     )
 
@@ -597,37 +667,35 @@ async def evaluation(request: web.Request) -> web.Response:
     `answer_evaluation`)."""
     state = request.app[STATE]
     raw = await parsing.read_body(request, state.config.limits.max_body_bytes)
-    body, _ = await answer_evaluation(state, request.headers, raw)
+    body, _ = await answer_evaluation(state, asked(request.headers), raw)
     return web.Response(body=body, content_type="application/json")
 
 
-async def answer_evaluation(
-    state: State, headers: Headers, body: bytes
-) -> tuple[bytes, str | None]:
+async def answer_evaluation(state: State, sent: Asked, body: bytes) -> tuple[bytes, str | None]:
     """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
     `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit.
 
     Errors are raised as `spec_error` says; the caller echoes `X-Request-ID` on them too
     (`echo_line`, `route`). `evaluation_answer` without the await."""
-    found = evaluation_answer(state, headers, body)
+    found = evaluation_answer(state, sent, body)
     return found if isinstance(found, tuple) else await found
 
 
 def evaluation_answer(
-    state: State, headers: Headers, body: bytes
+    state: State, sent: Asked, body: bytes
 ) -> tuple[bytes, str | None] | Awaitable[tuple[bytes, str | None]]:
     """`answer_evaluation`, answered at once for an API-key caller whose tenant is known
     asking a plain check about a cached subject without a consistency token (the decision
     listener then answers without a task); otherwise an awaitable of the answer."""
     started = perf_counter()
     try:
-        authorization, key = credentials(headers)
+        authorization, key = _credentials(sent)
         caller = state.auth.key_caller(authorization, key)
         if caller is None:  # a service token: verified before anything else is read
-            return _evaluation_later(state, headers, body, started, None)
-        item = _evaluation_item(state, headers, body)
-        tenant = state.tenants.known(_requested_tenant(headers), caller)
-        min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+            return _evaluation_later(state, sent, body, started, None)
+        item = _evaluation_item(state, sent.content_type, body)
+        tenant = state.tenants.known(_tenant_id(_once(sent, TENANT_HEADER, sent.tenant)), caller)
+        min_rev = parsing.revision(None, _once(sent, MIN_REVISION, sent.min_revision))
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
     if tenant is not None and min_rev is None and item.kind == "check":
@@ -635,15 +703,15 @@ def evaluation_answer(
         found = state.decider.check_cached(tenant, item.subject, item.action, item.resource)
         if found is not None:
             decision = _decision(found.decision, found.revision, found.stale)
-            request_id = request_id_of(headers)
-            _record(state, started, tenant, caller, [item], [decision], request_id)
+            request_id = valid_request_id(sent.request_id)
+            _record_one(state, started, tenant, caller, item, decision, request_id)
             return orjson.dumps(decision), request_id
-    return _evaluation_later(state, headers, body, started, (caller, item, min_rev))
+    return _evaluation_later(state, sent, body, started, (caller, item, min_rev))
 
 
 async def _evaluation_later(
     state: State,
-    headers: Headers,
+    sent: Asked,
     body: bytes,
     started: float,
     read: tuple[Caller, Item, int | None] | None,
@@ -651,29 +719,29 @@ async def _evaluation_later(
     """`evaluation_answer` for what must be awaited (`read`: what it has read already)."""
     try:
         if read is None:
-            caller = await state.auth.caller(*credentials(headers))
-            item = _evaluation_item(state, headers, body)
-            min_rev = parsing.revision(None, single(headers, MIN_REVISION))
+            caller = await state.auth.caller(*_credentials(sent))
+            item = _evaluation_item(state, sent.content_type, body)
+            min_rev = parsing.revision(None, _once(sent, MIN_REVISION, sent.min_revision))
         else:
             caller, item, min_rev = read
-        tenant = await tenant_of(state, headers, caller)
+        requested = _tenant_id(_once(sent, TENANT_HEADER, sent.tenant))
+        tenant = await state.tenants.resolve(requested, caller)
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
     [decision] = await decide(state, tenant, [item], min_rev)
-    request_id = request_id_of(headers)
-    _record(state, started, tenant, caller, [item], [decision], request_id)
+    request_id = valid_request_id(sent.request_id)
+    _record_one(state, started, tenant, caller, item, decision, request_id)
     return orjson.dumps(decision), request_id
 
 
-def _evaluation_item(state: State, headers: Headers, body: bytes) -> Item:
+def _evaluation_item(state: State, content_type: str | None, body: bytes) -> Item:
     """The media type checked and the body read into one evaluation item.
 
     A sealed item (see `_plain_check`) skips the safety walk as a batch's do (`read_batch`):
     as the document's root its containers sit two levels higher than in a batch, so any
     `max_json_depth` of at least `SEALED_DEPTH - 2` admits it, and only its key count is
     compared with the raw text's (duplicate keys)."""
-    media = headers.getall("Content-Type", None)
-    parsing.check_media_type(parsing.media_type(media[0] if media else None))
+    parsing.check_media_type(parsing.media_type(content_type))
     max_depth = state.config.limits.max_json_depth
     value = parsing.decode(body)
     if type(value) is dict and max_depth >= SEALED_DEPTH - 2:

@@ -47,7 +47,7 @@ from multidict import CIMultiDict
 from groupgate import log, tracing
 from groupgate.api import authzen, forward_auth, front, http11, native, parsing
 from groupgate.api.app import STATE, State
-from groupgate.api.headers import REQUEST_ID, TENANT_HEADER, duplicate
+from groupgate.api.headers import duplicate
 from groupgate.api.problems import CHALLENGE, PROBLEM, problem_json, slug_of
 from groupgate.errors import GroupgateError
 from groupgate.model import new_tuple
@@ -98,7 +98,7 @@ def _text(raw: bytes | None) -> str | None:
 
 
 #: The fields the listener's endpoints read, in `Request.fields` from slot 2 (see
-#: `http11.App.fields`): a check's, then AuthZEN's and forward-auth's (`Picked`).
+#: `http11.App.fields`): a check's, then AuthZEN's (`_asked`) and forward-auth's (`_sent`).
 FIELDS = (
     b"authorization",
     b"x-groupgate-key",
@@ -111,7 +111,18 @@ FIELDS = (
     b"x-forwarded-method",
     b"x-forwarded-uri",
 )
-AUTHORIZATION, KEY, MIN_REVISION, CONTENT_TYPE = 2, 3, 4, 5
+(
+    AUTHORIZATION,
+    KEY,
+    MIN_REVISION,
+    CONTENT_TYPE,
+    TENANT,
+    REQUEST,
+    ORIGINAL_METHOD,
+    ORIGINAL_URI,
+    FORWARDED_METHOD,
+    FORWARDED_URI,
+) = range(2, 2 + len(FIELDS))
 #: Of those, the ones a second copy of is a 400 on a check (a proxy that appends instead of
 #: replacing must not let a client's copy win), with the names the problem gives, in the
 #: order the main listener reads them.
@@ -120,48 +131,6 @@ SINGLE = {
     b"x-groupgate-key": "X-Groupgate-Key",
     b"x-groupgate-min-revision": "X-Groupgate-Min-Revision",
 }
-#: Field name -> its slot in `Request.fields`, lower-case and as the use cases spell it.
-SLOT_OF = {name.decode(): slot for slot, name in enumerate(FIELDS, start=2)}
-SLOT_OF |= {
-    name: SLOT_OF[name.lower()]
-    for name in (
-        *forward_auth.ORIGINAL,
-        *forward_auth.FORWARDED,
-        forward_auth.AUTHORIZATION,
-        forward_auth.KEY,
-        forward_auth.MIN_REVISION,
-        REQUEST_ID,
-        TENANT_HEADER,
-        "Content-Type",
-    )
-}
-ORIGINAL_METHOD, ORIGINAL_URI, FORWARDED_METHOD, FORWARDED_URI = (
-    SLOT_OF[name] for name in (*forward_auth.ORIGINAL, *forward_auth.FORWARDED)
-)
-
-
-class Picked:
-    """A request's headers as the use cases read them (`getall`, case-insensitive), from the
-    fields picked out while the head was parsed: no header dictionary is built per request.
-
-    Only for a request with no picked field sent twice (`Request.repeated` is None): each
-    picked field then has at most its one value. A field that is not picked is looked up in
-    the raw header list. Values are decoded as aiohttp decodes them (`_text`).
-    """
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: http11.Request) -> None:
-        self.request = request
-
-    def getall(self, key: str, default: Any) -> Any:
-        slot = SLOT_OF.get(key) or SLOT_OF.get(key.lower())
-        if slot is None:
-            name = key.lower().encode("latin-1")
-            values = [_text(v) for n, v in self.request.headers if n == name]
-            return values or default
-        raw = self.request.fields[slot]
-        return default if raw is None else [raw.decode("utf-8", "surrogateescape")]
 
 
 def _sent(request: http11.Request) -> forward_auth.Sent:
@@ -184,9 +153,23 @@ def _sent(request: http11.Request) -> forward_auth.Sent:
     )
 
 
-def _view(request: http11.Request) -> Picked | CIMultiDict[str]:
-    """The headers as the use cases read them: `Picked` unless a picked field came twice."""
-    return Picked(request) if request.repeated is None else _headers(request)
+def _asked(request: http11.Request) -> authzen.Asked:
+    """The headers an evaluation reads, from the picked fields when none came twice."""
+    if request.repeated is not None:
+        return authzen.asked(_headers(request))
+    fields = request.fields
+    return new_tuple(
+        authzen.Asked,
+        (
+            _text(fields[AUTHORIZATION]),
+            _text(fields[KEY]),
+            _text(fields[CONTENT_TYPE]),
+            _text(fields[TENANT]),
+            _text(fields[MIN_REVISION]),
+            _text(fields[REQUEST]),
+            authzen.NONE_REPEATED,
+        ),
+    )
 
 
 class Decisions:
@@ -284,25 +267,25 @@ class Decisions:
     ) -> bytes | http11.Response | Awaitable[bytes | http11.Response]:
         # The PEP's X-Request-ID goes back on every answer, problems too (AuthZEN 1.0 §10.1.3):
         # an answer comes with the one the use case read, a problem reads it here.
-        headers = _view(request)
+        sent = _asked(request)
         try:
-            found = authzen.evaluation_answer(self.state, headers, request.body)
+            found = authzen.evaluation_answer(self.state, sent, request.body)
         except Exception as exc:
-            return self._echoed(self._problem(request, exc), authzen.echo_line(headers))
+            return self._echoed(self._problem(request, exc), authzen.echo_line(sent))
         if isinstance(found, tuple):
             return _evaluated(*found)
-        return self._evaluation_later(request, found, headers)
+        return self._evaluation_later(request, found, sent)
 
     async def _evaluation_later(
         self,
         request: http11.Request,
         pending: Awaitable[tuple[bytes, str | None]],
-        headers: Picked | CIMultiDict[str],
+        sent: authzen.Asked,
     ) -> bytes | http11.Response:
         try:
             found = await pending
         except Exception as exc:
-            return self._echoed(self._problem(request, exc), authzen.echo_line(headers))
+            return self._echoed(self._problem(request, exc), authzen.echo_line(sent))
         return _evaluated(*found)
 
     @staticmethod

@@ -68,9 +68,11 @@ def request_id_of(headers: Headers) -> str | None:
     two copies, the first is the one echoed.
     """
     values = headers.getall(REQUEST_ID, None)
-    if not values:
+    return valid_request_id(values[0]) if values else None
+
+
+def valid_request_id(found: str | None) -> str | None:
+    """`found` (the first `X-Request-ID` sent) when it may be repeated (`request_id_of`)."""
+    if found is None or len(found) > MAX_REQUEST_ID:
         return None
-    found = values[0]
-    if len(found) > MAX_REQUEST_ID or not (found.isascii() and found.isprintable()):
-        return None
-    return found
+    return found if found.isascii() and found.isprintable() else None
