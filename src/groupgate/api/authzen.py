@@ -672,8 +672,9 @@ async def evaluation(request: web.Request) -> web.Response:
 
 
 async def answer_evaluation(state: State, sent: Asked, body: bytes) -> tuple[bytes, str | None]:
-    """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` and the
-    `X-Request-ID` to echo (None: none). The caller has read `body` within the size limit.
+    """`POST /access/v1/evaluation` without the transport: the JSON answer to `body` sent
+    with the headers `sent` (`asked`), and the `X-Request-ID` to echo (None: none). The
+    caller has read `body` within the size limit.
 
     Errors are raised as `spec_error` says; the caller echoes `X-Request-ID` on them too
     (`echo_line`, `route`). `evaluation_answer` without the await."""
