@@ -257,7 +257,7 @@ async def _child(args: argparse.Namespace) -> None:
         for name in args.workloads:
             stream = streams[name]
             for _ in range(2):  # warm: every answer, awaiting where it must
-                warm = await _play(listener, stream, wait=True)
+                warm = await _warm(listener, stream)
             if state.audit is not None:
                 await state.audit.flush()  # the counted pass writes its own records only
             sink = _Sink()
@@ -279,7 +279,8 @@ async def _child(args: argparse.Namespace) -> None:
         await service.close()
 
 
-async def _play(listener: Any, stream: list[bytes], *, wait: bool) -> Counter[str]:
+async def _warm(listener: Any, stream: list[bytes]) -> Counter[str]:
+    """Play `stream` on a new connection, each answer awaited before the next request."""
     from groupgate.api import http11
 
     sink = _Sink()
@@ -287,7 +288,7 @@ async def _play(listener: Any, stream: list[bytes], *, wait: bool) -> Counter[st
     connection.connection_made(sink)  # type: ignore[arg-type]
     for request in stream:
         connection.data_received(request)
-        while wait and connection.task is not None:
+        while connection.task is not None:
             await connection.task
     return sink.statuses
 
