@@ -65,6 +65,7 @@ from groupgate.api.headers import (
     TENANT_HEADER,
     Headers,
     duplicate,
+    first_values,
     request_id_of,
     single,
     valid_request_id,
@@ -516,13 +517,7 @@ NONE_REPEATED: frozenset[str] = frozenset()
 
 def asked(headers: Headers) -> Asked:
     """The headers of `ASKED` as `Asked`."""
-    values: list[str | None] = []
-    repeated: set[str] = set()
-    for name in ASKED:
-        found = headers.getall(name, None)
-        if found is not None and len(found) > 1:
-            repeated.add(name)
-        values.append(found[0] if found else None)
+    values, repeated = first_values(headers, ASKED)
     return new_tuple(Asked, (*values, frozenset(repeated) if repeated else NONE_REPEATED))
 
 
@@ -531,6 +526,11 @@ def _once(sent: Asked, name: str, value: str | None) -> str | None:
     if sent.repeated and name in sent.repeated:
         raise duplicate(name)
     return value
+
+
+def _asked_tenant(sent: Asked) -> str | None:
+    """`_requested_tenant` of what was sent."""
+    return _tenant_id(_once(sent, TENANT_HEADER, sent.tenant))
 
 
 def _credentials(sent: Asked) -> tuple[str | None, str | None]:
@@ -695,7 +695,7 @@ def evaluation_answer(
         if caller is None:  # a service token: verified before anything else is read
             return _evaluation_later(state, sent, body, started, None)
         item = _evaluation_item(state, sent.content_type, body)
-        tenant = state.tenants.known(_tenant_id(_once(sent, TENANT_HEADER, sent.tenant)), caller)
+        tenant = state.tenants.known(_asked_tenant(sent), caller)
         min_rev = parsing.revision(None, _once(sent, MIN_REVISION, sent.min_revision))
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
@@ -725,8 +725,7 @@ async def _evaluation_later(
             min_rev = parsing.revision(None, _once(sent, MIN_REVISION, sent.min_revision))
         else:
             caller, item, min_rev = read
-        requested = _tenant_id(_once(sent, TENANT_HEADER, sent.tenant))
-        tenant = await state.tenants.resolve(requested, caller)
+        tenant = await state.tenants.resolve(_asked_tenant(sent), caller)
     except (Unprocessable, UnsupportedMedia) as exc:
         raise spec_error(exc) from None
     [decision] = await decide(state, tenant, [item], min_rev)

@@ -58,11 +58,12 @@ import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 from groupgate import log
 from groupgate.api import http_rules, parsing
+from groupgate.api.headers import Headers, first_values
 from groupgate.api.record import record
 from groupgate.auth import ANONYMOUS, Caller, Identity, credential
 from groupgate.errors import AuthError, Forbidden, GroupgateError, InvalidInput, StoreUnavailable
@@ -93,12 +94,6 @@ _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: The longest subject or tenant sent to the upstream in a header.
 MAX_IDENTITY = 512
-
-
-class HeaderView(Protocol):
-    """The request headers, case-insensitive (as multidict's `CIMultiDictProxy`)."""
-
-    def getall(self, key: str, default: list[str]) -> list[str]: ...
 
 
 class GatewayAnswer(NamedTuple):
@@ -187,16 +182,11 @@ class Sent(NamedTuple):
     repeated: tuple[str, int] | None
 
 
-def read(headers: HeaderView) -> Sent:
+def read(headers: Headers) -> Sent:
     """The headers of `READ` as `Sent`."""
-    values: list[str | None] = []
-    repeated: tuple[str, int] | None = None
-    for name in READ:
-        found = headers.getall(name, [])
-        if len(found) > 1 and repeated is None:
-            repeated = (name, len(found))
-        values.append(found[0] if found else None)
-    return new_tuple(Sent, (*values, repeated))
+    values, repeated = first_values(headers, READ)
+    first = next(iter(repeated.items()), None)  # in `READ` order
+    return new_tuple(Sent, (*values, first))
 
 
 _FAMILY_HEADERS = frozenset(ORIGINAL + FORWARDED)
@@ -297,7 +287,7 @@ class Trace:
         )
 
 
-async def decide(state: State, method: str, target: str, headers: HeaderView) -> GatewayAnswer:
+async def decide(state: State, method: str, target: str, headers: Headers) -> GatewayAnswer:
     """Answer one forward-auth request (see the module docstring for every rule).
 
     `method` and `target` are the auth request's own (`GET`, `/v1/gateway/auth`); a target

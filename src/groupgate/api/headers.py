@@ -12,6 +12,7 @@ decision listener reads its raw headers once (`api/decisions.py`) and raises `du
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from groupgate.api.problems import DuplicateHeader
@@ -47,6 +48,24 @@ def single(headers: Headers, name: str) -> str | None:
     if len(values) > 1:
         raise duplicate(name)
     return values[0]
+
+
+def first_values(headers: Headers, names: Sequence[str]) -> tuple[list[str | None], dict[str, int]]:
+    """The first value of each of `names` (None when absent), and those sent more than once
+    with their counts, in the order of `names`: one `getall` each, for a use case that reads
+    its headers at once and refuses a repeat where it uses the header (`forward_auth.read`,
+    `authzen.asked`)."""
+    values: list[str | None] = []
+    repeated: dict[str, int] = {}
+    for name in names:
+        found = headers.getall(name, None)
+        if found:
+            values.append(found[0])
+            if len(found) > 1:
+                repeated[name] = len(found)
+        else:
+            values.append(None)
+    return values, repeated
 
 
 def duplicate(name: str) -> DuplicateHeader:
