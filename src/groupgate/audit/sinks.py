@@ -92,8 +92,8 @@ class FileSink:
 
 class RedisSink:
     """One stream entry per batch: field `records` holds the batch's records as JSON lines
-    (one XADD per batch, not per record: a decision's share of the work stays a tuple and a
-    line). The stream keeps about `max_len` records (`MAXLEN ~` of entries of `batch`)."""
+    (one XADD per batch, not per record: a decision's share of the work stays a record and
+    a line). The stream keeps about `max_len` records (`MAXLEN ~` of entries of `batch`)."""
 
     name = "redis"
 

@@ -1,12 +1,13 @@
 """The bounded buffer between decisions and the sinks.
 
-`add` is what the request path pays: one length test and one append (the record is a tuple;
-nothing is serialised there). A background task takes batches of at most `batch` records
-every `flush_ms` (sooner when a batch is full) and hands each to every sink in turn. Past
-`buffer` waiting records a new record is dropped: counted (`dropped`, exported as
-`groupgate_audit_records_total{result="dropped"}`) and reported by a warning naming how many
-were dropped since the last one, at most once per second, so no record is lost silently. A
-sink that fails counts its batch as failed and logs why; the others still get it.
+`add` is what the request path pays: one length test and one append (the record is a
+`msgspec.Struct`; nothing is serialised there). A background task takes batches of at most
+`batch` records every `flush_ms` (sooner when a batch is full) and hands each to every sink
+in turn. Past `buffer` waiting records a new record is dropped: counted (`dropped`, exported
+as `groupgate_audit_records_total{result="dropped"}`) and reported by a warning naming how
+many were dropped since the last one, at most once per second, so no record is lost
+silently. A sink that fails counts its batch as failed and logs why; the others still get
+it.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ class AuditTrail:
             await self._drain()
 
     async def _drain(self) -> None:
-        while self._buffer:
-            take = min(len(self._buffer), self._batch)
-            batch = [self._buffer.popleft() for _ in range(take)]
+        buffer = self._buffer
+        while buffer:
+            if len(buffer) <= self._batch:  # the usual case: all of it, in C
+                batch = list(buffer)
+                buffer.clear()
+            else:
+                batch = [buffer.popleft() for _ in range(self._batch)]
             await self._write(batch)
         self._report()
 
