@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from groupgate.api.app import STATE
-from groupgate.audit.record import Record, as_dict, decision_id, json_lines
+from groupgate.audit.record import Decision, Record, as_dict, decision_id, json_lines, stamp
 from groupgate.audit.sinks import FileSink, RedisSink
 from groupgate.audit.trail import AuditTrail
 from groupgate.config import AuditSettings, ConfigError, load_config
@@ -33,6 +33,14 @@ def record(n: int = 0, subject: str = "emp-1", micro: int = 0) -> Record:
     return Record(
         decision_id(), moment, "check", "t", "pep", subject, "read", "orders",
         f"o-{n}", True, "granted", 7, 0.05, f"req-{n}",
+    )  # fmt: skip
+
+
+def decision(n: int = 0) -> Decision:
+    """What the request path hands the trail for `record(n)`'s decision."""
+    return (
+        1_800_000_000.0 + n, "check", "t", "pep", "emp-1", "read", "orders", f"o-{n}", True,
+        "granted", 7, 0.05, f"req-{n}", None,
     )  # fmt: skip
 
 
@@ -89,6 +97,18 @@ def test_the_record_shape_and_masking() -> None:
     assert decision_id() != decision_id()
 
 
+def test_the_writer_stamps_decisions_into_records_in_order() -> None:
+    later = (1_800_000_004.00025, *decision(4)[1:-1], {"method": "GET"})
+    first, second = stamp([decision(3), later])
+    assert msgspec.structs.replace(first, decision_id="x") == msgspec.structs.replace(
+        record(3), decision_id="x"
+    )  # every field where the request path put it
+    assert as_dict(second)["time"] == "2027-01-15T08:00:04.000250Z"
+    assert as_dict(second)["method"] == "GET" and second.extra == {"method": "GET"}
+    prefix, number = first.decision_id.rsplit("-", 1)
+    assert second.decision_id == f"{prefix}-{int(number, 16) + 1:x}"  # the next one
+
+
 @pytest.mark.parametrize(
     "extra",
     [None, {"amount": "12.50", "currency": "EUR"}, {"nested": [{"decision_id": "x"}, {}]}],
@@ -118,10 +138,10 @@ async def test_a_full_buffer_drops_counts_and_says_so(caplog: pytest.LogCaptureF
     trail = AuditTrail(AuditSettings(buffer=10, batch=5, flush_ms=10), [blocked])
     trail.start()
     for n in range(5):
-        trail.add(record(n))
+        trail.add(decision(n))
     await asyncio.sleep(0.05)  # the writer took the first batch and is stuck in the sink
     for n in range(5, 100):
-        trail.add(record(n))  # never waits: 10 fit, the rest are dropped
+        trail.add(decision(n))  # never waits: 10 fit, the rest are dropped
     assert trail.waiting == 10 and trail.dropped == 85
     blocked.release.set()
     await trail.close()
@@ -136,7 +156,7 @@ async def test_a_failing_sink_is_counted_and_the_others_still_write(
     trail = AuditTrail(AuditSettings(batch=4, flush_ms=10), [Failing(), collect])
     trail.start()
     for n in range(10):
-        trail.add(record(n))
+        trail.add(decision(n))
     await trail.close()
     assert len(collect.got) == 10 and trail.failed == 10
     assert "the failing sink failed to write" in caplog.text
@@ -148,7 +168,7 @@ async def test_the_file_sink_rotates(tmp_path: Path) -> None:
     trail = AuditTrail(AuditSettings(batch=3, flush_ms=10), [sink])
     trail.start()
     for n in range(40):
-        trail.add(record(n))
+        trail.add(decision(n))
         await asyncio.sleep(0)
     await trail.close()
     files = sorted(tmp_path.iterdir())  # noqa: ASYNC240
@@ -168,7 +188,7 @@ async def test_the_redis_sink_writes_a_capped_stream(real_redis_db: str) -> None
         trail = AuditTrail(AuditSettings(batch=10, flush_ms=10), [sink])
         trail.start()
         for n in range(1000):
-            trail.add(record(n))
+            trail.add(decision(n))
         await trail.close()
         entries = await client.xrange(keys.AUDIT)
         kept = [json.loads(line) for _, e in entries for line in e[b"records"].split(b"\n")]

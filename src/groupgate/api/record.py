@@ -10,20 +10,18 @@ evaluations and searches, gateway forward-auth, on every listener) calls `record
 
 plus `extra` for what only one surface has (a purchase's amount as sent, the gateway's method
 and path). A field the surface does not know is null, never left out, so that the trail can
-be queried by field across surfaces. With no audit sink it costs one test; with one, a record
-(a `msgspec.Struct`, built in C) appended to the trail's bounded buffer
-(`groupgate.audit.trail`), never a write.
+be queried by field across surfaces. With no audit sink it costs one test; with one, a tuple
+of the fields (`groupgate.audit.record.Decision`: the writer gives it its id and makes it a
+record) appended to the trail's bounded buffer (`groupgate.audit.trail`), never a write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, NamedTuple, Protocol
 
 from groupgate import tracing
-from groupgate.audit.record import Record, decision_id
 
 
 class Metrics(Protocol):
@@ -88,9 +86,8 @@ def record(
     audit = state.audit
     if audit is not None:
         audit.add(
-            Record(
-                decision_id(),
-                datetime.now(UTC),
+            (
+                time(),
                 surface,
                 tenant,
                 caller,
@@ -127,11 +124,10 @@ def record_many(
     audit = state.audit
     if audit is not None:
         latency = int((perf_counter() - started) * 1e6 + 0.5) / 1000
-        now = datetime.now(UTC)
+        now = time()
         for item in decided:
             audit.add(
-                Record(
-                    decision_id(),
+                (
                     now,
                     surface,
                     tenant,
@@ -145,5 +141,6 @@ def record_many(
                     item.revision,
                     latency,
                     request_id,
+                    None,
                 )
             )

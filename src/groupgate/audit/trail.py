@@ -1,7 +1,8 @@
 """The bounded buffer between decisions and the sinks.
 
-`add` is what the request path pays: one length test and one append (the record is a
-`msgspec.Struct`; nothing is serialised there). A background task takes batches of at most
+`add` is what the request path pays: one length test and one append (a decision is a plain
+tuple there, `record.Decision`; the writer gives it its id and makes it a `Record`, off the
+request path). A background task takes batches of at most
 `batch` records every `flush_ms` (sooner when a batch is full) and hands each to every sink
 in turn. Past `buffer` waiting records a new record is dropped: counted (`dropped`, exported
 as `groupgate_audit_records_total{result="dropped"}`) and reported by a warning naming how
@@ -22,7 +23,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from groupgate import log
-from groupgate.audit.record import Record
+from groupgate.audit.record import Decision, stamp
 from groupgate.audit.sinks import Sink
 from groupgate.config import AuditSettings
 
@@ -31,7 +32,7 @@ class AuditTrail:
     def __init__(self, settings: AuditSettings, sinks: Sequence[Sink]) -> None:
         self.settings = settings
         self.sinks = list(sinks)
-        self._buffer: deque[Record] = deque()
+        self._buffer: deque[Decision] = deque()
         self._capacity = settings.buffer
         self._batch = settings.batch
         self._full = asyncio.Event()
@@ -48,13 +49,13 @@ class AuditTrail:
 
     # ------------------------------------------------------------------ request path
 
-    def add(self, record: Record) -> None:
+    def add(self, decision: Decision) -> None:
         buffer = self._buffer
         if len(buffer) >= self._capacity:
             self.dropped += 1
             self._unreported += 1
             return
-        buffer.append(record)
+        buffer.append(decision)
         if len(buffer) >= self._batch:
             self._full.set()
 
@@ -72,19 +73,28 @@ class AuditTrail:
             self._full.clear()
             await self._drain()
 
-    async def _drain(self) -> None:
+    async def _drain(self, until_empty: bool = False) -> None:
+        """Write what waits now, in batches of at most `batch`; with `until_empty`, also what
+        arrives meanwhile. What arrives during a write otherwise waits for the next round
+        (`flush_ms`, sooner when a batch is full): draining on and on would write a small
+        batch per round trip to the sink, each paying a write's fixed cost (measured under
+        load: batches of 16 to 31 records, twice the writer's work per record)."""
         buffer = self._buffer
-        while buffer:
-            if len(buffer) <= self._batch:  # the usual case: all of it, in C
+        left = len(buffer)
+        while buffer and (left > 0 or until_empty):
+            take = min(len(buffer) if until_empty else left, self._batch)
+            if take == len(buffer):  # the usual case: all of it, in C
                 batch = list(buffer)
                 buffer.clear()
             else:
-                batch = [buffer.popleft() for _ in range(self._batch)]
+                batch = [buffer.popleft() for _ in range(take)]
+            left -= take
             await self._write(batch)
         self._report()
 
-    async def _write(self, batch: list[Record]) -> None:
-        self._in_flight = len(batch)
+    async def _write(self, taken: list[Decision]) -> None:
+        self._in_flight = len(taken)
+        batch = stamp(taken)
         for sink in self.sinks:
             try:
                 await sink.write(batch)
@@ -112,8 +122,8 @@ class AuditTrail:
             self._reported_at = now
 
     async def flush(self) -> None:
-        """Write everything waiting now (tests, shutdown)."""
-        await self._drain()
+        """Write everything waiting, and what arrives meanwhile (tests, shutdown)."""
+        await self._drain(until_empty=True)
         self._report(force=True)
 
     async def close(self, grace: float = 5.0) -> None:
