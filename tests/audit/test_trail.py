@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from groupgate.api.app import STATE
-from groupgate.audit.record import Decision, Record, as_dict, decision_id, json_lines, stamp
+from groupgate.audit.record import Decision, Record, as_dict, decision_ids, json_lines, stamp
 from groupgate.audit.sinks import FileSink, RedisSink
 from groupgate.audit.trail import AuditTrail
 from groupgate.config import AuditSettings, ConfigError, load_config
@@ -31,7 +31,7 @@ CHECK = {"subject": {"id": "emp-de"}, "action": "read", "resource": {"type": "or
 def record(n: int = 0, subject: str = "emp-1", micro: int = 0) -> Record:
     moment = datetime.fromtimestamp(1_800_000_000 + n, UTC).replace(microsecond=micro)
     return Record(
-        decision_id(), moment, "check", "t", "pep", subject, "read", "orders",
+        "d-1", moment, "check", "t", "pep", subject, "read", "orders",
         f"o-{n}", True, "granted", 7, 0.05, f"req-{n}",
     )  # fmt: skip
 
@@ -94,7 +94,8 @@ def test_the_record_shape_and_masking() -> None:
     assert as_dict(record(3, micro=250))["time"] == "2027-01-15T08:00:03.000250Z"
     assert fields["subject"].startswith("sha256:") and "emp-1" not in json.dumps(fields)
     assert fields["caller"] == as_dict(record(4), mask=("caller",))["caller"]  # correlatable
-    assert decision_id() != decision_id()
+    ids = decision_ids(3) + decision_ids(1)
+    assert len(set(ids)) == 4 and all(i.startswith(ids[0].split("-")[0]) for i in ids)
 
 
 def test_the_writer_stamps_decisions_into_records_in_order() -> None:

@@ -78,7 +78,7 @@ class AuditTrail:
         arrives meanwhile. What arrives during a write otherwise waits for the next round
         (`flush_ms`, sooner when a batch is full): draining on and on would write a small
         batch per round trip to the sink, each paying a write's fixed cost (measured under
-        load: batches of 16 to 31 records, twice the writer's work per record)."""
+        load at 2,600 checks/s: batches of 16 to 31 records instead of about 650)."""
         buffer = self._buffer
         left = len(buffer)
         while buffer and (left > 0 or until_empty):
