@@ -7,11 +7,13 @@
   its own wrk *at the same time*: the scheduler gives both the same CPU time, so the ratio of
   their requests/s is the ratio of their costs per request, and whatever slows the machine
   in a round slows both. (Rounds one after the other moved by up to 30% from one round to the
-  next with no change; a first round of two servers without audit, `control`, shows what the
+  next with no change; rounds of two servers without audit first, `control`, show what the
   method itself reads: 1.00x when it is fair.) The figure is the median over rounds of the
   paired ratios, with each server's CPU per request (`/proc`), the private redis-server's
   CPU per audit record (it runs on the load side's core, as a store on another host would),
-  and the records the trail wrote and dropped (`/metrics`). Target: >= 0.9x.
+  and the records the trail wrote and dropped (`/metrics`); then the same pairs on the
+  decision listener (`--decision-port`), where a check costs less and the trail's share is
+  larger. Target: >= 0.9x.
 - **reload**: the same load, alternating rounds without reloads and with the whole policy
   set reloaded every `--reload-every` seconds (SIGHUP) throughout the round; the figure is
   the ratio of the median p99 latencies. Target: within 2x.
@@ -143,6 +145,7 @@ def measure(
         folder / "check.lua", workload.check_requests(work), workload.caller_headers()
     )
     audit_rounds: list[dict[str, dict[str, Any]]] = []
+    listener_rounds: list[dict[str, dict[str, Any]]] = []
     control_rounds: list[dict[str, dict[str, Any]]] = []
     reload_runs: dict[str, list[dict[str, Any]]] = {"steady": [], "reloading": []}
     trail: dict[str, float] = {}
@@ -152,14 +155,18 @@ def measure(
         run.pin_redis(url, cpus.load)
         redis_pid = _redis_pid(url)
         common = {"url": url, "tenant": work.tenant, "folder": folder, "cpus": cpus.server}
+        plain_decisions, audited_decisions = processes.free_port(), processes.free_port()
         with (
-            run.groupgate(**common, name="audit-off", data=graph) as (plain, plain_process),
+            run.groupgate(
+                **common, name="audit-off", data=graph, decision_port=plain_decisions
+            ) as (plain, plain_process),
             run.groupgate(**common, name="audit-off-2", data=None) as (twin, twin_process),
             run.groupgate(
                 **common,
                 name="audit-redis",
                 data=None,
                 extra_env={"GROUPGATE_AUDIT_SINKS": "redis"},
+                decision_port=audited_decisions,
             ) as (audited, audited_process),
         ):
 
@@ -167,7 +174,7 @@ def measure(
                 return wrkrun.Load(port, requests, connections, duration)
 
             prefix = cpus.prefix(cpus.load)
-            for port in (plain, twin, audited):  # warm the caches
+            for port in (plain, twin, audited, plain_decisions, audited_decisions):  # warm
                 wrkrun.run(wrkrun.Load(port, requests, connections, 2.0), prefix)
             pids = {"off": plain_process.pid, "twin": twin_process.pid}
             for _ in range(rounds):
@@ -180,6 +187,14 @@ def measure(
             for _ in range(rounds):
                 audit_rounds.append(
                     _side_by_side({"off": load(plain), "redis": load(audited)}, pids, prefix)
+                )
+            for _ in range(rounds):
+                listener_rounds.append(
+                    _side_by_side(
+                        {"off": load(plain_decisions), "redis": load(audited_decisions)},
+                        pids,
+                        prefix,
+                    )
                 )
             redis_cpu = _cpu_seconds(redis_pid) - redis_before
             trail = {
@@ -207,6 +222,7 @@ def measure(
         "audit": {
             **_pairs(audit_rounds, "off", "redis"),
             "control": _pairs(control_rounds, "off", "twin"),
+            "decision_listener": _pairs(listener_rounds, "off", "redis"),
             "redis_cpu_us_per_record": round(redis_cpu / written * 1e6, 2) if written else None,
             "trail": trail,
         },
@@ -226,6 +242,7 @@ def measure(
 def markdown(results: dict[str, Any]) -> str:
     audit, reload = results["audit"], results["reload"]
     control, cpu = audit["control"], audit["cpu_us_per_request"]
+    fast = audit["decision_listener"]
     s = results["settings"]
     return "\n".join(
         [
@@ -244,6 +261,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| CPU per request without / with | {cpu['off']:,.1f} / {cpu['redis']:,.1f} µs | |",
             f"| ratio (runs: {', '.join(map(str, audit['ratio_runs']))}) | "
             f"{audit['ratio']:.2f}x | >= 0.9x |",
+            f"| the same on the decision listener (runs: {', '.join(map(str, fast['ratio_runs']))})"
+            f" | {fast['ratio']:.2f}x ({fast['off']['rps']:,.0f} / {fast['redis']['rps']:,.0f} "
+            f"req/s; {fast['cpu_us_per_request']['off']:,.1f} / "
+            f"{fast['cpu_us_per_request']['redis']:,.1f} µs) | >= 0.9x |",
             f"| redis-server CPU per audit record (on the load side's core) | "
             f"{audit['redis_cpu_us_per_record']} µs | |",
             f"| audit records written / dropped / failed | {audit['trail']['written']:,.0f} / "
