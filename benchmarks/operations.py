@@ -2,18 +2,19 @@
 
 `python -m benchmarks operations [--rounds 5] [--duration 6] [--connections 32]`
 
-- **audit**: `/v1/check` on two `groupgate serve --workers 1` sharing one core, one without an
-  audit sink and one with the Redis stream sink (`GROUPGATE_AUDIT_SINKS=redis`), each under
-  its own wrk *at the same time*: the scheduler gives both the same CPU time, so the ratio of
-  their requests/s is the ratio of their costs per request, and whatever slows the machine
-  in a round slows both. (Rounds one after the other moved by up to 30% from one round to the
-  next with no change; rounds of two servers without audit first, `control`, show what the
-  method itself reads: 1.00x when it is fair.) The figure is the median over rounds of the
-  paired ratios, with each server's CPU per request (`/proc`), the private redis-server's
-  CPU per audit record (it runs on the load side's core, as a store on another host would),
-  and the records the trail wrote and dropped (`/metrics`); then the same pairs on the
-  decision listener (`--decision-port`), where a check costs less and the trail's share is
-  larger. Target: >= 0.9x.
+- **audit**: `/v1/check` on two `groupgate serve --workers 1` sharing one core, started
+  alike but for the audit: one without an audit sink, one with the Redis stream sink
+  (`GROUPGATE_AUDIT_SINKS=redis`), each under its own wrk *at the same time*. The scheduler
+  gives both the same CPU time, so the ratio of their requests/s is the ratio of their costs
+  per request, and whatever slows the machine in a round slows both. (Rounds one after the
+  other moved by up to 30% from one round to the next with no change.) Rounds of two servers
+  without audit come first, `control`: the one that imported the graph and the audited one's
+  twin; they show what the method reads when nothing but the start differs. The figure is
+  the median over rounds of the paired ratios, with each server's CPU per request (`/proc`),
+  the private redis-server's CPU per audit record (it runs on the load side's core, as a
+  store on another host would) and the records the trail wrote and dropped (`/metrics`);
+  then the same pairs on the decision listener (`--decision-port`), where a check costs less
+  and the trail's share is larger. Target: >= 0.9x.
 - **reload**: the same load, alternating rounds without reloads and with the whole policy
   set reloaded every `--reload-every` seconds (SIGHUP) throughout the round; the figure is
   the ratio of the median p99 latencies. Target: within 2x.
@@ -155,12 +156,12 @@ def measure(
         run.pin_redis(url, cpus.load)
         redis_pid = _redis_pid(url)
         common = {"url": url, "tenant": work.tenant, "folder": folder, "cpus": cpus.server}
-        plain_decisions, audited_decisions = processes.free_port(), processes.free_port()
+        twin_decisions, audited_decisions = processes.free_port(), processes.free_port()
         with (
+            run.groupgate(**common, name="audit-off", data=graph) as (plain, plain_process),
             run.groupgate(
-                **common, name="audit-off", data=graph, decision_port=plain_decisions
-            ) as (plain, plain_process),
-            run.groupgate(**common, name="audit-off-2", data=None) as (twin, twin_process),
+                **common, name="audit-off-2", data=None, decision_port=twin_decisions
+            ) as (twin, twin_process),
             run.groupgate(
                 **common,
                 name="audit-redis",
@@ -174,24 +175,26 @@ def measure(
                 return wrkrun.Load(port, requests, connections, duration)
 
             prefix = cpus.prefix(cpus.load)
-            for port in (plain, twin, audited, plain_decisions, audited_decisions):  # warm
+            for port in (plain, twin, audited, twin_decisions, audited_decisions):  # warm
                 wrkrun.run(wrkrun.Load(port, requests, connections, 2.0), prefix)
             pids = {"off": plain_process.pid, "twin": twin_process.pid}
             for _ in range(rounds):
                 control_rounds.append(
                     _side_by_side({"off": load(plain), "twin": load(twin)}, pids, prefix)
                 )
-            pids = {"off": plain_process.pid, "redis": audited_process.pid}
+            # The audited server against its twin: both started the same way (the graph was
+            # imported by `plain`), differing only in the audit sink.
+            pids = {"off": twin_process.pid, "redis": audited_process.pid}
             written_before = _metric(audited, "groupgate_audit_records_total", "written")
             redis_before = _cpu_seconds(redis_pid)
             for _ in range(rounds):
                 audit_rounds.append(
-                    _side_by_side({"off": load(plain), "redis": load(audited)}, pids, prefix)
+                    _side_by_side({"off": load(twin), "redis": load(audited)}, pids, prefix)
                 )
             for _ in range(rounds):
                 listener_rounds.append(
                     _side_by_side(
-                        {"off": load(plain_decisions), "redis": load(audited_decisions)},
+                        {"off": load(twin_decisions), "redis": load(audited_decisions)},
                         pids,
                         prefix,
                     )
