@@ -2,13 +2,13 @@
 
 `add` is what the request path pays: one length test and one append (a decision is a plain
 tuple there, `record.Decision`; the writer gives it its id and makes it a `Record`, off the
-request path). A background task takes batches of at most
-`batch` records every `flush_ms` (sooner when a batch is full) and hands each to every sink
-in turn. Past `buffer` waiting records a new record is dropped: counted (`dropped`, exported
-as `groupgate_audit_records_total{result="dropped"}`) and reported by a warning naming how
-many were dropped since the last one, at most once per second, so no record is lost
-silently. A sink that fails counts its batch as failed and logs why; the others still get
-it.
+request path). A background task takes batches of at most `batch` records every `flush_ms`
+(sooner when a batch is full), makes them records (`record.stamp`) and hands each batch
+to every sink in turn. Past `buffer` waiting records a new record is dropped: counted
+(`dropped`, exported as `groupgate_audit_records_total{result="dropped"}`) and reported by a
+warning naming how many were dropped since the last one, at most once per second, so no
+record is lost silently. A sink that fails counts its batch as failed and logs why; the
+others still get it.
 """
 
 from __future__ import annotations
