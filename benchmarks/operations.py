@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 
 from benchmarks.http import processes, run, workload, wrkrun
 from benchmarks.store import private_redis
@@ -57,14 +56,6 @@ def _cpu_seconds(pid: int) -> float:
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _redis_pid(url: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
 
 
 def _side_by_side(
@@ -154,7 +145,7 @@ def measure(
     reloads = 0
     with private_redis() as url:
         run.pin_redis(url, cpus.load)
-        redis_pid = _redis_pid(url)
+        redis_pid = run.redis_pid(url)
         common = {"url": url, "tenant": work.tenant, "folder": folder, "cpus": cpus.server}
         twin_decisions, audited_decisions = processes.free_port(), processes.free_port()
         with (

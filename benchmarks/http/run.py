@@ -193,16 +193,19 @@ def bare(folder: Path, cpus: tuple[int, ...] | None) -> Iterator[int]:
 LOWLEVEL = (sys.executable, "-m", "benchmarks.http.lowlevel")
 
 
-def pin_redis(url: str, cpus: tuple[int, ...] | None) -> None:
-    """Move the private redis-server off the servers' CPU (its main thread does the work)."""
-    if cpus is None:
-        return
+def redis_pid(url: str) -> int:
+    """The process id of the redis-server at `url` (`INFO server`)."""
     client = redis.Redis.from_url(url)
     try:
-        pid = int(client.info("server")["process_id"])
+        return int(client.info("server")["process_id"])
     finally:
         client.close()
-    os.sched_setaffinity(pid, set(cpus))
+
+
+def pin_redis(url: str, cpus: tuple[int, ...] | None) -> None:
+    """Move the private redis-server off the servers' CPU (its main thread does the work)."""
+    if cpus is not None:
+        os.sched_setaffinity(redis_pid(url), set(cpus))
 
 
 # --------------------------------------------------------------------------- warm and verify
