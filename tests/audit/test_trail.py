@@ -36,12 +36,17 @@ def record(n: int = 0, subject: str = "emp-1", micro: int = 0) -> Record:
     )  # fmt: skip
 
 
-def decision(n: int = 0) -> Decision:
-    """What the request path hands the trail for `record(n)`'s decision."""
+def decision(n: int = 0, number: int = 1) -> Decision:
+    """What the request path hands the trail for `record(n)`'s decision, numbered `number`."""
     return (
-        1_800_000_000.0 + n, "check", "t", "pep", "emp-1", "read", "orders", f"o-{n}", True,
-        "granted", 7, 0.05, f"req-{n}", None,
+        number, 1_800_000_000.0 + n, "check", "t", "pep", "emp-1", "read", "orders", f"o-{n}",
+        True, "granted", 7, 0.05, f"req-{n}", None,
     )  # fmt: skip
+
+
+def add(trail: AuditTrail, n: int) -> None:
+    """What the request path does: `record(n)`'s decision, numbered by the trail."""
+    trail.add(decision(n, next(trail.numbers)))
 
 
 class Blocked:
@@ -94,20 +99,19 @@ def test_the_record_shape_and_masking() -> None:
     assert as_dict(record(3, micro=250))["time"] == "2027-01-15T08:00:03.000250Z"
     assert fields["subject"].startswith("sha256:") and "emp-1" not in json.dumps(fields)
     assert fields["caller"] == as_dict(record(4), mask=("caller",))["caller"]  # correlatable
-    ids = decision_ids(3) + decision_ids(1)
-    assert len(set(ids)) == 4 and all(i.startswith(ids[0].split("-")[0]) for i in ids)
+    assert decision_ids("3f9a0c12d4e1", (9, 10, 26)) == [
+        "3f9a0c12d4e1-9", "3f9a0c12d4e1-a", "3f9a0c12d4e1-1a",
+    ]  # fmt: skip
 
 
 def test_the_writer_stamps_decisions_into_records_in_order() -> None:
-    later = (1_800_000_004.00025, *decision(4)[1:-1], {"method": "GET"})
-    first, second = stamp([decision(3), later])
-    assert msgspec.structs.replace(first, decision_id="x") == msgspec.structs.replace(
-        record(3), decision_id="x"
-    )  # every field where the request path put it
+    later = (17, 1_800_000_004.00025, *decision(4)[2:-1], {"method": "GET"})
+    first, second = stamp([decision(3, number=16), later], "ab12")
+    assert first == msgspec.structs.replace(record(3), decision_id="ab12-10")
+    # every field where the request path put it, the id from the prefix and the number
     assert as_dict(second)["time"] == "2027-01-15T08:00:04.000250Z"
     assert as_dict(second)["method"] == "GET" and second.extra == {"method": "GET"}
-    prefix, number = first.decision_id.rsplit("-", 1)
-    assert second.decision_id == f"{prefix}-{int(number, 16) + 1:x}"  # the next one
+    assert second.decision_id == "ab12-11"
 
 
 @pytest.mark.parametrize(
@@ -129,9 +133,19 @@ def test_a_batch_is_one_json_line_per_record_whatever_its_strings_hold(
         for n in range(12)
     ]
     for mask in ((), ("caller",)):
-        lines = json_lines(batch, mask).split(b"\n")
-        assert [json.loads(line) for line in lines] == [as_dict(r, mask) for r in batch]
+        lines = json_lines(batch, mask)
+        assert lines.endswith(b"\n") and lines.count(b"\n") == len(batch)
+        assert [json.loads(line) for line in lines.splitlines()] == [
+            as_dict(r, mask) for r in batch
+        ]
     assert json_lines([]) == b""
+
+
+def test_a_batch_without_extra_is_written_as_the_records_are() -> None:
+    batch = [record(n) for n in range(3)]
+    mixed = [*batch, msgspec.structs.replace(record(3), extra={})]  # an empty `extra` too
+    assert [json.loads(x) for x in json_lines(mixed).splitlines()] == [as_dict(r) for r in mixed]
+    assert "extra" not in json_lines(mixed).decode()
 
 
 async def test_a_full_buffer_drops_counts_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -139,15 +153,38 @@ async def test_a_full_buffer_drops_counts_and_says_so(caplog: pytest.LogCaptureF
     trail = AuditTrail(AuditSettings(buffer=10, batch=5, flush_ms=10), [blocked])
     trail.start()
     for n in range(5):
-        trail.add(decision(n))
+        add(trail, n)
     await asyncio.sleep(0.05)  # the writer took the first batch and is stuck in the sink
     for n in range(5, 100):
-        trail.add(decision(n))  # never waits: 10 fit, the rest are dropped
+        add(trail, n)  # never waits: the newest 10 are kept, the older ones dropped
     assert trail.waiting == 10 and trail.dropped == 85
     blocked.release.set()
     await trail.close()
-    assert len(blocked.got) == 15 and trail.written == 15
+    assert len(blocked.got) == 15 and trail.written == 15 and trail.dropped == 85
+    assert [r.id for r in blocked.got] == [f"o-{n}" for n in (*range(5), *range(90, 100))]
     assert "dropped 85 records" in caplog.text
+
+
+async def test_drops_are_counted_whenever_they_happen(caplog: pytest.LogCaptureFixture) -> None:
+    collect = Collect()
+    trail = AuditTrail(AuditSettings(buffer=4, batch=3, flush_ms=10_000), [collect])
+    for n in range(10):  # 6 dropped before the first write
+        add(trail, n)
+    assert trail.dropped == 6
+    await trail.flush()  # batches of 3 and 1
+    for n in range(10, 13):  # none dropped
+        add(trail, n)
+    await trail.flush()
+    for n in range(13, 20):  # 3 more dropped
+        add(trail, n)
+    assert trail.dropped == 9
+    await trail.close()
+    assert [r.id for r in collect.got] == [
+        f"o-{n}" for n in (6, 7, 8, 9, 10, 11, 12, 16, 17, 18, 19)
+    ]
+    assert trail.written == 11 and trail.dropped == 9
+    assert len({r.decision_id for r in collect.got}) == 11
+    assert "dropped 6 records" in caplog.text and "dropped 3 records" in caplog.text
 
 
 async def test_a_failing_sink_is_counted_and_the_others_still_write(
@@ -157,7 +194,7 @@ async def test_a_failing_sink_is_counted_and_the_others_still_write(
     trail = AuditTrail(AuditSettings(batch=4, flush_ms=10), [Failing(), collect])
     trail.start()
     for n in range(10):
-        trail.add(decision(n))
+        add(trail, n)
     await trail.close()
     assert len(collect.got) == 10 and trail.failed == 10
     assert "the failing sink failed to write" in caplog.text
@@ -169,7 +206,7 @@ async def test_the_file_sink_rotates(tmp_path: Path) -> None:
     trail = AuditTrail(AuditSettings(batch=3, flush_ms=10), [sink])
     trail.start()
     for n in range(40):
-        trail.add(decision(n))
+        add(trail, n)
         await asyncio.sleep(0)
     await trail.close()
     files = sorted(tmp_path.iterdir())  # noqa: ASYNC240
@@ -185,19 +222,34 @@ async def test_the_file_sink_rotates(tmp_path: Path) -> None:
 async def test_the_redis_sink_writes_a_capped_stream(real_redis_db: str) -> None:
     client = aioredis.Redis.from_url(real_redis_db)
     try:
-        sink = RedisSink(client, 100, (), batch=10)
+        sink = RedisSink(client, 100, ())
         trail = AuditTrail(AuditSettings(batch=10, flush_ms=10), [sink])
         trail.start()
         for n in range(1000):
-            trail.add(decision(n))
+            add(trail, n)
         await trail.close()
         entries = await client.xrange(keys.AUDIT)
-        kept = [json.loads(line) for _, e in entries for line in e[b"records"].split(b"\n")]
+        kept = [json.loads(line) for _, e in entries for line in e[b"records"].splitlines()]
         assert 100 <= len(kept) < 1000  # MAXLEN ~ trims whole nodes
-        assert all(len(e[b"records"].split(b"\n")) == 10 for _, e in entries)  # a batch each
+        assert all(len(e[b"records"].splitlines()) == 10 for _, e in entries)  # a batch each
         assert kept[-1]["id"] == "o-999" and kept[-1]["surface"] == "check"
         ids = [int(x["id"][2:]) for x in kept]
         assert ids == sorted(ids)  # in order
+    finally:
+        await client.aclose()
+
+
+async def test_the_stream_keeps_max_len_records_whatever_the_batches(real_redis_db: str) -> None:
+    # A quiet server writes small batches: the stream still keeps about `max_len` records,
+    # not `max_len / settings.batch` entries of them.
+    client = aioredis.Redis.from_url(real_redis_db)
+    try:
+        sink = RedisSink(client, 10_000, ())
+        small = stamp([decision(n, number=n + 1) for n in range(10)], "ab")
+        for _ in range(2_000):
+            await sink.write(small)
+        kept = sum(len(e[b"records"].splitlines()) for _, e in await client.xrange(keys.AUDIT))
+        assert 10_000 <= kept <= 12_000  # MAXLEN ~ trims whole nodes of 100 entries
     finally:
         await client.aclose()
 

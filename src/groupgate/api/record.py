@@ -11,8 +11,9 @@ evaluations and searches, gateway forward-auth, on every listener) calls `record
 plus `extra` for what only one surface has (a purchase's amount as sent, the gateway's method
 and path). A field the surface does not know is null, never left out, so that the trail can
 be queried by field across surfaces. With no audit sink it costs one test; with one, a tuple
-of the fields (`groupgate.audit.record.Decision`: the writer gives it its id and makes it a
-record) appended to the trail's bounded buffer (`groupgate.audit.trail`), never a write.
+of the decision's number and fields (`groupgate.audit.record.Decision`: the writer gives it
+its id and makes it a record) appended to the trail's bounded buffer
+(`groupgate.audit.trail`), never a write.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def record(
     if audit is not None:
         audit.add(
             (
+                next(audit.numbers),
                 time(),
                 surface,
                 tenant,
@@ -125,9 +127,11 @@ def record_many(
     if audit is not None:
         latency = int((perf_counter() - started) * 1e6 + 0.5) / 1000
         now = time()
+        add, numbers = audit.add, audit.numbers
         for item in decided:
-            audit.add(
+            add(
                 (
+                    next(numbers),
                     now,
                     surface,
                     tenant,

@@ -60,8 +60,7 @@ class FileSink:
         self._file: Any = None
 
     async def write(self, batch: Sequence[Record]) -> None:
-        lines = json_lines(batch, self.mask) + b"\n" if batch else b""
-        await asyncio.to_thread(self._append, lines)
+        await asyncio.to_thread(self._append, json_lines(batch, self.mask))
 
     def _append(self, lines: bytes) -> None:
         if self._file is None:
@@ -93,20 +92,21 @@ class FileSink:
 class RedisSink:
     """One stream entry per batch: field `records` holds the batch's records as JSON lines
     (one XADD per batch, not per record: a decision's share of the work stays a record and
-    a line). The stream keeps about `max_len` records (`MAXLEN ~` of entries of `batch`)."""
+    a line). The stream keeps about `max_len` records: each XADD trims it (`MAXLEN ~`) to as
+    many entries as `max_len` records make in batches of this one's size, so a stream written
+    in small batches (a quiet server) keeps as many records as one written in full ones."""
 
     name = "redis"
 
-    def __init__(self, client: Any, max_len: int, mask: Collection[str], batch: int = 1) -> None:
+    def __init__(self, client: Any, max_len: int, mask: Collection[str]) -> None:
         self.client = client
-        self.max_entries = max(1, max_len // max(1, batch))
+        self.max_len = max_len
         self.mask = tuple(mask)
 
     async def write(self, batch: Sequence[Record]) -> None:
         lines = json_lines(batch, self.mask)
-        await self.client.xadd(
-            keys.AUDIT, {"records": lines}, maxlen=self.max_entries, approximate=True
-        )
+        entries = max(1, self.max_len // max(1, len(batch)))
+        await self.client.xadd(keys.AUDIT, {"records": lines}, maxlen=entries, approximate=True)
 
     async def close(self) -> None:
         return None
