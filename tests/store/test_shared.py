@@ -15,7 +15,7 @@ class Gated:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.gates: list[asyncio.Event] = []
-        self.fail: Exception | None = None
+        self.fail: BaseException | None = None
 
     async def fetch(self, key: str) -> int:
         self.calls.append(key)
@@ -93,3 +93,30 @@ async def test_close_cancels_the_reads_under_way() -> None:
     await reads.close()
     with pytest.raises(asyncio.CancelledError):
         await caller
+
+
+async def test_a_read_cancelled_from_within_fails_its_callers_and_the_next_one_still_runs() -> None:
+    # A fetch can end in `CancelledError` without `close` (a client library that turns its
+    # own timeout or a lost connection into a cancellation). Its callers get a store error
+    # (the guard fails closed), and the callers who came meanwhile get their read: before,
+    # they waited on a read that no runner would make, for ever.
+    fetch = Gated()
+    reads = SharedReads(fetch.fetch)
+    first = asyncio.create_task(reads.read("t"))
+    await settle()
+    later = asyncio.create_task(reads.read("t"))  # waits for the next read
+    await settle()
+    fetch.fail = asyncio.CancelledError()
+    fetch.gates[0].set()
+    with pytest.raises(TimeoutError, match="cancelled"):
+        await first
+    await settle()
+    assert fetch.calls == ["t", "t"]  # the next read runs
+    fetch.fail = None
+    fetch.gates[1].set()
+    assert await later == 2
+    third = asyncio.create_task(reads.read("t"))  # and reads go on as before
+    await settle()
+    fetch.gates[2].set()
+    assert await third == 3
+    await reads.close()

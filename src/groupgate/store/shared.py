@@ -49,12 +49,17 @@ class SharedReads(Generic[T]):
         self._next.clear()
 
     async def _run(self, key: str) -> None:
+        me = asyncio.current_task()
         try:
             while (waiting := self._next.pop(key, None)) is not None:
                 try:
                     result = await self._fetch(key)
                 except asyncio.CancelledError:
-                    waiting.cancel()
+                    if self._runners.get(key) is me:  # not `close`: the read failed
+                        waiting.set_exception(TimeoutError("the read was cancelled"))
+                        waiting.exception()
+                    else:
+                        waiting.cancel()
                     raise
                 except Exception as exc:  # handed to every caller of this read
                     waiting.set_exception(exc)
@@ -62,4 +67,10 @@ class SharedReads(Generic[T]):
                 else:
                     waiting.set_result(result)
         finally:
-            self._runners.pop(key, None)
+            if self._runners.get(key) is me:
+                del self._runners[key]
+                if key in self._next:
+                    # Callers came during a read that ended in a cancellation not asked by
+                    # `close`: their read still runs, in a runner of its own (with none,
+                    # they would wait for ever).
+                    self._runners[key] = asyncio.create_task(self._run(key))
