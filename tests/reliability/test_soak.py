@@ -150,11 +150,19 @@ class Traffic:
         while time.monotonic() < until:
             # A new connection every 200 requests: connections come and go, as from a gateway.
             connector = aiohttp.TCPConnector(limit=1)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            # A request unanswered in 30 s fails the run naming itself (aiohttp's default
+            # would wait 300 s and say only "TimeoutError").
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 for _ in range(200):
                     if time.monotonic() >= until:
                         break
-                    await self.one(session, rng, n)
+                    try:
+                        await self.one(session, rng, n)
+                    except TimeoutError:
+                        raise AssertionError(
+                            f"client {seed}: its request {n} was not answered in 30 s"
+                        ) from None
                     n += 1
 
     async def run(self, seconds: float, clients: int = 8) -> None:
@@ -198,6 +206,7 @@ async def test_soak(redis_process: RedisProcess) -> None:
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
+        sys.stderr.write(err.decode()[-4000:])  # pytest shows it when the test fails
     done = traffic.requests - started
     growth = rss_end / rss_start - 1
     print(
