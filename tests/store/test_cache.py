@@ -78,6 +78,53 @@ def test_divergent_store_drops_the_tenant() -> None:
     assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 3
 
 
+def test_a_read_older_than_the_events_applied_during_it_drops_nothing() -> None:
+    # Under a steady stream of writes the poll's read is often answered before an event the
+    # listener applies before the answer is handled: the store is not behind the cache.
+    cache = ProfileCache(10)
+    cache.observe("t", 5, "1", "s5")
+    mark = cache.mark("t")
+    cache.apply_event("t", 6, "s6", ["b"], [], False)  # while the read is under way
+    cache.put("t", "a", entry("a"), 6)
+    cache.reconcile("t", 5, "1", "s5", now=0.0, grace=1.0, mark=mark)
+    cache.reconcile("t", 5, "1", "s5", now=5.0, grace=1.0, mark=mark)  # not "events lost"
+    assert cache.get("t", "a") is not None and cache.tenants["t"].known_rev == 6
+    assert cache.tenants["t"].behind_since is None
+    cache.reconcile("t", 6, "1", "s6", now=5.0, grace=1.0, mark=mark)  # caught up meanwhile
+    assert cache.get("t", "a") is not None
+
+
+def test_a_read_below_what_the_cache_knew_as_it_began_is_a_store_gone_back() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 5, "1", "s5")
+    mark = cache.mark("t")
+    cache.apply_event("t", 6, "s6", [], [], False)
+    cache.put("t", "a", entry("a"), 6)
+    cache.reconcile("t", 4, "1", "s4", now=0.0, grace=1.0, mark=mark)  # below 5: lost writes
+    assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 4
+
+    for seen, stamp in ((5, "other"), (6, "other")):  # the same revision, another write
+        cache = ProfileCache(10)
+        cache.observe("t", 5, "1", "s5")
+        mark = cache.mark("t")
+        cache.apply_event("t", 6, "s6", [], [], False)
+        cache.put("t", "a", entry("a"), 6)
+        cache.reconcile("t", seen, "1", stamp, now=0.0, grace=1.0, mark=mark)
+        assert cache.get("t", "a") is None, seen
+
+
+def test_a_read_begun_before_another_reset_the_tenant_is_not_judged() -> None:
+    cache = ProfileCache(10)
+    cache.observe("t", 5, "1", "s5")
+    mark = cache.mark("t")
+    for _ in range(2):  # other reads: events were lost, the tenant is reset at 7
+        cache.reconcile("t", 7, "1", "s7", now=0.0, grace=0.0)
+    assert cache.tenants["t"].known_rev == 7
+    cache.put("t", "a", entry("a"), 7)
+    cache.reconcile("t", 6, "1", "s6", now=0.0, grace=0.0, mark=mark)  # the older read
+    assert cache.get("t", "a") is not None and cache.tenants["t"].known_rev == 7
+
+
 def test_lru_bound_and_index_cleanup() -> None:
     cache = ProfileCache(2)
     cache.observe("t", 1, "1", "s")

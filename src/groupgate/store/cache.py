@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from groupgate.engine.profile import Profile
 from groupgate.model import Group, Settings, Subject
@@ -71,6 +72,14 @@ class TenantState:
 
     def __post_init__(self) -> None:
         self.seen_rev = max(self.seen_rev, self.known_rev)
+
+
+class Mark(NamedTuple):
+    """What the cache knew of a tenant as a read of the store's revision began."""
+
+    state: TenantState
+    rev: int
+    stamp: str
 
 
 class ProfileCache:
@@ -242,20 +251,45 @@ class ProfileCache:
         if not state.pending:
             state.behind_since = None
 
+    def mark(self, tenant: str) -> Mark | None:
+        """What the cache knows of `tenant` now, taken as a read of the store's revision
+        begins (None: the tenant is not tracked); `reconcile` judges the read against it."""
+        state = self.tenants.get(tenant)
+        return None if state is None else Mark(state, state.known_rev, state.stamp)
+
     def reconcile(
-        self, tenant: str, rev: int, gen: str, stamp: str, now: float, grace: float
+        self,
+        tenant: str,
+        rev: int,
+        gen: str,
+        stamp: str,
+        now: float,
+        grace: float,
+        mark: Mark | None = None,
     ) -> None:
         """Compare the store's (rev, gen, stamp) with what the cache knows (the poll).
 
         Drops the tenant's entries when the store went backwards or diverged (invariant 5),
         or when it has been ahead for longer than `grace` (a change event was lost).
+
+        `mark` is what the cache knew when the read began (`mark`; None: the read is taken
+        as of now). Events applied while the read was under way are newer than the read: a
+        revision below the cache's now but not below the mark's is a read older than those
+        events, not a store that went back, and says nothing about lost events either (under
+        a steady stream of writes, judging such a read against the cache of now dropped the
+        cache for nothing, and then once more when the events before the reset never came
+        again). A read that began before another one reset the tenant is not judged.
         """
         state = self.tenants.get(tenant)
-        if state is None:
+        if state is None or (mark is not None and mark.state is not state):
             return
+        since_rev, since_stamp = (
+            (state.known_rev, state.stamp) if mark is None else (mark.rev, mark.stamp)
+        )
         diverged = (
             gen != state.gen
-            or rev < state.known_rev
+            or rev < since_rev
+            or (rev == since_rev and stamp != since_stamp and since_stamp != "")
             or (rev == state.known_rev and stamp != state.stamp and state.stamp != "")
         )
         if diverged:
@@ -264,10 +298,12 @@ class ProfileCache:
                 tenant,
                 rev,
                 gen,
-                state.known_rev,
+                since_rev,
                 state.gen,
             )
             self.reset(tenant, rev, gen, stamp)
+            return
+        if rev < state.known_rev:  # older than the events applied since the read began
             return
         if rev == state.known_rev:
             state.behind_since = None

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 
 from groupgate.errors import NotFound, StoreUnavailable
-from groupgate.store.cache import ProfileCache
+from groupgate.store.cache import Mark, ProfileCache
 from groupgate.store.entries import Found, Kept
 from groupgate.store.guard import STORE_ERRORS, Guard
 from groupgate.store.held import Table
@@ -58,8 +58,10 @@ class CachedEntries:
         self.max_staleness = max_staleness
         self.poll_interval = poll_interval
         self.stale_after = 2 * poll_interval + 0.5
-        #: The tenants' (rev, gen, stamp) as checks with a token confirm them.
-        self._metas = SharedReads(meta)
+        self._meta = meta
+        #: The tenants' (rev, gen, stamp) as checks with a token confirm them, each with
+        #: what the cache knew as its read began.
+        self._metas = SharedReads(self._marked_meta)
         inner.seen = self._seen
 
     async def close(self) -> None:
@@ -198,11 +200,19 @@ class CachedEntries:
         state = self.cache.tenants.get(tenant)
         if min_revision is None or state is None or state.known_rev < min_revision:
             return
-        meta = await self.guard(self._metas.read(tenant))
+        meta, mark = await self.guard(self._metas.read(tenant))
         if meta is None:
             self.cache.tenants.pop(tenant, None)
             raise NotFound(f"unknown tenant {tenant!r}")
         rev, gen, stamp = meta
-        self.cache.reconcile(tenant, rev, gen, stamp, time.monotonic(), self.poll_interval)
+        if mark is not None:
+            now = time.monotonic()
+            self.cache.reconcile(tenant, rev, gen, stamp, now, self.poll_interval, mark)
         if rev < min_revision:
             raise not_reached(min_revision, rev)
+
+    async def _marked_meta(self, tenant: str) -> tuple[Meta | None, Mark | None]:
+        """The store's (rev, gen, stamp) of `tenant`, and what the cache knew of it as the
+        read began (`ProfileCache.reconcile` judges the read against it)."""
+        mark = self.cache.mark(tenant)
+        return await self._meta(tenant), mark

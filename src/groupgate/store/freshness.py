@@ -113,13 +113,16 @@ class Freshness:
             self.guard.answered()
             return
         tenants = list(self.cache.tenants)
+        marks = [self.cache.mark(tenant) for tenant in tenants]  # as the read begins
         metas = await self.graphs.metas(tenants)
         self.guard.last_ok = now = time.monotonic()
         grace = 0.0 if after_reconnect else self.poll_interval
-        for tenant, meta in zip(tenants, metas, strict=True):
+        for tenant, mark, meta in zip(tenants, marks, metas, strict=True):
+            if mark is None:
+                continue
             if meta is None:
                 self.cache.drop_tenant(tenant)
                 self.cache.tenants.pop(tenant, None)
                 continue
             rev, gen, stamp = meta
-            self.cache.reconcile(tenant, rev, gen, stamp, now, grace)
+            self.cache.reconcile(tenant, rev, gen, stamp, now, grace, mark)
