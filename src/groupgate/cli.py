@@ -162,7 +162,12 @@ def serve_config(args: argparse.Namespace) -> Serving:
 def _worker(config: Config, reuse_port: bool, show: str | None) -> None:
     from groupgate.api.server import run
 
-    log.configure(config.log_level, config.log_format, decision_log="stdout" in config.audit.sinks)
+    log.configure(
+        config.log_level,
+        config.log_format,
+        decision_log="stdout" in config.audit.sinks,
+        buffer=config.log_buffer,
+    )
 
     def bound() -> None:
         if show:

@@ -229,6 +229,9 @@ class Config:
     decision_log: bool = False
     log_level: str = "info"
     log_format: str = "json"
+    #: Log lines waiting for `serve`'s writer thread to put them on stderr, at most; past
+    #: it a line is dropped and counted (a stderr nobody reads must not stall decisions).
+    log_buffer: int = 10_000
     allow_py_parser: bool = False
     public_url: str | None = None
     #: Seconds between looks at the policy files for a change (0: only SIGHUP and the admin
@@ -362,6 +365,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "decision_log": _bool,
     "log_level": _choice("debug", "info", "warning", "error", "critical"),
     "log_format": _choice("json", "text"),
+    "log_buffer": _int(100, 10_000_000),
     "allow_py_parser": _bool,
     "public_url": _text,
     "policy_watch": _seconds,
@@ -456,6 +460,8 @@ HELP: dict[str, str] = {
     "decision_log": "log every decision",
     "log_level": "debug, info, warning, error or critical",
     "log_format": "json or text",
+    "log_buffer": "log lines waiting to be written to stderr, at most; past it a line is "
+    "dropped and counted, so a stderr nobody reads never stalls decisions",
     "allow_py_parser": "start even without aiohttp's C HTTP parser (slower)",
     "public_url": "the base URL clients use, for the AuthZEN metadata",
     "demo": "demo mode: the policy directory's demo graph, an open admin API, open decisions "

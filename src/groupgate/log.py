@@ -9,14 +9,21 @@ Every logger groupgate writes to is declared here, so that operators can tune th
 
 Calls use `%`-style arguments so nothing is formatted when a level is off; the decision log is
 guarded by one boolean check in the handlers, so a disabled decision log costs nothing.
+In `serve` the application log reaches stderr through `Lines`, a writer thread with a bounded
+queue: a stderr nobody reads never blocks the event loop (lines past the bound are dropped,
+counted and reported).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import queue
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
@@ -96,17 +103,121 @@ def quiet_malformed_http() -> None:
         aiohttp_server.addFilter(_MALFORMED)
 
 
-def configure(level: str = "info", fmt: str = "json", *, decision_log: bool = False) -> None:
+class Lines:
+    """Log lines written to a stream by a thread of their own, so that a stream that blocks
+    (a pipe or terminal nobody reads) never blocks the event loop.
+
+    `handler` formats a record where it is logged (as a direct handler would) and queues the
+    line; past `buffer` waiting lines it drops the line and counts it, never waits. The
+    writer thread writes the lines in order and, once it has caught up (or a second after
+    its last such line), one more naming how many were dropped since. `stop` writes what
+    waits (for at most `grace` seconds) and ends the thread.
+    """
+
+    def __init__(self, stream: TextIO, formatter: logging.Formatter, buffer: int) -> None:
+        self.stream = stream
+        self.formatter = formatter
+        self.queue: queue.Queue[str | None] = queue.Queue(buffer)
+        self.dropped = 0
+        self._reported = 0
+        self._last_report = 0.0
+        self.handler = _Queued(self)
+        self.handler.setFormatter(formatter)
+        self._thread = threading.Thread(target=self._write, name="groupgate-log", daemon=True)
+        self._thread.start()
+
+    def put(self, line: str) -> None:
+        try:
+            self.queue.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def stop(self, grace: float = 2.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=grace)
+        self._thread.join(grace)
+
+    def _write(self) -> None:
+        while (line := self.queue.get()) is not None:
+            try:
+                self.stream.write(line + "\n")
+                if self.dropped > self._reported and (
+                    self.queue.empty() or time.monotonic() - self._last_report >= 1.0
+                ):
+                    self._report()
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed stream: nothing to write to any more
+                return
+
+    def _report(self) -> None:
+        dropped, self._reported = self.dropped - self._reported, self.dropped
+        self._last_report = time.monotonic()
+        notice = logging.LogRecord(
+            root.name,
+            logging.WARNING,
+            __file__,
+            0,
+            "log: %d lines dropped, the log stream was not read as fast as they came",
+            (dropped,),
+            None,
+        )
+        self.stream.write(self.formatter.format(notice) + "\n")
+
+
+class _Queued(logging.Handler):
+    """The logging side of `Lines`: formats each record and queues its line."""
+
+    def __init__(self, lines: Lines) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.put(self.format(record))
+        except Exception:  # as logging.StreamHandler does
+            self.handleError(record)
+
+
+#: The queued stderr writer `configure` installed (None: a direct handler).
+_lines: Lines | None = None
+
+
+def dropped() -> int:
+    """Log lines dropped so far because stderr was not read fast enough (`Lines`)."""
+    return 0 if _lines is None else _lines.dropped
+
+
+def configure(
+    level: str = "info",
+    fmt: str = "json",
+    *,
+    decision_log: bool = False,
+    buffer: int | None = None,
+) -> None:
     """Install one stderr handler on the `groupgate` logger (idempotent).
 
-    The decision log always writes JSON to stdout when enabled, so it can be shipped apart
-    from the application log; when disabled its level is raised above CRITICAL.
+    With `buffer` (what `serve` does) the lines go through `Lines`: a writer thread, at most
+    `buffer` waiting; without, straight to stderr (one-shot commands, whose log must be
+    written before they return). The decision log always writes JSON to stdout when
+    enabled, so it can be shipped apart from the application log; when disabled its level
+    is raised above CRITICAL.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+    global _lines
+    formatter = (
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    if _lines is not None:
+        _lines.stop()
+        _lines = None
+    handler: logging.Handler
+    if buffer is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        _lines = Lines(sys.stderr, formatter, buffer)
+        handler = _lines.handler
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
@@ -124,6 +235,13 @@ def configure(level: str = "info", fmt: str = "json", *, decision_log: bool = Fa
         decisions.handlers[:] = []
         decisions.setLevel(logging.CRITICAL + 1)
     decisions.propagate = False
+
+
+@atexit.register
+def _flush() -> None:
+    """At exit, what waits in the queued stderr writer is written (within its grace)."""
+    if _lines is not None:
+        _lines.stop()
 
 
 def decision(surface: str, **fields: Any) -> None:

@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from groupgate import log
 from groupgate.api.app import STATE
 from groupgate.api.native import json_response
 from groupgate.api.problems import guarded, problem
@@ -103,6 +104,18 @@ class _ServiceCollector:
             yield gauge
 
 
+class _LogCollector:
+    """`groupgate_log_lines_dropped_total`: application log lines dropped because stderr was
+    not read as fast as they came (`log.Lines`)."""
+
+    def collect(self) -> Iterator[Any]:
+        metric = CounterMetricFamily(
+            "groupgate_log_lines_dropped", "log lines dropped: stderr was not read fast enough"
+        )
+        metric.add_metric([], log.dropped())
+        yield metric
+
+
 class Metrics:
     """Decision counters and latency histograms of one application."""
 
@@ -114,6 +127,7 @@ class Metrics:
         self.sums = dict.fromkeys(SURFACES, 0.0)
         self.registry.register(_DecisionCollector(self))
         self.registry.register(_ServiceCollector(service))
+        self.registry.register(_LogCollector())
 
     def observe(self, surface: str, allowed: bool, seconds: float) -> None:
         self.results[surface][0 if allowed else 1] += 1
