@@ -23,7 +23,7 @@ import groupgate
 from groupgate.cli import main, parser
 from groupgate.config import HELP, PARSERS, describe
 from tests.api.conftest import TODO
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import demo_check, free_port, wait_for_port
 
 POLICIES = TODO.parents[1]
 
@@ -273,19 +273,7 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         wait_for_port(port, timeout=20)
         for listening in (port, decision_port):
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{listening}/v1/check",
-                data=json.dumps(
-                    {
-                        "subject": {"id": "emp-de"},
-                        "action": "update",
-                        "resource": {"type": "orders", "restrictions": ["DE"]},
-                    }
-                ).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                assert json.loads(response.read())["allow"] is True
+            assert demo_check(listening)["allow"] is True
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)

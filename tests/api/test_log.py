@@ -17,10 +17,9 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any
 
 from groupgate.log import JsonFormatter, Lines
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import demo_check, free_port, wait_for_port
 
 
 class Held:
@@ -71,22 +70,6 @@ def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def _check(port: int) -> Any:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/check",
-        data=json.dumps(
-            {
-                "subject": {"id": "emp-de"},
-                "action": "update",
-                "resource": {"type": "orders", "restrictions": ["DE"]},
-            }
-        ).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - ours
-        return json.loads(response.read())
-
-
 def test_serve_answers_while_nobody_reads_its_stderr() -> None:
     port, decision_port = free_port(), free_port()
     env = {**os.environ, "GROUPGATE_LOG_LEVEL": "debug", "GROUPGATE_LOG_BUFFER": "100"}
@@ -105,8 +88,8 @@ def test_serve_answers_while_nobody_reads_its_stderr() -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
                 assert sock.recv(65536).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
-        assert _check(port)["allow"] is True  # answered, the log's writer held
-        assert _check(decision_port)["allow"] is True
+        assert demo_check(port)["allow"] is True  # answered, the log's writer held
+        assert demo_check(decision_port)["allow"] is True
         status, metrics = _get(f"http://127.0.0.1:{port}/metrics")
         dropped = [
             line for line in metrics.decode().splitlines()

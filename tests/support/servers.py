@@ -10,6 +10,7 @@ GROUPGATE_REQUIRE_PROXIES (caddy, haproxy).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -18,8 +19,10 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -501,3 +504,21 @@ class HAProxy(_Process):
         path = self.folder / "haproxy.cfg"
         path.write_text(config)
         self._start([binary, "-f", str(path), "-db"], None, timeout)
+
+
+def demo_check(port: int) -> Any:
+    """The demo's first check (emp-de may update orders restricted to DE: allowed) asked of
+    a `serve --demo` listening on `port`, over a connection of its own; its JSON answer."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/check",
+        data=json.dumps(
+            {
+                "subject": {"id": "emp-de"},
+                "action": "update",
+                "resource": {"type": "orders", "restrictions": ["DE"]},
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - ours
+        return json.loads(response.read())
