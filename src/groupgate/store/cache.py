@@ -19,6 +19,8 @@ Invariants that keep it from ever serving a revoked permission:
    (a failover lost acknowledged writes), drops the tenant's entries. Nothing announces
    it: the service's poll finds it within `poll_interval`, and a check with a consistency
    token compares first (`CachedEntries.confirm`), so that it never uses such entries.
+   A read is compared with what the cache knew as it began (`mark`): the events applied
+   while it was under way are newer than it.
 """
 
 from __future__ import annotations
