@@ -111,7 +111,9 @@ class Lines:
     line; past `buffer` waiting lines it drops the line and counts it, never waits. The
     writer thread writes the lines in order and, once it has caught up (or a second after
     its last such line), one more naming how many were dropped since. `stop` writes what
-    waits (for at most `grace` seconds) and ends the thread.
+    waits (for at most `grace` seconds) and ends the thread. (Not the standard library's
+    `QueueHandler` and `QueueListener`: the handler copies each record, the listener's stop
+    fails on a full queue and waits for a blocked stream without bound.)
     """
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter, buffer: int) -> None:

@@ -61,9 +61,9 @@ def test_lost_event_drops_the_tenant_after_grace() -> None:
     cache = ProfileCache(10)
     cache.observe("t", 1, "1", "s1")
     cache.put("t", "a", entry("a"), 1)
-    cache.reconcile("t", 2, "1", "s2", now=10.0, grace=1.0)
+    cache.reconcile("t", 2, "1", "s2", now=10.0, grace=1.0, mark=cache.mark("t"))
     assert cache.get("t", "a") is not None  # maybe only in flight
-    cache.reconcile("t", 2, "1", "s2", now=11.5, grace=1.0)
+    cache.reconcile("t", 2, "1", "s2", now=11.5, grace=1.0, mark=cache.mark("t"))
     assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 2
 
 
@@ -71,10 +71,12 @@ def test_divergent_store_drops_the_tenant() -> None:
     cache = ProfileCache(10)
     cache.observe("t", 5, "1", "s5")
     cache.put("t", "a", entry("a"), 5)
-    cache.reconcile("t", 5, "1", "other", now=0.0, grace=1.0)  # same revision, other write
+    # the same revision, another write
+    cache.reconcile("t", 5, "1", "other", now=0.0, grace=1.0, mark=cache.mark("t"))
     assert cache.get("t", "a") is None
     cache.put("t", "a", entry("a"), 5)
-    cache.reconcile("t", 3, "1", "s3", now=0.0, grace=1.0)  # revision went backwards
+    # the revision went backwards
+    cache.reconcile("t", 3, "1", "s3", now=0.0, grace=1.0, mark=cache.mark("t"))
     assert cache.get("t", "a") is None and cache.tenants["t"].known_rev == 3
 
 
@@ -118,7 +120,7 @@ def test_a_read_begun_before_another_reset_the_tenant_is_not_judged() -> None:
     cache.observe("t", 5, "1", "s5")
     mark = cache.mark("t")
     for _ in range(2):  # other reads: events were lost, the tenant is reset at 7
-        cache.reconcile("t", 7, "1", "s7", now=0.0, grace=0.0)
+        cache.reconcile("t", 7, "1", "s7", now=0.0, grace=0.0, mark=cache.mark("t"))
     assert cache.tenants["t"].known_rev == 7
     cache.put("t", "a", entry("a"), 7)
     cache.reconcile("t", 6, "1", "s6", now=0.0, grace=0.0, mark=mark)  # the older read

@@ -267,15 +267,16 @@ class ProfileCache:
         stamp: str,
         now: float,
         grace: float,
-        mark: Mark | None = None,
+        mark: Mark | None,
     ) -> None:
         """Compare the store's (rev, gen, stamp) with what the cache knows (the poll).
 
         Drops the tenant's entries when the store went backwards or diverged (invariant 5),
         or when it has been ahead for longer than `grace` (a change event was lost).
 
-        `mark` is what the cache knew when the read began (`mark`; None: the read is taken
-        as of now). Events applied while the read was under way are newer than the read: a
+        `mark` is what the cache knew when the read began (`mark`; None: the tenant was not
+        tracked then, and the read is not judged). Events applied while the read was under
+        way are newer than the read: a
         revision below the cache's now but not below the mark's is a read older than those
         events, not a store that went back, and says nothing about lost events either (under
         a steady stream of writes, judging such a read against the cache of now dropped the
@@ -283,11 +284,9 @@ class ProfileCache:
         again). A read that began before another one reset the tenant is not judged.
         """
         state = self.tenants.get(tenant)
-        if state is None or (mark is not None and mark.state is not state):
+        if state is None or mark is None or mark.state is not state:
             return
-        since_rev, since_stamp = (
-            (state.known_rev, state.stamp) if mark is None else (mark.rev, mark.stamp)
-        )
+        _, since_rev, since_stamp = mark
         diverged = (
             gen != state.gen
             or rev < since_rev

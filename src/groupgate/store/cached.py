@@ -205,9 +205,7 @@ class CachedEntries:
             self.cache.tenants.pop(tenant, None)
             raise NotFound(f"unknown tenant {tenant!r}")
         rev, gen, stamp = meta
-        if mark is not None:
-            now = time.monotonic()
-            self.cache.reconcile(tenant, rev, gen, stamp, now, self.poll_interval, mark)
+        self.cache.reconcile(tenant, rev, gen, stamp, time.monotonic(), self.poll_interval, mark)
         if rev < min_revision:
             raise not_reached(min_revision, rev)
 

@@ -118,8 +118,6 @@ class Freshness:
         self.guard.last_ok = now = time.monotonic()
         grace = 0.0 if after_reconnect else self.poll_interval
         for tenant, mark, meta in zip(tenants, marks, metas, strict=True):
-            if mark is None:
-                continue
             if meta is None:
                 self.cache.drop_tenant(tenant)
                 self.cache.tenants.pop(tenant, None)
