@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -90,3 +92,20 @@ def forget_tenant(url: str, tenant: str) -> None:
         client.srem(keys.TENANTS, tenant)
     finally:
         client.close()
+
+
+async def import_settled(
+    service: GraphService, document: Any, *readers: GraphService, limit: float = 5.0
+) -> Any:
+    """Import `document` through `service`, then wait until it (and every one of `readers`)
+    has applied a change event since: the import's own, which drops whatever is cached of
+    the tenant whenever it comes. A test that looks at the cache right after an import would
+    otherwise race it (seen on the Cluster, whose events come through another connection)."""
+    watching = (service, *readers)
+    before = [s.events for s in watching]
+    written = await service.admin.import_graph(None, document)
+    deadline = time.monotonic() + limit
+    while any(s.events <= n for s, n in zip(watching, before, strict=True)):
+        assert time.monotonic() < deadline, "the import's change event never came"
+        await asyncio.sleep(0.01)
+    return written

@@ -11,7 +11,7 @@ import pytest
 from groupgate.errors import GraphError, NotFound
 from groupgate.model import Resource
 from groupgate.store import keys
-from tests.store.conftest import Opener
+from tests.store.conftest import Opener, import_settled
 from tests.store.data import acme
 
 DE_ORDER = {"type": "orders", "id": "o-de", "attributes": {"restrictions": ["DE"]}}
@@ -29,7 +29,7 @@ async def test_held_attributes_win_sent_ones_fill_the_rest(
     open_service: Opener, tenant: str
 ) -> None:
     service = await open_service()
-    await service.admin.import_graph(None, with_resources(tenant, DE_ORDER))
+    await import_settled(service, with_resources(tenant, DE_ORDER))
     sent_us = Resource("orders", "o-de", restrictions=US)
     assert (await service.decider.check(tenant, "emp-1", "update", sent_us)).decision.allow
     # The same through the cache, with no store call: the table is in-process now.
@@ -80,7 +80,7 @@ async def test_a_resource_write_drops_the_table_not_the_profiles(
     open_service: Opener, tenant: str
 ) -> None:
     writer, reader = await open_service(), await open_service()
-    await writer.admin.import_graph(None, with_resources(tenant, DE_ORDER))
+    await import_settled(writer, with_resources(tenant, DE_ORDER), reader)
     sent_us = Resource("orders", "o-de", restrictions=US)
     await reader.decider.check(tenant, "emp-1", "update", sent_us)
     assert reader.decider.check_cached(tenant, "emp-1", "update", sent_us) is not None

@@ -16,7 +16,7 @@ from groupgate.store.decider import StoreDecider
 from groupgate.store.guard import Guard
 from groupgate.store.reader import StoreReader
 from groupgate.store.service import GraphService
-from tests.store.conftest import Opener
+from tests.store.conftest import Opener, import_settled
 from tests.store.data import acme
 
 DE_ORDER = Resource(type="orders", id="o-1", company="c-parent", restrictions=frozenset({"DE"}))
@@ -56,7 +56,7 @@ async def test_import_then_decide(open_service: Opener, tenant: str) -> None:
 
 async def test_check_cached_answers_only_from_the_cache(open_service: Opener, tenant: str) -> None:
     service = await open_service()
-    await service.admin.import_graph(None, acme(tenant))
+    await import_settled(service, acme(tenant))
     # Not resolved yet:
     assert service.decider.check_cached(tenant, "emp-1", "update", DE_ORDER) is None
     assert (service.cache.hits, service.cache.misses) == (0, 0)  # the `check` after counts
@@ -80,7 +80,7 @@ async def test_a_decider_over_the_bare_reader_answers_as_the_cached_one(
     service = await open_service()
     doc = acme(tenant)
     doc["resources"] = [{"type": "orders", "id": "o-1", "attributes": {"restrictions": ["US"]}}]
-    rev = await service.admin.import_graph(None, doc)
+    rev = await import_settled(service, doc)
     reader = StoreReader(
         service.graphs, ProfileCompiler(service.catalog), Guard(), time.time, GroupMemo()
     )
